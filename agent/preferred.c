@@ -1,0 +1,221 @@
+#include "preferred.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pf_group {
+	const char *pf;
+	size_t *members; /* indexes into the candidate array, in address order */
+	size_t n;
+	size_t taken;
+	bool used_by_must;
+};
+
+struct picker {
+	const struct pref_candidate *avail;
+	const char **out;
+	size_t nout;
+};
+
+static bool already_out(const struct picker *p, const char *id)
+{
+	for (size_t i = 0; i < p->nout; i++)
+		if (strcmp(p->out[i], id) == 0)
+			return true;
+	return false;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int cmp_idx_by_id(const void *a, const void *b, void *ctx)
+{
+	const struct pref_candidate *c = ctx;
+	return strcmp(c[*(const size_t *)a].id, c[*(const size_t *)b].id);
+}
+
+/* Groups the chosen candidates by PF, PFs in address order. */
+static int group_by_pf(const struct pref_candidate *c, const size_t *idx, size_t n,
+		       struct pf_group **groups, size_t *ngroups)
+{
+	*groups = calloc(n ? n : 1, sizeof(**groups));
+	*ngroups = 0;
+	if (!*groups)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct pf_group *g = NULL;
+		for (size_t j = 0; j < *ngroups; j++)
+			if (strcmp((*groups)[j].pf, c[idx[i]].pf) == 0)
+				g = &(*groups)[j];
+		if (!g) {
+			size_t at = *ngroups;
+			while (at > 0 && strcmp((*groups)[at - 1].pf, c[idx[i]].pf) > 0) {
+				(*groups)[at] = (*groups)[at - 1];
+				at--;
+			}
+			g = &(*groups)[at];
+			memset(g, 0, sizeof(*g));
+			g->pf = c[idx[i]].pf;
+			(*ngroups)++; /* counted first, so that the caller frees it on failure */
+			g->members = calloc(n, sizeof(size_t));
+			if (!g->members)
+				return -ENOMEM;
+		}
+		g->members[g->n++] = idx[i];
+	}
+	for (size_t j = 0; j < *ngroups; j++)
+		qsort_r((*groups)[j].members, (*groups)[j].n, sizeof(size_t), cmp_idx_by_id, (void *)c);
+	return 0;
+}
+
+static void take_from(struct picker *p, struct pf_group *g, size_t *need)
+{
+	while (*need > 0 && g->taken < g->n) {
+		p->out[p->nout++] = p->avail[g->members[g->taken++]].id;
+		(*need)--;
+	}
+}
+
+static void pick_pack(struct picker *p, struct pf_group *g, size_t ng, size_t need)
+{
+	/* PFs that the must-include devices already occupy cost nothing more. */
+	for (size_t i = 0; i < ng && need > 0; i++)
+		if (g[i].used_by_must)
+			take_from(p, &g[i], &need);
+	while (need > 0) {
+		struct pf_group *best_fit = NULL, *largest = NULL;
+		for (size_t i = 0; i < ng; i++) {
+			size_t left = g[i].n - g[i].taken;
+			if (left == 0)
+				continue;
+			if (left >= need && (!best_fit || left < best_fit->n - best_fit->taken))
+				best_fit = &g[i];
+			if (!largest || left > largest->n - largest->taken)
+				largest = &g[i];
+		}
+		if (!largest)
+			return;
+		take_from(p, best_fit ? best_fit : largest, &need);
+	}
+}
+
+static void pick_spread(struct picker *p, struct pf_group *g, size_t ng, size_t need)
+{
+	/* Order: PFs the must-include devices do not use first, then most free first. */
+	struct pf_group **order = calloc(ng ? ng : 1, sizeof(*order));
+	size_t no = 0;
+
+	if (!order)
+		return;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < ng; i++)
+			if (g[i].used_by_must == (pass == 1))
+				order[no++] = &g[i];
+	for (size_t i = 1; i < no; i++) { /* stable insertion sort by free count, desc */
+		struct pf_group *x = order[i];
+		size_t j = i;
+		while (j > 0 && order[j - 1]->used_by_must == x->used_by_must && order[j - 1]->n < x->n) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = x;
+	}
+	while (need > 0) {
+		bool progress = false;
+		for (size_t i = 0; i < no && need > 0; i++) {
+			if (order[i]->taken < order[i]->n) {
+				size_t one = 1;
+				take_from(p, order[i], &one);
+				need--;
+				progress = true;
+			}
+		}
+		if (!progress)
+			break;
+	}
+	free(order);
+}
+
+int preferred_pick(const struct pref_candidate *avail, size_t navail,
+		   const struct pref_candidate *must, size_t nmust, size_t size,
+		   enum alloc_policy policy, const char ***out, size_t *nout)
+{
+	struct picker p = {.avail = avail};
+	size_t *pool = NULL, npool = 0, *chosen = NULL, nchosen = 0, need;
+	struct pf_group *groups = NULL;
+	size_t ngroups = 0;
+	int must_numa = -2; /* -2: no must-include device; -3: several nodes */
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	*nout = 0;
+	p.out = calloc(nmust + navail + 1, sizeof(*p.out));
+	pool = calloc(navail + 1, sizeof(*pool));
+	chosen = calloc(navail + 1, sizeof(*chosen));
+	if (!p.out || !pool || !chosen)
+		goto done;
+	for (size_t i = 0; i < nmust; i++) {
+		if (already_out(&p, must[i].id))
+			continue;
+		p.out[p.nout++] = must[i].id;
+		if (must_numa == -2)
+			must_numa = must[i].numa_node;
+		else if (must_numa != must[i].numa_node)
+			must_numa = -3;
+	}
+	for (size_t i = 0; i < navail; i++) {
+		bool dup = already_out(&p, avail[i].id);
+		for (size_t j = 0; !dup && j < npool; j++)
+			dup = strcmp(avail[pool[j]].id, avail[i].id) == 0;
+		if (!dup)
+			pool[npool++] = i;
+	}
+	need = size > p.nout ? size - p.nout : 0;
+
+	if (need > 0) {
+		/* Pick the NUMA node: the must-include devices' node when it can hold
+		 * the rest, else the lowest node that can, else all nodes. */
+		int best = -4;
+		for (size_t i = 0; i < npool; i++) {
+			int node = avail[pool[i]].numa_node;
+			size_t count = 0;
+			for (size_t j = 0; j < npool; j++)
+				count += avail[pool[j]].numa_node == node;
+			if (count < need)
+				continue;
+			if (best == -4 || (node == must_numa && best != must_numa) ||
+			    (best != must_numa && node < best))
+				best = node;
+		}
+		for (size_t i = 0; i < npool; i++)
+			if (best == -4 || avail[pool[i]].numa_node == best)
+				chosen[nchosen++] = pool[i];
+		if (group_by_pf(avail, chosen, nchosen, &groups, &ngroups))
+			goto done;
+		for (size_t i = 0; i < ngroups; i++)
+			for (size_t j = 0; j < nmust; j++)
+				if (strcmp(groups[i].pf, must[j].pf) == 0)
+					groups[i].used_by_must = true;
+		if (policy == ALLOC_SPREAD)
+			pick_spread(&p, groups, ngroups, need);
+		else
+			pick_pack(&p, groups, ngroups, need);
+	}
+	qsort(p.out, p.nout, sizeof(*p.out), cmp_str_ptr);
+	*out = p.out;
+	*nout = p.nout;
+	p.out = NULL;
+	rc = 0;
+done:
+	for (size_t i = 0; i < ngroups; i++)
+		free(groups[i].members);
+	free(groups);
+	free(chosen);
+	free(pool);
+	free(p.out);
+	return rc;
+}

@@ -1,0 +1,625 @@
+#include "xevf_discovery.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pci/pci.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xevf_sysfs.h"
+
+/*
+ * libpci reports a missing mandatory sysfs file (vendor, device, class) through its
+ * `error` callback, which must not return; its default handler calls exit(). A
+ * library must never exit its caller, and one broken device must not hide the
+ * others, so each libpci call runs under a guard: our error handler records the
+ * message and longjmps back to the guard, which turns it into an ordinary error
+ * for that one device. libpci fills devices lazily, so the only state left
+ * behind by such an abort belongs to the device that failed, which we skip.
+ * libpci has no context pointer, hence the thread-local guard.
+ */
+struct pci_guard {
+	jmp_buf env;
+	bool armed;
+	char *error;        /* message of the error that aborted the guarded call */
+	char ***notes;      /* where libpci warnings go */
+	size_t *nnotes;
+};
+
+static _Thread_local struct pci_guard *current_guard;
+
+static int notes_vadd(char ***notes, size_t *nnotes, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static int notes_vadd(char ***notes, size_t *nnotes, const char *fmt, va_list ap)
+{
+	char *line = NULL;
+	char **grown;
+
+	if (vasprintf(&line, fmt, ap) < 0)
+		return -ENOMEM;
+	grown = realloc(*notes, (*nnotes + 1) * sizeof(**notes));
+	if (!grown) {
+		free(line);
+		return -ENOMEM;
+	}
+	*notes = grown;
+	(*notes)[(*nnotes)++] = line;
+	return 0;
+}
+
+__attribute__((noreturn, format(printf, 1, 2))) static void pci_error_handler(char *msg, ...)
+{
+	struct pci_guard *g = current_guard;
+	va_list ap;
+
+	if (!g || !g->armed) {
+		/* Unguarded libpci call: a bug of ours. Abort loudly rather than exit(). */
+		fputs("xevf: libpci error outside a guarded call\n", stderr);
+		abort();
+	}
+	free(g->error);
+	g->error = NULL;
+	va_start(ap, msg);
+	if (vasprintf(&g->error, msg, ap) < 0)
+		g->error = NULL;
+	va_end(ap);
+	g->armed = false;
+	longjmp(g->env, 1);
+}
+
+__attribute__((format(printf, 1, 2))) static void pci_warning_handler(char *msg, ...)
+{
+	struct pci_guard *g = current_guard;
+	va_list ap;
+
+	if (!g || !g->notes)
+		return;
+	va_start(ap, msg);
+	(void)notes_vadd(g->notes, g->nnotes, msg, ap);
+	va_end(ap);
+}
+
+static void pci_debug_handler(char *msg, ...)
+{
+	(void)msg;
+}
+
+/* Runs pci_fill_info under the guard; 0 or -EIO with g->error set. */
+static int guarded_fill(struct pci_guard *g, struct pci_dev *d, int flags)
+{
+	/* volatile: read after a longjmp may return here. */
+	volatile int rc = 0;
+
+	if (setjmp(g->env) == 0) {
+		g->armed = true;
+		pci_fill_info(d, flags);
+		g->armed = false;
+	} else {
+		rc = -EIO;
+	}
+	return rc;
+}
+
+int xevf_dev_path(const struct xevf_roots *roots, const char *host_path, char **out)
+{
+	const char *root = roots && roots->dev ? roots->dev : "/dev";
+
+	/* host_path always starts with "/dev" */
+	return xevf_asprintf(out, "%s%s", root, host_path + strlen("/dev"));
+}
+
+int xevf_sysfs_path(const struct xevf_roots *roots, const char *host_path, char **out)
+{
+	const char *root = roots && roots->sysfs ? roots->sysfs : "/sys";
+
+	return xevf_asprintf(out, "%s%s", root, host_path + strlen("/sys"));
+}
+
+const char *xevf_driver_kind_name(enum xevf_driver_kind kind)
+{
+	switch (kind) {
+	case XEVF_DRIVER_NONE:
+		return "none";
+	case XEVF_DRIVER_OTHER:
+		return "other";
+	case XEVF_DRIVER_VFIO_PCI:
+		return "vfio-pci";
+	case XEVF_DRIVER_VFIO_VARIANT:
+		return "vfio-variant";
+	}
+	return "unknown";
+}
+
+static bool name_is(const char *name, const char *dashed)
+{
+	/* Module and driver names are spelled with '-' or '_' interchangeably. */
+	for (; *name && *dashed; name++, dashed++) {
+		char a = *name == '_' ? '-' : *name;
+		if (a != *dashed)
+			return false;
+	}
+	return *name == '\0' && *dashed == '\0';
+}
+
+static bool name_ends_with(const char *name, const char *dashed_suffix)
+{
+	size_t n = strlen(name), m = strlen(dashed_suffix);
+	return n > m && name_is(name + n - m, dashed_suffix);
+}
+
+static void classify_driver(struct xevf_vf *vf)
+{
+	if (!vf->driver) {
+		vf->driver_kind = XEVF_DRIVER_NONE;
+	} else if (name_is(vf->driver, "vfio-pci")) {
+		vf->driver_kind = XEVF_DRIVER_VFIO_PCI;
+	} else if (name_ends_with(vf->driver, "-vfio-pci")) {
+		vf->driver_kind = XEVF_DRIVER_VFIO_VARIANT;
+		vf->migration_capable = name_is(vf->driver, "xe-vfio-pci");
+	} else {
+		vf->driver_kind = XEVF_DRIVER_OTHER;
+	}
+}
+
+struct scan {
+	const struct xevf_roots *roots;
+	struct pci_access *pacc;
+	struct pci_guard guard;
+	struct xevf_host *host;
+	const char *devices_dir; /* <sysfs>/bus/pci/devices */
+};
+
+static struct pci_dev *find_pci_dev(struct scan *s, const struct xevf_pci_addr *a)
+{
+	for (struct pci_dev *d = s->pacc->devices; d; d = d->next)
+		if ((unsigned)d->domain == a->domain && d->bus == a->bus && d->dev == a->dev &&
+		    d->func == a->func)
+			return d;
+	return NULL;
+}
+
+static int note(struct scan *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int note(struct scan *s, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = notes_vadd(&s->host->notes, &s->host->nnotes, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* Reads the revision from the first 64 bytes of config space (what an unprivileged
+ * reader may see); -1 and a note when the file is missing or truncated. */
+static int read_revision(struct scan *s, struct pci_dev *d, const char *addr)
+{
+	u8 header[64];
+	volatile int ok = 0;
+
+	if (setjmp(s->guard.env) == 0) {
+		s->guard.armed = true;
+		ok = pci_read_block(d, 0, header, sizeof(header));
+		s->guard.armed = false;
+	}
+	if (!ok) {
+		(void)note(s, "%s: config space (%s/%s/config) is missing or shorter than %zu bytes; revision unknown",
+			   addr, s->devices_dir, addr, sizeof(header));
+		return -1;
+	}
+	return header[PCI_REVISION_ID];
+}
+
+static long read_sysfs_long(struct scan *s, const char *addr, const char *attr, int base,
+			    bool note_missing)
+{
+	char *path = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+	long v = -1;
+
+	if (xevf_asprintf(&path, "%s/%s/%s", s->devices_dir, addr, attr))
+		return -1;
+	if (xevf_read_long(path, base, &v, &err)) {
+		if (note_missing || err.errnum != ENOENT)
+			(void)note(s, "%s: %s", addr, xevf_err_msg(&err));
+		v = -1;
+	}
+	xevf_err_clear(&err);
+	free(path);
+	return v;
+}
+
+static char *read_driver(struct scan *s, const char *addr)
+{
+	char *path = NULL, *name = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+
+	if (xevf_asprintf(&path, "%s/%s/driver", s->devices_dir, addr))
+		return NULL;
+	if (xevf_readlink_basename(path, &name, &err) && err.errnum != ENOENT)
+		(void)note(s, "%s: %s", addr, xevf_err_msg(&err));
+	xevf_err_clear(&err);
+	free(path);
+	return name;
+}
+
+static int read_iommu_group(struct scan *s, const char *addr)
+{
+	char *path = NULL, *name = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+	long group = -1;
+
+	if (xevf_asprintf(&path, "%s/%s/iommu_group", s->devices_dir, addr))
+		return -1;
+	if (xevf_readlink_basename(path, &name, &err) == 0) {
+		if (xevf_parse_long(name, 10, &group) || group < 0 || group > 0x7fffffff) {
+			(void)note(s, "%s: %s points to \"%s\", not a numbered IOMMU group", addr, path, name);
+			group = -1;
+		}
+	} else if (err.errnum != ENOENT) {
+		(void)note(s, "%s: %s", addr, xevf_err_msg(&err));
+	}
+	xevf_err_clear(&err);
+	free(name);
+	free(path);
+	return (int)group;
+}
+
+/* Host path of the iommufd cdev (/dev/vfio/devices/vfioN) that sysfs shows in
+ * <vf>/vfio-dev/ when the VF is bound to a VFIO driver with cdev support. */
+static char *find_cdev(struct scan *s, const char *addr)
+{
+	char *dir_path = NULL, *node = NULL;
+	DIR *dir;
+	struct dirent *e;
+
+	if (xevf_asprintf(&dir_path, "%s/%s/vfio-dev", s->devices_dir, addr))
+		return NULL;
+	dir = opendir(dir_path);
+	free(dir_path);
+	if (!dir)
+		return NULL;
+	while ((e = readdir(dir))) {
+		long n;
+		if (strncmp(e->d_name, "vfio", 4) || xevf_parse_long(e->d_name + 4, 10, &n) || n < 0)
+			continue;
+		if (xevf_asprintf(&node, "/dev/vfio/devices/%s", e->d_name))
+			node = NULL;
+		break;
+	}
+	closedir(dir);
+	return node;
+}
+
+/* The host path when it exists under the dev root, NULL otherwise. */
+static char *existing_dev_node(const struct xevf_roots *roots, const char *host_path)
+{
+	char *local = NULL;
+	bool exists;
+
+	if (xevf_dev_path(roots, host_path, &local))
+		return NULL;
+	exists = xevf_path_exists(local);
+	free(local);
+	return exists ? strdup(host_path) : NULL;
+}
+
+static void set_unhealthy(struct xevf_vf *vf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_unhealthy(struct xevf_vf *vf, const char *fmt, ...)
+{
+	va_list ap;
+
+	vf->healthy = false;
+	free(vf->reason);
+	vf->reason = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&vf->reason, fmt, ap) < 0)
+		vf->reason = NULL;
+	va_end(ap);
+}
+
+static void evaluate_health(struct scan *s, struct xevf_vf *vf)
+{
+	const char *dev_root = s->roots && s->roots->dev ? s->roots->dev : "/dev";
+	bool legacy_ok, cdev_ok;
+
+	vf->healthy = true;
+	if (vf->vendor_id < 0) {
+		set_unhealthy(vf, "its sysfs identity could not be read (see notes)");
+		return;
+	}
+	switch (vf->driver_kind) {
+	case XEVF_DRIVER_NONE:
+		set_unhealthy(vf, "not bound to any driver; bind it to xe-vfio-pci (or vfio-pci)");
+		return;
+	case XEVF_DRIVER_OTHER:
+		set_unhealthy(vf, "bound to %s, which is not a VFIO driver; bind it to xe-vfio-pci (or vfio-pci)",
+			      vf->driver);
+		return;
+	case XEVF_DRIVER_VFIO_PCI:
+	case XEVF_DRIVER_VFIO_VARIANT:
+		break;
+	}
+	if (vf->iommu_group < 0 && !vf->cdev_node) {
+		set_unhealthy(vf, "has no IOMMU group; enable the IOMMU (intel_iommu=on) in the kernel command line");
+		return;
+	}
+	legacy_ok = vf->group_node && s->host->vfio_container_node;
+	cdev_ok = vf->cdev_node && s->host->iommufd_node;
+	if (legacy_ok || cdev_ok)
+		return;
+	if (vf->iommu_group >= 0 && !vf->group_node)
+		set_unhealthy(vf, "its VFIO group node %s/vfio/%d does not exist", dev_root, vf->iommu_group);
+	else if (!s->host->vfio_container_node)
+		set_unhealthy(vf, "the VFIO container node %s/vfio/vfio does not exist", dev_root);
+	else
+		set_unhealthy(vf, "its VFIO device nodes do not exist under %s", dev_root);
+}
+
+static int describe_vf(struct scan *s, struct xevf_pf *pf, struct xevf_vf *vf)
+{
+	struct xevf_pci_addr a;
+	struct pci_dev *d;
+	char *group_path = NULL;
+
+	vf->vendor_id = vf->device_id = vf->revision = vf->numa_node = vf->iommu_group = -1;
+	memcpy(vf->pf_addr, pf->addr, sizeof(vf->pf_addr));
+	if (xevf_pci_addr_parse(vf->addr, &a))
+		return -EINVAL;
+	d = find_pci_dev(s, &a);
+	if (!d) {
+		(void)note(s, "%s: listed as virtfn%u of %s but absent from %s", vf->addr, vf->vf_index,
+			   pf->addr, s->devices_dir);
+	} else if (guarded_fill(&s->guard, d, PCI_FILL_IDENT | PCI_FILL_CLASS | PCI_FILL_NUMA_NODE)) {
+		(void)note(s, "%s: %s", vf->addr, s->guard.error ? s->guard.error : "libpci failed");
+	} else {
+		vf->vendor_id = d->vendor_id;
+		vf->device_id = d->device_id;
+		vf->numa_node = d->numa_node;
+		vf->revision = read_revision(s, d, vf->addr);
+	}
+	vf->driver = read_driver(s, vf->addr);
+	classify_driver(vf);
+	vf->iommu_group = read_iommu_group(s, vf->addr);
+	if (vf->iommu_group >= 0 && xevf_asprintf(&group_path, "/dev/vfio/%d", vf->iommu_group) == 0) {
+		vf->group_node = existing_dev_node(s->roots, group_path);
+		free(group_path);
+	}
+	if (vf->driver_kind == XEVF_DRIVER_VFIO_PCI || vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT) {
+		char *cdev = find_cdev(s, vf->addr);
+		if (cdev) {
+			vf->cdev_node = existing_dev_node(s->roots, cdev);
+			free(cdev);
+		}
+	}
+	evaluate_health(s, vf);
+	return 0;
+}
+
+static int cmp_vf(const void *a, const void *b)
+{
+	const struct xevf_vf *x = a, *y = b;
+	return x->vf_index < y->vf_index ? -1 : x->vf_index > y->vf_index;
+}
+
+static int cmp_pf(const void *a, const void *b)
+{
+	return strcmp(((const struct xevf_pf *)a)->addr, ((const struct xevf_pf *)b)->addr);
+}
+
+/* Collects the PF's virtfnN links. */
+static int find_vfs(struct scan *s, struct xevf_pf *pf)
+{
+	char *dir_path = NULL;
+	DIR *dir;
+	struct dirent *e;
+	int rc = 0;
+
+	if (xevf_asprintf(&dir_path, "%s/%s", s->devices_dir, pf->addr))
+		return -ENOMEM;
+	dir = opendir(dir_path);
+	if (!dir) {
+		(void)note(s, "%s: cannot list %s: %s", pf->addr, dir_path, strerror(errno));
+		free(dir_path);
+		return 0;
+	}
+	while ((e = readdir(dir))) {
+		long index;
+		char *link = NULL, *target = NULL;
+		struct xevf_err err = XEVF_ERR_INIT;
+		struct xevf_pci_addr a;
+		struct xevf_vf *grown;
+
+		if (strncmp(e->d_name, "virtfn", 6) || xevf_parse_long(e->d_name + 6, 10, &index) ||
+		    index < 0 || index > 0xffff)
+			continue;
+		if (xevf_asprintf(&link, "%s/%s", dir_path, e->d_name)) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (xevf_readlink_basename(link, &target, &err)) {
+			(void)note(s, "%s: %s", pf->addr, xevf_err_msg(&err));
+		} else if (xevf_pci_addr_parse(target, &a)) {
+			(void)note(s, "%s: %s points to \"%s\", not a PCI address", pf->addr, link, target);
+		} else if (!(grown = realloc(pf->vfs, (pf->nvfs + 1) * sizeof(*pf->vfs)))) {
+			rc = -ENOMEM;
+		} else {
+			pf->vfs = grown;
+			memset(&pf->vfs[pf->nvfs], 0, sizeof(pf->vfs[0]));
+			xevf_pci_addr_format(&a, pf->vfs[pf->nvfs].addr);
+			pf->vfs[pf->nvfs].vf_index = (unsigned)index;
+			pf->nvfs++;
+		}
+		xevf_err_clear(&err);
+		free(target);
+		free(link);
+		if (rc)
+			break;
+	}
+	closedir(dir);
+	free(dir_path);
+	if (rc)
+		return rc;
+	qsort(pf->vfs, pf->nvfs, sizeof(*pf->vfs), cmp_vf);
+	for (size_t i = 0; i < pf->nvfs; i++) {
+		rc = describe_vf(s, pf, &pf->vfs[i]);
+		if (rc == -ENOMEM)
+			return rc;
+	}
+	return 0;
+}
+
+/* Adds d as a PF when it is an Intel display device with SR-IOV. */
+static int consider_pf(struct scan *s, struct pci_dev *d)
+{
+	struct xevf_pci_addr a = {(unsigned)d->domain, d->bus, d->dev, d->func};
+	char addr[XEVF_PCI_ADDR_SIZE];
+	struct xevf_pf *grown, *pf;
+	long total;
+
+	xevf_pci_addr_format(&a, addr);
+	if (guarded_fill(&s->guard, d, PCI_FILL_IDENT | PCI_FILL_CLASS)) {
+		(void)note(s, "%s: %s", addr, s->guard.error ? s->guard.error : "libpci failed");
+		return 0;
+	}
+	if (d->vendor_id != XEVF_INTEL_VENDOR_ID || (d->device_class >> 8) != XEVF_PCI_BASE_CLASS_DISPLAY)
+		return 0;
+	total = read_sysfs_long(s, addr, "sriov_totalvfs", 10, false);
+	if (total <= 0)
+		return 0; /* no SR-IOV: an Intel display device, but not one of ours */
+	grown = realloc(s->host->pfs, (s->host->npfs + 1) * sizeof(*s->host->pfs));
+	if (!grown)
+		return -ENOMEM;
+	s->host->pfs = grown;
+	pf = &s->host->pfs[s->host->npfs++];
+	memset(pf, 0, sizeof(*pf));
+	memcpy(pf->addr, addr, sizeof(pf->addr));
+	pf->vendor_id = d->vendor_id;
+	pf->device_id = d->device_id;
+	pf->numa_node = -1;
+	if (guarded_fill(&s->guard, d, PCI_FILL_NUMA_NODE) == 0)
+		pf->numa_node = d->numa_node;
+	pf->revision = read_revision(s, d, addr);
+	pf->driver = read_driver(s, addr);
+	pf->total_vfs = total;
+	pf->num_vfs = read_sysfs_long(s, addr, "sriov_numvfs", 10, true);
+	return 0;
+}
+
+int xevf_discover(const struct xevf_roots *roots, struct xevf_host **out, struct xevf_err *err)
+{
+	struct scan s = {.roots = roots};
+	char *pci_path = NULL, *devices_dir = NULL;
+	volatile int rc = 0;
+
+	*out = NULL;
+	s.host = calloc(1, sizeof(*s.host));
+	if (!s.host)
+		return xevf_err_set(err, ENOMEM, "discovery: out of memory");
+	if (xevf_sysfs_path(roots, "/sys/bus/pci", &pci_path) ||
+	    xevf_asprintf(&devices_dir, "%s/devices", pci_path)) {
+		rc = xevf_err_set(err, ENOMEM, "discovery: out of memory");
+		goto out;
+	}
+	if (!xevf_path_exists(devices_dir)) {
+		rc = xevf_err_set(err, ENOENT, "cannot scan PCI devices: %s does not exist (is sysfs mounted there?)",
+				  devices_dir);
+		goto out;
+	}
+	s.devices_dir = devices_dir;
+	s.guard.notes = &s.host->notes;
+	s.guard.nnotes = &s.host->nnotes;
+	current_guard = &s.guard;
+
+	s.pacc = pci_alloc();
+	if (!s.pacc) {
+		rc = xevf_err_set(err, ENOMEM, "discovery: libpci allocation failed");
+		goto out;
+	}
+	s.pacc->error = pci_error_handler;
+	s.pacc->warning = pci_warning_handler;
+	s.pacc->debug = pci_debug_handler;
+	s.pacc->method = PCI_ACCESS_SYS_BUS_PCI;
+	if (setjmp(s.guard.env) == 0) {
+		s.guard.armed = true;
+		pci_set_param(s.pacc, "sysfs.path", pci_path);
+		pci_init(s.pacc);
+		pci_scan_bus(s.pacc);
+		s.guard.armed = false;
+	} else {
+		rc = xevf_err_set(err, EIO, "cannot scan PCI devices in %s: %s", devices_dir,
+				  s.guard.error ? s.guard.error : "libpci failed");
+		goto out;
+	}
+
+	for (struct pci_dev *d = s.pacc->devices; d; d = d->next) {
+		rc = consider_pf(&s, d);
+		if (rc) {
+			xevf_err_set(err, ENOMEM, "discovery: out of memory");
+			goto out;
+		}
+	}
+	qsort(s.host->pfs, s.host->npfs, sizeof(*s.host->pfs), cmp_pf);
+	s.host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
+	s.host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
+	for (size_t i = 0; i < s.host->npfs; i++) {
+		rc = find_vfs(&s, &s.host->pfs[i]);
+		if (rc) {
+			xevf_err_set(err, ENOMEM, "discovery: out of memory");
+			goto out;
+		}
+	}
+out:
+	if (s.pacc)
+		pci_cleanup(s.pacc);
+	current_guard = NULL;
+	free(s.guard.error);
+	free(devices_dir);
+	free(pci_path);
+	if (rc) {
+		xevf_host_free(s.host);
+		return rc;
+	}
+	*out = s.host;
+	return 0;
+}
+
+static void vf_free(struct xevf_vf *vf)
+{
+	free(vf->driver);
+	free(vf->group_node);
+	free(vf->cdev_node);
+	free(vf->reason);
+}
+
+void xevf_host_free(struct xevf_host *host)
+{
+	if (!host)
+		return;
+	for (size_t i = 0; i < host->npfs; i++) {
+		for (size_t j = 0; j < host->pfs[i].nvfs; j++)
+			vf_free(&host->pfs[i].vfs[j]);
+		free(host->pfs[i].vfs);
+		free(host->pfs[i].driver);
+	}
+	free(host->pfs);
+	for (size_t i = 0; i < host->nnotes; i++)
+		free(host->notes[i]);
+	free(host->notes);
+	free(host->vfio_container_node);
+	free(host->iommufd_node);
+	free(host);
+}
+
+const struct xevf_vf *xevf_host_find_vf(const struct xevf_host *host, const char *addr)
+{
+	for (size_t i = 0; host && i < host->npfs; i++)
+		for (size_t j = 0; j < host->pfs[i].nvfs; j++)
+			if (strcmp(host->pfs[i].vfs[j].addr, addr) == 0)
+				return &host->pfs[i].vfs[j];
+	return NULL;
+}

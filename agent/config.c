@@ -258,7 +258,7 @@ static int parse_selector_key(const char *k, const char *name, json_object *v, s
 			for (size_t i = 0; i < sel->n_pf_addresses; i++) {
 				struct xevf_pci_addr a;
 				if (xevf_pci_addr_parse(sel->pf_addresses[i], &a))
-					return fail(error, "%s[%zu]: \"%s\" is not a PCI address like 0000:03:00.0",
+					return fail(error, "%s[%zu]: '%s' is not a PCI address like 0000:03:00.0",
 						    k, i, sel->pf_addresses[i]);
 				/* canonical lower case, to compare with what discovery reports */
 				xevf_pci_addr_format(&a, sel->pf_addresses[i]);
@@ -274,7 +274,7 @@ static int parse_selector_key(const char *k, const char *name, json_object *v, s
 			}
 			for (size_t i = 0; rc == 0 && i < n; i++) {
 				if (parse_device_id(ids[i], &sel->device_ids[i]))
-					rc = fail(error, "%s[%zu]: \"%s\" is not a PCI device id like 0x56c0", k, i, ids[i]);
+					rc = fail(error, "%s[%zu]: '%s' is not a PCI device id like 0x56c0", k, i, ids[i]);
 				else
 					sel->n_device_ids++;
 			}
@@ -316,7 +316,7 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, struc
 			if (get_string(v, k, &pool->resource_name, error))
 				return -1;
 			if (!config_valid_resource_name(pool->resource_name, &why))
-				return fail(error, "%s: \"%s\" is not a valid extended resource name: %s", k,
+				return fail(error, "%s: '%s' is not a valid extended resource name: %s", k,
 					    pool->resource_name, why);
 		} else if (strcmp(name, "selector") == 0) {
 			if (parse_selector(v, k, &pool->selector, error))
@@ -328,7 +328,7 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, struc
 				return -1;
 			ok = alloc_policy_parse(p, &pool->policy);
 			if (!ok)
-				fail(error, "%s: \"%s\" is not an allocation policy (pack or spread)", k, p);
+				fail(error, "%s: '%s' is not an allocation policy (pack or spread)", k, p);
 			free(p);
 			if (!ok)
 				return -1;
@@ -487,9 +487,9 @@ int config_finish(struct agent_config *cfg, char **error)
 	for (size_t i = 0; i < cfg->npools; i++)
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(cfg->pools[i].resource_name, cfg->pools[j].resource_name) == 0)
-				return fail(error, "pools[%zu].resourceName: \"%s\" is already used by pools[%zu]", i,
+				return fail(error, "pools[%zu].resourceName: '%s' is already used by pools[%zu]", i,
 					    cfg->pools[i].resource_name, j);
 	if (cfg->plugin_dir[0] != '/')
-		return fail(error, "pluginDir: \"%s\" must be an absolute path", cfg->plugin_dir);
+		return fail(error, "pluginDir: '%s' must be an absolute path", cfg->plugin_dir);
 	return 0;
 }

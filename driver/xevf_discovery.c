@@ -257,7 +257,7 @@ static int read_iommu_group(struct scan *s, const char *addr)
 		return -1;
 	if (xevf_readlink_basename(path, &name, &err) == 0) {
 		if (xevf_parse_long(name, 10, &group) || group < 0 || group > 0x7fffffff) {
-			(void)note(s, "%s: %s points to \"%s\", not a numbered IOMMU group", addr, path, name);
+			(void)note(s, "%s: %s points to '%s', not a numbered IOMMU group", addr, path, name);
 			group = -1;
 		}
 	} else if (err.errnum != ENOENT) {
@@ -444,7 +444,7 @@ static int find_vfs(struct scan *s, struct xevf_pf *pf)
 		if (xevf_readlink_basename(link, &target, &err)) {
 			(void)note(s, "%s: %s", pf->addr, xevf_err_msg(&err));
 		} else if (xevf_pci_addr_parse(target, &a)) {
-			(void)note(s, "%s: %s points to \"%s\", not a PCI address", pf->addr, link, target);
+			(void)note(s, "%s: %s points to '%s', not a PCI address", pf->addr, link, target);
 		} else if (!(grown = realloc(pf->vfs, (pf->nvfs + 1) * sizeof(*pf->vfs)))) {
 			rc = -ENOMEM;
 		} else {

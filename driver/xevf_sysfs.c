@@ -149,7 +149,7 @@ int xevf_read_long(const char *path, int base, long *out, struct xevf_err *err)
 		return rc;
 	rc = xevf_parse_long(text, base, out);
 	if (rc)
-		xevf_err_set(err, -rc, "%s: expected a number, found \"%.32s\"", path, text);
+		xevf_err_set(err, -rc, "%s: expected a number, found '%.32s'", path, text);
 	free(text);
 	return rc;
 }
@@ -211,12 +211,12 @@ int xevf_write_text(const char *path, const char *text, struct xevf_err *err)
 	if (n < 0) {
 		int e = errno;
 		close(fd);
-		return xevf_err_set(err, e, "writing \"%s\" to %s failed: %s", text, path, strerror(e));
+		return xevf_err_set(err, e, "writing '%s' to %s failed: %s", text, path, strerror(e));
 	}
 	if (close(fd) < 0 && errno != EINTR)
-		return xevf_err_set(err, errno, "writing \"%s\" to %s failed: %s", text, path, strerror(errno));
+		return xevf_err_set(err, errno, "writing '%s' to %s failed: %s", text, path, strerror(errno));
 	if ((size_t)n != len)
-		return xevf_err_set(err, EIO, "short write of \"%s\" to %s", text, path);
+		return xevf_err_set(err, EIO, "short write of '%s' to %s", text, path);
 	return 0;
 }
 

@@ -1,0 +1,1099 @@
+#include "agent.h"
+
+#include <errno.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../driver/xevf_discovery.h"
+#include "log.h"
+#include "plugin_logic.h"
+#include "pool.h"
+
+#define TICK_MS 100
+#define REGISTER_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define API_VERSION "v1beta1"
+
+enum method { M_OPTIONS, M_LIST_AND_WATCH, M_PREFERRED, M_ALLOCATE, M_PRE_START, M_COUNT };
+
+static const char *const method_paths[M_COUNT] = {
+	"/v1beta1.DevicePlugin/GetDevicePluginOptions", "/v1beta1.DevicePlugin/ListAndWatch",
+	"/v1beta1.DevicePlugin/GetPreferredAllocation", "/v1beta1.DevicePlugin/Allocate",
+	"/v1beta1.DevicePlugin/PreStartContainer",
+};
+
+static const char *const method_names[M_COUNT] = {
+	"GetDevicePluginOptions", "ListAndWatch", "GetPreferredAllocation", "Allocate", "PreStartContainer",
+};
+
+/* Every completion-queue tag points at one of these; obj is the owner. */
+enum tag_kind { TAG_REQUEST, TAG_UNARY_DONE, TAG_STREAM_SEND, TAG_STREAM_CLOSE, TAG_SHUTDOWN, TAG_REGISTER };
+struct tag {
+	enum tag_kind kind;
+	void *obj;
+};
+
+struct plugin;
+
+struct call {
+	struct plugin *plugin;
+	enum method method;
+	struct tag request_tag, done_tag, send_tag, close_tag;
+	grpc_call *call;
+	gpr_timespec deadline;
+	grpc_metadata_array request_md;
+	grpc_byte_buffer *payload;  /* the request */
+	grpc_byte_buffer *response; /* being sent */
+	grpc_slice status_details;
+	bool has_details;
+	int cancelled;
+	int pending;                /* batches not yet completed */
+	/* ListAndWatch */
+	bool sending, closed, headers_sent;
+	uint64_t sent_generation;
+	struct call *next_stream;
+};
+
+enum server_state { SERVER_STOPPED, SERVER_SERVING, SERVER_DRAINING };
+
+struct registration {
+	grpc_channel *channel;
+	grpc_call *call;
+	struct tag tag;
+	grpc_byte_buffer *send, *recv;
+	grpc_metadata_array initial_md, trailing_md;
+	grpc_status_code status;
+	grpc_slice details;
+	bool in_flight;
+	bool registered;
+	ino_t attempt_ino;     /* kubelet.sock inode when the attempt started */
+	ino_t registered_ino;  /* ... when the last attempt succeeded */
+	int64_t next_attempt_ms;
+	int backoff_ms;
+	unsigned failures;
+};
+
+struct plugin {
+	struct agent *agent;
+	struct pool pool;
+	char *socket_path;
+	char *endpoint;          /* socket file name, as told to the kubelet */
+	grpc_server *server;
+	void *methods[M_COUNT];
+	enum server_state state;
+	struct tag shutdown_tag;
+	bool shutdown_notified;
+	int live_calls;          /* call objects, including pending requests */
+	ino_t socket_ino;
+	struct call *streams;    /* open ListAndWatch streams */
+	struct registration reg;
+	bool retired;            /* pool removed (reload) or agent stopping */
+	struct plugin *next;
+};
+
+struct agent {
+	const struct cli_overrides *overrides;
+	struct agent_config cfg;
+	struct xevf_roots roots;
+	grpc_completion_queue *cq;
+	struct plugin *plugins;
+	char *kubelet_socket;
+	int64_t next_rescan_ms;
+	char **notes;            /* discovery notes already reported */
+	size_t nnotes;
+	char *scan_error;        /* last discovery failure already reported */
+	bool kubelet_missing_logged;
+	bool stopping;
+};
+
+static volatile sig_atomic_t got_term, got_hup;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		got_hup = 1;
+	else
+		got_term = 1;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static gpr_timespec deadline_in_ms(int64_t ms)
+{
+	return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* ---- protobuf <-> gRPC byte buffers ------------------------------------- */
+
+static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	grpc_slice slice = grpc_slice_malloc(len);
+	grpc_byte_buffer *bb;
+
+	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+	bb = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+	return bb;
+}
+
+/* NULL when the payload is absent or not a valid message of that type. */
+static ProtobufCMessage *unpack_message(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb)
+{
+	grpc_byte_buffer_reader reader;
+	grpc_slice slice;
+	ProtobufCMessage *msg;
+
+	if (!bb || !grpc_byte_buffer_reader_init(&reader, bb))
+		return NULL;
+	slice = grpc_byte_buffer_reader_readall(&reader);
+	grpc_byte_buffer_reader_destroy(&reader);
+	msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(slice), GRPC_SLICE_START_PTR(slice));
+	grpc_slice_unref(slice);
+	return msg;
+}
+
+/* ---- calls ---------------------------------------------------------------- */
+
+static void request_call(struct plugin *pl, enum method m);
+
+static void call_free(struct call *c)
+{
+	struct plugin *pl = c->plugin;
+
+	for (struct call **pp = &pl->streams; *pp; pp = &(*pp)->next_stream) {
+		if (*pp == c) {
+			*pp = c->next_stream;
+			break;
+		}
+	}
+	if (c->call)
+		grpc_call_unref(c->call);
+	grpc_metadata_array_destroy(&c->request_md);
+	if (c->payload)
+		grpc_byte_buffer_destroy(c->payload);
+	if (c->response)
+		grpc_byte_buffer_destroy(c->response);
+	if (c->has_details)
+		grpc_slice_unref(c->status_details);
+	pl->live_calls--;
+	free(c);
+}
+
+static void call_start_batch(struct call *c, const grpc_op *ops, size_t n, struct tag *tag)
+{
+	grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+
+	if (e != GRPC_CALL_OK) {
+		/* Only a bug of ours gets here (ops out of order); cancel so that the
+		 * call ends rather than hangs. */
+		log_error("grpc_batch_failed", "method=%s code=%d", method_names[c->method], (int)e);
+		grpc_call_cancel(c->call, NULL);
+		return;
+	}
+	c->pending++;
+}
+
+static void finish_unary(struct call *c, grpc_status_code status, const char *message,
+			 const ProtobufCMessage *response)
+{
+	grpc_op ops[4];
+	size_t n = 0;
+
+	memset(ops, 0, sizeof(ops));
+	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	if (status == GRPC_STATUS_OK && response) {
+		c->response = pack_message(response);
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n++].data.send_message.send_message = c->response;
+	}
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = status;
+	if (message) {
+		c->status_details = grpc_slice_from_copied_string(message);
+		c->has_details = true;
+		ops[n].data.send_status_from_server.status_details = &c->status_details;
+	}
+	n++;
+	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+	call_start_batch(c, ops, n, &c->done_tag);
+	if (c->pending == 0)
+		call_free(c);
+}
+
+static void stream_send(struct call *c)
+{
+	struct arena a = {0};
+	V1beta1__ListAndWatchResponse *list;
+	grpc_op ops[2];
+	size_t n = 0;
+
+	if (c->sending || c->closed)
+		return;
+	list = plugin_list(&c->plugin->pool, &a);
+	if (!list) {
+		arena_free(&a);
+		log_error("list_failed", "resource=%s reason=\"out of memory\"", c->plugin->pool.cfg.resource_name);
+		return;
+	}
+	if (c->response)
+		grpc_byte_buffer_destroy(c->response);
+	c->response = pack_message(&list->base);
+	arena_free(&a);
+	memset(ops, 0, sizeof(ops));
+	if (!c->headers_sent) {
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->headers_sent = true;
+	}
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n++].data.send_message.send_message = c->response;
+	c->sending = true;
+	c->sent_generation = c->plugin->pool.generation;
+	call_start_batch(c, ops, n, &c->send_tag);
+	if (!c->pending)
+		c->sending = false;
+}
+
+static void push_lists(struct plugin *pl)
+{
+	for (struct call *c = pl->streams; c; c = c->next_stream)
+		if (!c->sending && !c->closed && c->sent_generation != pl->pool.generation)
+			stream_send(c);
+}
+
+static void start_stream(struct call *c)
+{
+	grpc_op op;
+
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	op.data.recv_close_on_server.cancelled = &c->cancelled;
+	c->next_stream = c->plugin->streams;
+	c->plugin->streams = c;
+	call_start_batch(c, &op, 1, &c->close_tag);
+	log_info("list_and_watch_opened", "resource=%s devices=%zu", c->plugin->pool.cfg.resource_name,
+		 c->plugin->pool.ndevs);
+	stream_send(c);
+}
+
+static void handle_unary(struct call *c)
+{
+	struct pool *pool = &c->plugin->pool;
+	struct arena a = {0};
+	char *error = NULL;
+	const char *res = pool->cfg.resource_name;
+	ProtobufCMessage *req = NULL;
+	const ProtobufCMessageDescriptor *desc;
+	int64_t started = now_ms();
+
+	switch (c->method) {
+	case M_OPTIONS:
+		desc = &v1beta1__empty__descriptor;
+		break;
+	case M_PREFERRED:
+		desc = &v1beta1__preferred_allocation_request__descriptor;
+		break;
+	case M_ALLOCATE:
+		desc = &v1beta1__allocate_request__descriptor;
+		break;
+	case M_PRE_START:
+		desc = &v1beta1__pre_start_container_request__descriptor;
+		break;
+	default:
+		finish_unary(c, GRPC_STATUS_UNIMPLEMENTED, "not a unary method", NULL);
+		return;
+	}
+	req = unpack_message(desc, c->payload);
+	if (!req) {
+		log_warn("bad_request", "resource=%s method=%s reason=\"payload is not a valid %s\"", res,
+			 method_names[c->method], desc->name);
+		finish_unary(c, GRPC_STATUS_INVALID_ARGUMENT, "request payload could not be decoded", NULL);
+		return;
+	}
+	if (c->method == M_OPTIONS) {
+		V1beta1__DevicePluginOptions opts = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
+		opts.pre_start_required = 0;
+		opts.get_preferred_allocation_available = 1;
+		finish_unary(c, GRPC_STATUS_OK, NULL, &opts.base);
+	} else if (c->method == M_PRE_START) {
+		V1beta1__PreStartContainerResponse resp = V1BETA1__PRE_START_CONTAINER_RESPONSE__INIT;
+		log_debug("pre_start_container", "resource=%s devices=%zu", res,
+			  ((V1beta1__PreStartContainerRequest *)req)->n_devices_ids);
+		finish_unary(c, GRPC_STATUS_OK, NULL, &resp.base);
+	} else if (c->method == M_ALLOCATE) {
+		V1beta1__AllocateResponse *resp;
+		int code = plugin_allocate(pool, (V1beta1__AllocateRequest *)req, &a, &resp, &error);
+		if (code) {
+			log_warn("allocate_refused", "resource=%s reason=\"%s\"", res, error ? error : "?");
+			finish_unary(c, (grpc_status_code)code, error, NULL);
+		} else {
+			for (size_t i = 0; i < resp->n_container_responses; i++)
+				log_info("allocated", "resource=%s container=%zu %s=%s devices=%zu latency_ms=%lld", res, i,
+					 pool->env_name,
+					 resp->container_responses[i]->n_envs ? resp->container_responses[i]->envs[0]->value : "",
+					 resp->container_responses[i]->n_devices, (long long)(now_ms() - started));
+			finish_unary(c, GRPC_STATUS_OK, NULL, &resp->base);
+		}
+	} else {
+		V1beta1__PreferredAllocationResponse *resp;
+		int code = plugin_preferred(pool, (V1beta1__PreferredAllocationRequest *)req, &a, &resp, &error);
+		if (code) {
+			log_warn("preferred_allocation_refused", "resource=%s reason=\"%s\"", res, error ? error : "?");
+			finish_unary(c, (grpc_status_code)code, error, NULL);
+		} else {
+			finish_unary(c, GRPC_STATUS_OK, NULL, &resp->base);
+		}
+	}
+	free(error);
+	arena_free(&a);
+	protobuf_c_message_free_unpacked(req, NULL);
+}
+
+static void on_request(struct call *c, bool ok)
+{
+	struct plugin *pl = c->plugin;
+
+	c->pending--;
+	if (!ok) {
+		/* The server is shutting down: no call arrived. */
+		call_free(c);
+		return;
+	}
+	if (pl->state == SERVER_SERVING)
+		request_call(pl, c->method);
+	if (c->method == M_LIST_AND_WATCH)
+		start_stream(c);
+	else
+		handle_unary(c);
+}
+
+static void on_stream_event(struct call *c, bool is_close, bool ok)
+{
+	c->pending--;
+	if (is_close) {
+		c->closed = true;
+		log_info("list_and_watch_closed", "resource=%s", c->plugin->pool.cfg.resource_name);
+	} else {
+		c->sending = false;
+		if (!ok)
+			c->closed = true;
+	}
+	if (c->pending == 0 && c->closed) {
+		call_free(c);
+		return;
+	}
+	if (!c->closed && c->sent_generation != c->plugin->pool.generation)
+		stream_send(c);
+}
+
+static void request_call(struct plugin *pl, enum method m)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	grpc_call_error e;
+
+	if (!c) {
+		log_error("out_of_memory", "resource=%s method=%s", pl->pool.cfg.resource_name, method_names[m]);
+		return;
+	}
+	c->plugin = pl;
+	c->method = m;
+	c->request_tag = (struct tag){TAG_REQUEST, c};
+	c->done_tag = (struct tag){TAG_UNARY_DONE, c};
+	c->send_tag = (struct tag){TAG_STREAM_SEND, c};
+	c->close_tag = (struct tag){TAG_STREAM_CLOSE, c};
+	grpc_metadata_array_init(&c->request_md);
+	e = grpc_server_request_registered_call(pl->server, pl->methods[m], &c->call, &c->deadline,
+						&c->request_md, &c->payload, pl->agent->cq, pl->agent->cq,
+						&c->request_tag);
+	if (e != GRPC_CALL_OK) {
+		log_error("grpc_request_failed", "resource=%s method=%s code=%d", pl->pool.cfg.resource_name,
+			  method_names[m], (int)e);
+		grpc_metadata_array_destroy(&c->request_md);
+		free(c);
+		return;
+	}
+	c->pending = 1;
+	pl->live_calls++;
+}
+
+/* ---- plugin servers --------------------------------------------------------- */
+
+static int stat_ino(const char *path, ino_t *ino)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	*ino = st.st_ino;
+	return 0;
+}
+
+static int server_start(struct plugin *pl)
+{
+	char *address = NULL;
+	grpc_server_credentials *creds;
+	int port;
+
+	if (unlink(pl->socket_path) < 0 && errno != ENOENT)
+		log_warn("socket_unlink_failed", "resource=%s path=%s err=\"%s\"", pl->pool.cfg.resource_name,
+			 pl->socket_path, strerror(errno));
+	if (xevf_asprintf(&address, "unix:%s", pl->socket_path))
+		return -ENOMEM;
+	pl->server = grpc_server_create(NULL, NULL);
+	grpc_server_register_completion_queue(pl->server, pl->agent->cq, NULL);
+	for (int m = 0; m < M_COUNT; m++)
+		pl->methods[m] = grpc_server_register_method(pl->server, method_paths[m], NULL,
+							     GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+	creds = grpc_insecure_server_credentials_create();
+	port = grpc_server_add_http2_port(pl->server, address, creds);
+	grpc_server_credentials_release(creds);
+	free(address);
+	if (port == 0) {
+		log_error("serve_failed", "resource=%s socket=%s reason=\"cannot listen; is the plugin directory "
+			  "writable and on a local file system?\"", pl->pool.cfg.resource_name, pl->socket_path);
+		grpc_server_destroy(pl->server);
+		pl->server = NULL;
+		return -EIO;
+	}
+	grpc_server_start(pl->server);
+	pl->state = SERVER_SERVING;
+	pl->shutdown_notified = false;
+	if (stat_ino(pl->socket_path, &pl->socket_ino))
+		pl->socket_ino = 0;
+	for (int m = 0; m < M_COUNT; m++)
+		request_call(pl, (enum method)m);
+	log_info("serving", "resource=%s socket=%s", pl->pool.cfg.resource_name, pl->socket_path);
+	return 0;
+}
+
+static void server_stop(struct plugin *pl, const char *why)
+{
+	if (pl->state != SERVER_SERVING)
+		return;
+	log_info("server_stopping", "resource=%s socket=%s reason=\"%s\"", pl->pool.cfg.resource_name,
+		 pl->socket_path, why);
+	pl->state = SERVER_DRAINING;
+	pl->shutdown_tag = (struct tag){TAG_SHUTDOWN, pl};
+	grpc_server_shutdown_and_notify(pl->server, pl->agent->cq, &pl->shutdown_tag);
+	grpc_server_cancel_all_calls(pl->server);
+	pl->reg.registered = false;
+}
+
+/* Destroys a drained server; true when the plugin has no server left. */
+static bool server_reap(struct plugin *pl)
+{
+	ino_t ino;
+
+	if (pl->state == SERVER_DRAINING && pl->shutdown_notified && pl->live_calls == 0) {
+		grpc_server_destroy(pl->server);
+		pl->server = NULL;
+		pl->state = SERVER_STOPPED;
+		/* Remove our socket, but never one that somebody else made since. */
+		if (stat_ino(pl->socket_path, &ino) == 0 && ino == pl->socket_ino)
+			unlink(pl->socket_path);
+		log_info("server_stopped", "resource=%s", pl->pool.cfg.resource_name);
+	}
+	return pl->state == SERVER_STOPPED;
+}
+
+/* ---- kubelet registration ---------------------------------------------------- */
+
+static void registration_cleanup(struct registration *r)
+{
+	if (r->call)
+		grpc_call_unref(r->call);
+	if (r->channel)
+		grpc_channel_destroy(r->channel);
+	if (r->send)
+		grpc_byte_buffer_destroy(r->send);
+	if (r->recv)
+		grpc_byte_buffer_destroy(r->recv);
+	grpc_metadata_array_destroy(&r->initial_md);
+	grpc_metadata_array_destroy(&r->trailing_md);
+	grpc_slice_unref(r->details);
+	r->call = NULL;
+	r->channel = NULL;
+	r->send = r->recv = NULL;
+	r->in_flight = false;
+}
+
+static void register_start(struct plugin *pl, ino_t kubelet_ino)
+{
+	struct registration *r = &pl->reg;
+	struct agent *ag = pl->agent;
+	V1beta1__RegisterRequest req = V1BETA1__REGISTER_REQUEST__INIT;
+	V1beta1__DevicePluginOptions opts = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
+	grpc_channel_credentials *creds;
+	char *target = NULL;
+	grpc_slice method;
+	grpc_op ops[6];
+
+	if (xevf_asprintf(&target, "unix:%s", ag->kubelet_socket))
+		return;
+	opts.get_preferred_allocation_available = 1;
+	req.version = (char *)API_VERSION;
+	req.endpoint = pl->endpoint;
+	req.resource_name = pl->pool.cfg.resource_name;
+	req.options = &opts;
+
+	creds = grpc_insecure_credentials_create();
+	r->channel = grpc_channel_create(target, creds, NULL);
+	grpc_channel_credentials_release(creds);
+	free(target);
+	method = grpc_slice_from_static_string("/v1beta1.Registration/Register");
+	r->call = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, ag->cq, method, NULL,
+					   deadline_in_ms(REGISTER_TIMEOUT_MS), NULL);
+	r->send = pack_message(&req.base);
+	grpc_metadata_array_init(&r->initial_md);
+	grpc_metadata_array_init(&r->trailing_md);
+	r->details = grpc_empty_slice();
+	r->tag = (struct tag){TAG_REGISTER, pl};
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = r->send;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &r->initial_md;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &r->recv;
+	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[5].data.recv_status_on_client.trailing_metadata = &r->trailing_md;
+	ops[5].data.recv_status_on_client.status = &r->status;
+	ops[5].data.recv_status_on_client.status_details = &r->details;
+	r->attempt_ino = kubelet_ino;
+	if (grpc_call_start_batch(r->call, ops, 6, &r->tag, NULL) != GRPC_CALL_OK) {
+		log_error("register_failed", "resource=%s reason=\"could not start the call\"", pl->pool.cfg.resource_name);
+		registration_cleanup(r);
+		r->next_attempt_ms = now_ms() + BACKOFF_MAX_MS;
+		return;
+	}
+	r->in_flight = true;
+	log_debug("registering", "resource=%s kubelet=%s endpoint=%s", pl->pool.cfg.resource_name, ag->kubelet_socket,
+		  pl->endpoint);
+}
+
+static void on_register_done(struct plugin *pl, bool ok)
+{
+	struct registration *r = &pl->reg;
+	const char *res = pl->pool.cfg.resource_name;
+
+	if (ok && r->status == GRPC_STATUS_OK && pl->state == SERVER_SERVING) {
+		r->registered = true;
+		r->registered_ino = r->attempt_ino;
+		r->backoff_ms = 0;
+		r->failures = 0;
+		log_info("registered", "resource=%s kubelet=%s endpoint=%s version=%s", res, pl->agent->kubelet_socket,
+			 pl->endpoint, API_VERSION);
+	} else {
+		char *details = grpc_slice_to_c_string(r->details);
+		r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
+		if (r->backoff_ms > BACKOFF_MAX_MS)
+			r->backoff_ms = BACKOFF_MAX_MS;
+		r->next_attempt_ms = now_ms() + r->backoff_ms;
+		r->failures++;
+		/* The kubelet refuses for good reasons (resource name taken, bad
+		 * version): say it at error level; a kubelet not answering yet is normal
+		 * at start-up, so repeat it only at growing intervals. */
+		if (r->status == GRPC_STATUS_UNAVAILABLE || r->status == GRPC_STATUS_DEADLINE_EXCEEDED)
+			log_warn("register_failed", "resource=%s kubelet=%s status=%d details=\"%s\" retry_in_ms=%d attempt=%u",
+				 res, pl->agent->kubelet_socket, (int)r->status, details ? details : "", r->backoff_ms,
+				 r->failures);
+		else
+			log_error("register_failed", "resource=%s kubelet=%s status=%d details=\"%s\" retry_in_ms=%d attempt=%u",
+				  res, pl->agent->kubelet_socket, (int)r->status, details ? details : "", r->backoff_ms,
+				  r->failures);
+		gpr_free(details);
+	}
+	registration_cleanup(r);
+}
+
+/* ---- plugins ------------------------------------------------------------------ */
+
+static struct plugin *plugin_new(struct agent *ag, const struct pool_config *cfg)
+{
+	struct plugin *pl = calloc(1, sizeof(*pl));
+
+	if (!pl)
+		return NULL;
+	pl->agent = ag;
+	if (pool_init(&pl->pool, cfg)) {
+		free(pl);
+		return NULL;
+	}
+	pl->endpoint = strdup(pl->pool.socket_name);
+	if (!pl->endpoint || xevf_asprintf(&pl->socket_path, "%s/%s", ag->cfg.plugin_dir, pl->endpoint)) {
+		pool_destroy(&pl->pool);
+		free(pl->endpoint);
+		free(pl);
+		return NULL;
+	}
+	pl->reg.details = grpc_empty_slice();
+	return pl;
+}
+
+static void plugin_free(struct plugin *pl)
+{
+	pool_destroy(&pl->pool);
+	free(pl->socket_path);
+	free(pl->endpoint);
+	free(pl);
+}
+
+static void plugin_retire(struct plugin *pl, const char *why)
+{
+	pl->retired = true;
+	server_stop(pl, why);
+	if (pl->reg.in_flight)
+		grpc_call_cancel(pl->reg.call, NULL);
+}
+
+/* Per tick: keep our socket alive and registered with the current kubelet. */
+static void plugin_tick(struct plugin *pl, int64_t now)
+{
+	struct agent *ag = pl->agent;
+	struct registration *r = &pl->reg;
+	ino_t ino;
+
+	if (pl->retired)
+		return;
+	if (pl->state == SERVER_SERVING &&
+	    (stat_ino(pl->socket_path, &ino) != 0 || ino != pl->socket_ino)) {
+		/* The kubelet removes every plugin socket when it restarts; so may an
+		 * operator. Stop, drain, then serve on a fresh socket (the old server
+		 * must be gone first: gRPC unlinks its socket path on shutdown). */
+		log_warn("socket_removed", "resource=%s socket=%s action=\"re-creating it\"", pl->pool.cfg.resource_name,
+			 pl->socket_path);
+		server_stop(pl, "socket removed");
+	}
+	if (pl->state == SERVER_STOPPED && !ag->stopping) {
+		if (now >= r->next_attempt_ms && server_start(pl) != 0)
+			r->next_attempt_ms = now + BACKOFF_MAX_MS / 10;
+		return;
+	}
+	if (pl->state != SERVER_SERVING || r->in_flight)
+		return;
+	if (stat_ino(ag->kubelet_socket, &ino) != 0)
+		return; /* reported once by the agent tick */
+	if (r->registered && ino == r->registered_ino)
+		return;
+	if (r->registered && ino != r->registered_ino) {
+		log_info("kubelet_restarted", "resource=%s kubelet=%s action=\"registering again\"",
+			 pl->pool.cfg.resource_name, ag->kubelet_socket);
+		r->registered = false;
+		r->backoff_ms = 0;
+		r->next_attempt_ms = 0;
+	}
+	if (!r->registered && r->attempt_ino != ino && r->next_attempt_ms > now) {
+		/* A new kubelet socket appeared since the last failed attempt: try now. */
+		r->next_attempt_ms = now;
+	}
+	if (now >= r->next_attempt_ms)
+		register_start(pl, ino);
+}
+
+/* ---- discovery ------------------------------------------------------------------ */
+
+static bool note_known(char **notes, size_t n, const char *line)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(notes[i], line) == 0)
+			return true;
+	return false;
+}
+
+static void report_notes(struct agent *ag, struct xevf_host *host)
+{
+	for (size_t i = 0; i < host->nnotes; i++)
+		if (!note_known(ag->notes, ag->nnotes, host->notes[i]))
+			log_warn("discovery_problem", "detail=\"%s\"", host->notes[i]);
+	for (size_t i = 0; i < ag->nnotes; i++)
+		if (!note_known(host->notes, host->nnotes, ag->notes[i]))
+			log_info("discovery_problem_gone", "detail=\"%s\"", ag->notes[i]);
+	for (size_t i = 0; i < ag->nnotes; i++)
+		free(ag->notes[i]);
+	free(ag->notes);
+	/* take over the host's notes */
+	ag->notes = host->notes;
+	ag->nnotes = host->nnotes;
+	host->notes = NULL;
+	host->nnotes = 0;
+}
+
+static void rescan(struct agent *ag)
+{
+	struct xevf_err err = XEVF_ERR_INIT;
+	struct xevf_host *host = NULL;
+	size_t total = 0;
+	bool *taken;
+
+	if (xevf_discover(&ag->roots, &host, &err)) {
+		if (!ag->scan_error || strcmp(ag->scan_error, xevf_err_msg(&err)) != 0) {
+			log_error("discovery_failed", "reason=\"%s\"", xevf_err_msg(&err));
+			free(ag->scan_error);
+			ag->scan_error = strdup(xevf_err_msg(&err));
+		}
+		xevf_err_clear(&err);
+		return;
+	}
+	if (ag->scan_error) {
+		log_info("discovery_recovered", "pfs=%zu", host->npfs);
+		free(ag->scan_error);
+		ag->scan_error = NULL;
+	}
+	report_notes(ag, host);
+	for (size_t i = 0; i < host->npfs; i++)
+		total += host->pfs[i].nvfs;
+	taken = calloc(total + 1, sizeof(*taken));
+	if (taken) {
+		/* Pools in configuration order: a VF that several selectors match
+		 * belongs to the first. */
+		for (struct plugin *pl = ag->plugins; pl; pl = pl->next) {
+			if (pl->retired)
+				continue;
+			if (pool_update(&pl->pool, host, taken))
+				push_lists(pl);
+		}
+		free(taken);
+	}
+	xevf_host_free(host);
+}
+
+/* ---- configuration ----------------------------------------------------------------- */
+
+static int dup_override(char **field, const char *value)
+{
+	if (!value)
+		return 0;
+	free(*field);
+	*field = strdup(value);
+	return *field ? 0 : -ENOMEM;
+}
+
+static int set_error(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int set_error(char **error, const char *fmt, ...)
+{
+	va_list ap;
+
+	free(*error);
+	*error = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(error, fmt, ap) < 0)
+		*error = NULL;
+	va_end(ap);
+	return -1;
+}
+
+int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, char **error)
+{
+	enum alloc_policy policy = ALLOC_PACK;
+	enum log_level level;
+	const char *why;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (o->allocation_policy && !alloc_policy_parse(o->allocation_policy, &policy))
+		return set_error(error, "--allocation-policy: '%s' is not pack or spread", o->allocation_policy);
+	if (o->resource_name && !config_valid_resource_name(o->resource_name, &why))
+		return set_error(error, "--resource-name: '%s' is not a valid extended resource name: %s",
+				 o->resource_name, why);
+	if (o->config_path && config_load_file(o->config_path, cfg, error))
+		return -1;
+	if (dup_override(&cfg->plugin_dir, o->plugin_dir) || dup_override(&cfg->sysfs_root, o->sysfs_root) ||
+	    dup_override(&cfg->dev_root, o->dev_root) || dup_override(&cfg->log_level, o->log_level))
+		goto oom;
+	if (o->rescan_interval_ms)
+		cfg->rescan_interval_ms = o->rescan_interval_ms;
+	if (o->resource_name && cfg->npools == 0) {
+		cfg->pools = calloc(1, sizeof(*cfg->pools));
+		if (!cfg->pools)
+			goto oom;
+		cfg->npools = 1;
+		cfg->pools[0].resource_name = strdup(o->resource_name);
+		if (!cfg->pools[0].resource_name)
+			goto oom;
+	}
+	if (config_finish(cfg, error))
+		goto fail;
+	if (o->allocation_policy)
+		for (size_t i = 0; i < cfg->npools; i++)
+			cfg->pools[i].policy = policy;
+	if (!log_level_parse(cfg->log_level, &level)) {
+		set_error(error, "logLevel: '%s' is not one of debug, info, warn, error", cfg->log_level);
+		goto fail;
+	}
+	return 0;
+oom:
+	set_error(error, "out of memory");
+fail:
+	config_free(cfg);
+	return -1;
+}
+
+static void apply_settings(struct agent *ag)
+{
+	enum log_level lvl;
+
+	if (log_level_parse(ag->cfg.log_level, &lvl))
+		log_set_level(lvl);
+	ag->roots.sysfs = ag->cfg.sysfs_root;
+	ag->roots.dev = ag->cfg.dev_root;
+	free(ag->kubelet_socket);
+	if (xevf_asprintf(&ag->kubelet_socket, "%s/kubelet.sock", ag->cfg.plugin_dir))
+		ag->kubelet_socket = NULL;
+}
+
+static struct plugin *find_plugin(struct agent *ag, const char *resource)
+{
+	for (struct plugin *pl = ag->plugins; pl; pl = pl->next)
+		if (!pl->retired && strcmp(pl->pool.cfg.resource_name, resource) == 0)
+			return pl;
+	return NULL;
+}
+
+static void append_plugin(struct agent *ag, struct plugin *pl)
+{
+	struct plugin **pp = &ag->plugins;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = pl;
+}
+
+static void create_plugins(struct agent *ag)
+{
+	for (size_t i = 0; i < ag->cfg.npools; i++) {
+		struct plugin *pl = plugin_new(ag, &ag->cfg.pools[i]);
+		if (!pl) {
+			log_error("out_of_memory", "resource=%s", ag->cfg.pools[i].resource_name);
+			continue;
+		}
+		append_plugin(ag, pl);
+	}
+}
+
+static void reload(struct agent *ag)
+{
+	struct agent_config fresh;
+	char *error = NULL;
+	bool dir_changed;
+
+	if (agent_build_config(ag->overrides, &fresh, &error)) {
+		log_error("reload_failed", "reason=\"%s\" action=\"keeping the running configuration\"",
+			  error ? error : "?");
+		free(error);
+		return;
+	}
+	dir_changed = strcmp(fresh.plugin_dir, ag->cfg.plugin_dir) != 0;
+	/* Retire the pools that are gone (all of them when the plugin dir moved). */
+	for (struct plugin *pl = ag->plugins; pl; pl = pl->next) {
+		bool kept = false;
+		for (size_t i = 0; i < fresh.npools && !kept && !dir_changed; i++)
+			kept = strcmp(fresh.pools[i].resource_name, pl->pool.cfg.resource_name) == 0;
+		if (!pl->retired && !kept)
+			plugin_retire(pl, "removed from the configuration");
+	}
+	config_free(&ag->cfg);
+	ag->cfg = fresh;
+	apply_settings(ag);
+	for (size_t i = 0; i < ag->cfg.npools; i++) {
+		struct plugin *pl = find_plugin(ag, ag->cfg.pools[i].resource_name);
+		if (pl) {
+			struct pool_config copy;
+			if (pool_config_copy(&copy, &ag->cfg.pools[i]) == 0) {
+				pool_config_free(&pl->pool.cfg);
+				pl->pool.cfg = copy;
+			}
+		} else if ((pl = plugin_new(ag, &ag->cfg.pools[i]))) {
+			append_plugin(ag, pl);
+		}
+	}
+	/* Pools must stay in configuration order for VF ownership. */
+	{
+		struct plugin *ordered = NULL, **tail = &ordered;
+		for (size_t i = 0; i < ag->cfg.npools; i++) {
+			for (struct plugin **pp = &ag->plugins; *pp; pp = &(*pp)->next) {
+				if (!(*pp)->retired && strcmp((*pp)->pool.cfg.resource_name, ag->cfg.pools[i].resource_name) == 0) {
+					struct plugin *pl = *pp;
+					*pp = pl->next;
+					pl->next = NULL;
+					*tail = pl;
+					tail = &pl->next;
+					break;
+				}
+			}
+		}
+		*tail = ag->plugins; /* retired ones, draining */
+		ag->plugins = ordered;
+	}
+	log_info("config_reloaded", "pools=%zu plugin_dir=%s", ag->cfg.npools, ag->cfg.plugin_dir);
+	ag->next_rescan_ms = 0;
+}
+
+/* ---- the loop ------------------------------------------------------------------------ */
+
+static void dispatch(struct agent *ag, struct tag *tag, bool ok)
+{
+	(void)ag;
+	switch (tag->kind) {
+	case TAG_REQUEST:
+		on_request(tag->obj, ok);
+		break;
+	case TAG_UNARY_DONE: {
+		struct call *c = tag->obj;
+		c->pending--;
+		if (c->pending == 0)
+			call_free(c);
+		break;
+	}
+	case TAG_STREAM_SEND:
+		on_stream_event(tag->obj, false, ok);
+		break;
+	case TAG_STREAM_CLOSE:
+		on_stream_event(tag->obj, true, ok);
+		break;
+	case TAG_SHUTDOWN:
+		((struct plugin *)tag->obj)->shutdown_notified = true;
+		break;
+	case TAG_REGISTER:
+		on_register_done(tag->obj, ok);
+		break;
+	}
+}
+
+static void reap_plugins(struct agent *ag)
+{
+	for (struct plugin **pp = &ag->plugins; *pp;) {
+		struct plugin *pl = *pp;
+		bool stopped = server_reap(pl);
+		if (pl->retired && stopped && !pl->reg.in_flight) {
+			*pp = pl->next;
+			plugin_free(pl);
+			continue;
+		}
+		pp = &pl->next;
+	}
+}
+
+static void agent_tick(struct agent *ag)
+{
+	int64_t now = now_ms();
+	ino_t ino;
+
+	if (got_term && !ag->stopping) {
+		log_info("shutting_down", "reason=signal");
+		ag->stopping = true;
+		for (struct plugin *pl = ag->plugins; pl; pl = pl->next)
+			plugin_retire(pl, "agent stopping");
+	}
+	if (got_hup && !ag->stopping) {
+		got_hup = 0;
+		log_info("reloading", "config=%s", ag->overrides->config_path ? ag->overrides->config_path : "(none)");
+		reload(ag);
+	}
+	if (!ag->stopping && now >= ag->next_rescan_ms) {
+		rescan(ag);
+		ag->next_rescan_ms = now + ag->cfg.rescan_interval_ms;
+	}
+	if (!ag->stopping && ag->kubelet_socket) {
+		bool present = stat_ino(ag->kubelet_socket, &ino) == 0;
+		if (!present && !ag->kubelet_missing_logged)
+			log_warn("kubelet_not_found", "kubelet=%s action=\"waiting for the kubelet to create it\"",
+				 ag->kubelet_socket);
+		else if (present && ag->kubelet_missing_logged)
+			log_info("kubelet_found", "kubelet=%s", ag->kubelet_socket);
+		ag->kubelet_missing_logged = !present;
+	}
+	for (struct plugin *pl = ag->plugins; pl; pl = pl->next)
+		plugin_tick(pl, now);
+	reap_plugins(ag);
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL) || sigaction(SIGHUP, &sa, NULL))
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
+{
+	struct agent ag;
+	int64_t shutdown_deadline = 0;
+
+	memset(&ag, 0, sizeof(ag));
+	ag.overrides = o;
+	ag.cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	apply_settings(&ag);
+	if (install_signals()) {
+		log_error("signals_failed", "err=\"%s\"", strerror(errno));
+		config_free(&ag.cfg);
+		return 1;
+	}
+	if (access(ag.cfg.plugin_dir, W_OK) != 0)
+		log_warn("plugin_dir_unusable", "dir=%s err=\"%s\" action=\"will keep trying\"", ag.cfg.plugin_dir,
+			 strerror(errno));
+	grpc_init();
+	ag.cq = grpc_completion_queue_create_for_next(NULL);
+	log_info("starting", "version=%s pools=%zu plugin_dir=%s sysfs_root=%s dev_root=%s rescan_ms=%ld", XEVF_VERSION,
+		 ag.cfg.npools, ag.cfg.plugin_dir, ag.cfg.sysfs_root, ag.cfg.dev_root, ag.cfg.rescan_interval_ms);
+	create_plugins(&ag);
+	rescan(&ag);
+	ag.next_rescan_ms = now_ms() + ag.cfg.rescan_interval_ms;
+
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(ag.cq, deadline_in_ms(TICK_MS), NULL);
+		if (ev.type == GRPC_OP_COMPLETE)
+			dispatch(&ag, ev.tag, ev.success != 0);
+		agent_tick(&ag);
+		if (ag.stopping) {
+			if (!shutdown_deadline)
+				shutdown_deadline = now_ms() + 10000;
+			if (!ag.plugins)
+				break;
+			if (now_ms() > shutdown_deadline) {
+				log_error("shutdown_timeout", "reason=\"calls did not drain in 10 s\"");
+				break;
+			}
+		}
+	}
+	grpc_completion_queue_shutdown(ag.cq);
+	while (grpc_completion_queue_next(ag.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(ag.cq);
+	grpc_shutdown_blocking();
+	for (size_t i = 0; i < ag.nnotes; i++)
+		free(ag.notes[i]);
+	free(ag.notes);
+	free(ag.scan_error);
+	free(ag.kubelet_socket);
+	config_free(&ag.cfg);
+	log_info("stopped", "status=0");
+	return 0;
+}

@@ -1,0 +1,27 @@
+/* The running agent: device-plugin servers (one per pool), kubelet registration,
+ * rescans and signals, driven by one gRPC completion queue on one thread. */
+#ifndef XEVF_AGENT_H
+#define XEVF_AGENT_H
+
+#include "config.h"
+
+/* Settings given on the command line; they win over the config file, also
+ * when SIGHUP reloads it. NULL / 0 means "not given". */
+struct cli_overrides {
+	const char *config_path;
+	const char *plugin_dir;
+	const char *sysfs_root;
+	const char *dev_root;
+	const char *log_level;
+	const char *resource_name;    /* name of the default pool when the file has none */
+	const char *allocation_policy;
+	long rescan_interval_ms;
+};
+
+/* Loads the file (if any), applies the overrides and checks the result. */
+int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, char **error);
+
+/* Runs until SIGTERM or SIGINT; returns the process exit status. */
+int agent_run(const struct cli_overrides *o, struct agent_config *cfg);
+
+#endif

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Simulated host for xevf tests: a generated sysfs and /dev tree.
+
+The layout follows the kernel's: real device directories under
+sys/devices/pci0000:00/, symlinks to them from sys/bus/pci/devices/, PFs with
+sriov_* attributes and virtfnN links, VFs with a physfn link, driver links into
+sys/bus/pci/drivers/<name>/, iommu_group links into sys/kernel/iommu_groups/N,
+and a config file that libpci reads. /dev/vfio nodes are plain files: the agent
+only checks that they exist and hands their paths to the kubelet.
+
+Use it as a module (SimHost) or from the shell:
+  simhost.py create ROOT [--pfs 2] [--vfs 7] [--vf-driver xe-vfio-pci] [--cdev]
+  simhost.py set-driver ROOT PCI DRIVER|none
+  simhost.py remove-group-node ROOT PCI | add-group-node ROOT PCI
+  simhost.py remove-vfs ROOT PF
+"""
+
+import argparse
+import json
+import os
+import shutil
+import struct
+import sys
+
+INTEL = 0x8086
+# Intel Data Center GPU Flex 170 and 140: SR-IOV capable Xe parts.
+DEFAULT_DEVICE_IDS = [0x56C0, 0x56C1]
+DISPLAY_CLASS = 0x030000
+REVISION = 0x08
+FIRST_GROUP = 10
+
+
+def pf_address(index):
+    return "0000:%02x:00.0" % (0x03 + index * 0x10)
+
+
+def vf_address(pf, n):
+    """Address of VF n (0-based) of a PF: routing id PF + 1 + n (offset 1, stride 1)."""
+    dom, bus, devfn = pf[:4], int(pf[5:7], 16), (int(pf[8:10], 16) << 3) | int(pf[11], 16)
+    rid = (bus << 8 | devfn) + 1 + n
+    return "%s:%02x:%02x.%x" % (dom, rid >> 8, (rid & 0xFF) >> 3, rid & 7)
+
+
+def config_space(vendor, device, revision, klass, size=256):
+    head = struct.pack("<HHHHB", vendor, device, 0x0406, 0x0010, revision)
+    head += bytes([klass & 0xFF, (klass >> 8) & 0xFF, (klass >> 16) & 0xFF])
+    return head + bytes(size - len(head))
+
+
+class SimHost:
+    def __init__(self, root):
+        self.root = os.path.abspath(root)
+        self.sys = os.path.join(self.root, "sys")
+        self.dev = os.path.join(self.root, "dev")
+        self.devices = os.path.join(self.sys, "devices", "pci0000:00")
+        self.bus = os.path.join(self.sys, "bus", "pci")
+
+    # ---- paths -------------------------------------------------------------
+    def devdir(self, addr):
+        return os.path.join(self.devices, addr)
+
+    def busdir(self, addr):
+        return os.path.join(self.bus, "devices", addr)
+
+    def _write(self, path, text, mode=None):
+        with open(path, "wb" if isinstance(text, bytes) else "w") as f:
+            f.write(text)
+        if mode is not None:
+            os.chmod(path, mode)
+
+    def _link(self, target, link):
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
+
+    # ---- building ----------------------------------------------------------
+    def create(self, pfs=2, vfs=7, vf_driver="xe-vfio-pci", pf_driver="xe", device_ids=None,
+               numa=True, cdev=False, extra_devices=True, iommufd=False):
+        if os.path.exists(self.root):
+            shutil.rmtree(self.root)
+        os.makedirs(os.path.join(self.bus, "devices"))
+        os.makedirs(self.devices)
+        for drv in ("xe", "xe-vfio-pci", "vfio-pci", "i915", "nvme", "lpc_ich"):
+            d = os.path.join(self.bus, "drivers", drv)
+            os.makedirs(d)
+            self._write(os.path.join(d, "bind"), "")
+            self._write(os.path.join(d, "unbind"), "")
+        self._write(os.path.join(self.bus, "drivers_probe"), "")
+        os.makedirs(os.path.join(self.sys, "kernel", "iommu_groups"))
+        os.makedirs(os.path.join(self.dev, "vfio", "devices"))
+        self._write(os.path.join(self.dev, "vfio", "vfio"), "")
+        if iommufd or cdev:
+            self._write(os.path.join(self.dev, "iommu"), "")
+        device_ids = device_ids or DEFAULT_DEVICE_IDS
+        self.next_group = FIRST_GROUP
+        self.next_cdev = 0
+        if extra_devices:
+            # Devices that must not be taken for Xe PFs: an Intel ISA bridge, an
+            # Intel display device without SR-IOV, and a non-Intel GPU with SR-IOV.
+            self.add_device("0000:00:1f.0", INTEL, 0x7A84, 0x060100, driver="lpc_ich")
+            self.add_device("0000:00:02.0", INTEL, 0x4680, DISPLAY_CLASS, driver="i915")
+            other = self.add_device("0000:65:00.0", 0x10DE, 0x20B5, DISPLAY_CLASS, driver=None)
+            self._write(os.path.join(other, "sriov_totalvfs"), "4\n")
+        for i in range(pfs):
+            self.add_pf(pf_address(i), device_ids[i % len(device_ids)], vfs,
+                        numa=(i % 2 if numa else -1), pf_driver=pf_driver, vf_driver=vf_driver, cdev=cdev)
+        return self
+
+    def add_device(self, addr, vendor, device, klass, driver=None, numa=-1, revision=REVISION):
+        d = self.devdir(addr)
+        os.makedirs(d)
+        self._write(os.path.join(d, "vendor"), "0x%04x\n" % vendor)
+        self._write(os.path.join(d, "device"), "0x%04x\n" % device)
+        self._write(os.path.join(d, "class"), "0x%06x\n" % klass)
+        self._write(os.path.join(d, "revision"), "0x%02x\n" % revision)
+        self._write(os.path.join(d, "subsystem_vendor"), "0x%04x\n" % vendor)
+        self._write(os.path.join(d, "subsystem_device"), "0x0000\n")
+        self._write(os.path.join(d, "numa_node"), "%d\n" % numa)
+        self._write(os.path.join(d, "irq"), "0\n")
+        self._write(os.path.join(d, "resource"), "0x0000000000000000 0x0000000000000000 0x0000000000000000\n" * 7)
+        self._write(os.path.join(d, "config"), config_space(vendor, device, revision, klass))
+        self._write(os.path.join(d, "modalias"),
+                    "pci:v%08Xd%08Xsv%08Xsd%08Xbc%02Xsc%02Xi%02X\n"
+                    % (vendor, device, vendor, 0, klass >> 16, (klass >> 8) & 0xFF, klass & 0xFF))
+        self._write(os.path.join(d, "driver_override"), "(null)\n")
+        self._link(d, self.busdir(addr))
+        if driver:
+            self.bind(addr, driver)
+        return d
+
+    def add_pf(self, addr, device_id, vfs, numa=0, pf_driver="xe", vf_driver="xe-vfio-pci", cdev=False):
+        d = self.add_device(addr, INTEL, device_id, DISPLAY_CLASS, driver=pf_driver, numa=numa)
+        self._write(os.path.join(d, "sriov_totalvfs"), "%d\n" % max(vfs, 1) if vfs else "7\n")
+        self._write(os.path.join(d, "sriov_numvfs"), "%d\n" % vfs)
+        self._write(os.path.join(d, "sriov_drivers_autoprobe"), "0\n")
+        self._write(os.path.join(d, "sriov_offset"), "1\n")
+        self._write(os.path.join(d, "sriov_stride"), "1\n")
+        self._write(os.path.join(d, "sriov_vf_device"), "%x\n" % device_id)
+        for n in range(vfs):
+            self.add_vf(addr, n, device_id, numa, vf_driver, cdev)
+
+    def add_vf(self, pf, n, device_id, numa, driver, cdev=False):
+        addr = vf_address(pf, n)
+        d = self.add_device(addr, INTEL, device_id, DISPLAY_CLASS, driver=None, numa=numa)
+        self._link(self.devdir(pf), os.path.join(d, "physfn"))
+        self._link(d, os.path.join(self.devdir(pf), "virtfn%d" % n))
+        group = self.next_group
+        self.next_group += 1
+        gdir = os.path.join(self.sys, "kernel", "iommu_groups", str(group))
+        os.makedirs(os.path.join(gdir, "devices"))
+        self._link(d, os.path.join(gdir, "devices", addr))
+        self._link(gdir, os.path.join(d, "iommu_group"))
+        self._write(os.path.join(self.dev, "vfio", str(group)), "")
+        if cdev:
+            node = "vfio%d" % self.next_cdev
+            self.next_cdev += 1
+            os.makedirs(os.path.join(d, "vfio-dev", node))
+            self._write(os.path.join(self.dev, "vfio", "devices", node), "")
+        if driver:
+            self.bind(addr, driver)
+        return addr
+
+    # ---- changing the host --------------------------------------------------
+    def bind(self, addr, driver):
+        link = os.path.join(self.devdir(addr), "driver")
+        if os.path.lexists(link):
+            os.unlink(link)
+        if driver and driver != "none":
+            ddir = os.path.join(self.bus, "drivers", driver)
+            os.makedirs(ddir, exist_ok=True)
+            self._link(self.devdir(addr), os.path.join(ddir, addr))
+            self._link(ddir, link)
+
+    def unbind(self, addr):
+        self.bind(addr, None)
+
+    def group_of(self, addr):
+        return os.path.basename(os.readlink(os.path.join(self.devdir(addr), "iommu_group")))
+
+    def remove_group_node(self, addr):
+        os.unlink(os.path.join(self.dev, "vfio", self.group_of(addr)))
+
+    def add_group_node(self, addr):
+        self._write(os.path.join(self.dev, "vfio", self.group_of(addr)), "")
+
+    def vfs_of(self, pf):
+        d = self.devdir(pf)
+        out = []
+        for name in os.listdir(d):
+            if name.startswith("virtfn"):
+                out.append((int(name[6:]), os.path.basename(os.readlink(os.path.join(d, name)))))
+        return [a for _, a in sorted(out)]
+
+    def remove_vfs(self, pf):
+        for n, addr in enumerate(self.vfs_of(pf)):
+            os.unlink(os.path.join(self.devdir(pf), "virtfn%d" % n))
+            os.unlink(self.busdir(addr))
+            shutil.rmtree(self.devdir(addr))
+        self._write(os.path.join(self.devdir(pf), "sriov_numvfs"), "0\n")
+
+    def all_vfs(self):
+        out = []
+        for name in sorted(os.listdir(self.devices)):
+            if os.path.lexists(os.path.join(self.devices, name, "physfn")):
+                out.append(name)
+        return out
+
+    def describe(self):
+        return {"root": self.root, "sysfs": self.sys, "dev": self.dev, "vfs": self.all_vfs()}
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("create")
+    c.add_argument("root")
+    c.add_argument("--pfs", type=int, default=2)
+    c.add_argument("--vfs", type=int, default=7)
+    c.add_argument("--vf-driver", default="xe-vfio-pci")
+    c.add_argument("--pf-driver", default="xe")
+    c.add_argument("--cdev", action="store_true")
+    c.add_argument("--no-numa", action="store_true")
+    c.add_argument("--no-extra-devices", action="store_true")
+    s = sub.add_parser("set-driver")
+    s.add_argument("root")
+    s.add_argument("pci")
+    s.add_argument("driver")
+    for name in ("remove-group-node", "add-group-node"):
+        x = sub.add_parser(name)
+        x.add_argument("root")
+        x.add_argument("pci")
+    r = sub.add_parser("remove-vfs")
+    r.add_argument("root")
+    r.add_argument("pf")
+    args = ap.parse_args(argv)
+    host = SimHost(args.root)
+    if args.cmd == "create":
+        host.create(pfs=args.pfs, vfs=args.vfs, vf_driver=None if args.vf_driver == "none" else args.vf_driver,
+                    pf_driver=args.pf_driver, cdev=args.cdev, numa=not args.no_numa,
+                    extra_devices=not args.no_extra_devices)
+        print(json.dumps(host.describe()))
+    elif args.cmd == "set-driver":
+        host.bind(args.pci, args.driver)
+    elif args.cmd == "remove-group-node":
+        host.remove_group_node(args.pci)
+    elif args.cmd == "add-group-node":
+        host.add_group_node(args.pci)
+    elif args.cmd == "remove-vfs":
+        host.remove_vfs(args.pf)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -54,7 +54,7 @@ $(BUILD)/obj/gen/%.o: $(GEN_DIR)/%.c $(PROTO_H)
 
 $(BUILD)/obj/%.o: %.c $(PROTO_H) $(wildcard driver/*.h agent/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
+	@echo "  CC $<"; $(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
 
 $(BUILD)/libxevf-driver.a: $(DRIVER_OBJ)
 	ar rcs $@ $^

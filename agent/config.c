@@ -415,7 +415,7 @@ int config_parse_json(const char *text, size_t len, struct agent_config *cfg, ch
 	tok = json_tokener_new();
 	if (!tok)
 		return fail(error, "out of memory");
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	root = json_tokener_parse_ex(tok, text, (int)len);
 	if (!root || json_tokener_get_error(tok) != json_tokener_success) {
 		enum json_tokener_error e = json_tokener_get_error(tok);

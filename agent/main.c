@@ -143,8 +143,19 @@ static void print_discovery_json(const struct xevf_host *host)
 	json_object_put(root);
 }
 
+/* "8086" or "????" when unreadable */
+static const char *hex4(int v, char buf[8])
+{
+	if (v < 0)
+		return "????";
+	snprintf(buf, 8, "%04x", v & 0xffff);
+	return buf;
+}
+
 static void print_discovery_text(const struct xevf_host *host)
 {
+	char b1[8], b2[8];
+
 	if (host->npfs == 0)
 		printf("No Intel Xe PF with SR-IOV found.\n");
 	for (size_t i = 0; i < host->npfs; i++) {
@@ -154,8 +165,8 @@ static void print_discovery_text(const struct xevf_host *host)
 		       pf->driver ? pf->driver : "(none)", pf->num_vfs, pf->total_vfs);
 		for (size_t j = 0; j < pf->nvfs; j++) {
 			const struct xevf_vf *vf = &pf->vfs[j];
-			printf("  VF %s  #%u  %04x:%04x  group %d  driver %s%s  %s%s%s\n", vf->addr, vf->vf_index,
-			       vf->vendor_id & 0xffff, vf->device_id & 0xffff, vf->iommu_group,
+			printf("  VF %s  #%u  %s:%s  group %d  driver %s%s  %s%s%s\n", vf->addr, vf->vf_index,
+			       hex4(vf->vendor_id, b1), hex4(vf->device_id, b2), vf->iommu_group,
 			       vf->driver ? vf->driver : "(none)", vf->migration_capable ? " (migratable)" : "",
 			       vf->healthy ? "Healthy" : "Unhealthy", vf->healthy ? "" : ": ",
 			       vf->healthy ? "" : (vf->reason ? vf->reason : "?"));

@@ -171,7 +171,30 @@ struct scan {
 	struct pci_guard guard;
 	struct xevf_host *host;
 	const char *devices_dir; /* <sysfs>/bus/pci/devices */
+	/* Devices whose identity libpci could not read. libpci marks a field as
+	 * filled even when the fill was aborted, so a second pci_fill_info on
+	 * such a device returns zeros instead of failing: remember them here. */
+	struct pci_dev **broken;
+	size_t nbroken;
 };
+
+static bool is_broken(const struct scan *s, const struct pci_dev *d)
+{
+	for (size_t i = 0; i < s->nbroken; i++)
+		if (s->broken[i] == d)
+			return true;
+	return false;
+}
+
+static void mark_broken(struct scan *s, struct pci_dev *d)
+{
+	struct pci_dev **grown = realloc(s->broken, (s->nbroken + 1) * sizeof(*grown));
+
+	if (grown) {
+		s->broken = grown;
+		s->broken[s->nbroken++] = d;
+	}
+}
 
 static struct pci_dev *find_pci_dev(struct scan *s, const struct xevf_pci_addr *a)
 {
@@ -374,8 +397,11 @@ static int describe_vf(struct scan *s, struct xevf_pf *pf, struct xevf_vf *vf)
 	if (!d) {
 		(void)note(s, "%s: listed as virtfn%u of %s but absent from %s", vf->addr, vf->vf_index,
 			   pf->addr, s->devices_dir);
+	} else if (is_broken(s, d)) {
+		/* already noted by the scan */
 	} else if (guarded_fill(&s->guard, d, PCI_FILL_IDENT | PCI_FILL_CLASS | PCI_FILL_NUMA_NODE)) {
 		(void)note(s, "%s: %s", vf->addr, s->guard.error ? s->guard.error : "libpci failed");
+		mark_broken(s, d);
 	} else {
 		vf->vendor_id = d->vendor_id;
 		vf->device_id = d->device_id;
@@ -484,6 +510,7 @@ static int consider_pf(struct scan *s, struct pci_dev *d)
 	xevf_pci_addr_format(&a, addr);
 	if (guarded_fill(&s->guard, d, PCI_FILL_IDENT | PCI_FILL_CLASS)) {
 		(void)note(s, "%s: %s", addr, s->guard.error ? s->guard.error : "libpci failed");
+		mark_broken(s, d);
 		return 0;
 	}
 	if (d->vendor_id != XEVF_INTEL_VENDOR_ID || (d->device_class >> 8) != XEVF_PCI_BASE_CLASS_DISPLAY)
@@ -577,6 +604,7 @@ out:
 	if (s.pacc)
 		pci_cleanup(s.pacc);
 	current_guard = NULL;
+	free(s.broken);
 	free(s.guard.error);
 	free(devices_dir);
 	free(pci_path);

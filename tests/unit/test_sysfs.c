@@ -1,0 +1,161 @@
+/* Bounded sysfs text helpers and PCI address parsing. */
+#include "testutil.h"
+
+#include <errno.h>
+
+#include "xevf_sysfs.h"
+
+static void test_pci_addr_accepts_canonical_forms(void **state)
+{
+	struct xevf_pci_addr a;
+	char buf[XEVF_PCI_ADDR_SIZE];
+	(void)state;
+
+	assert_int_equal(xevf_pci_addr_parse("0000:03:00.1", &a), 0);
+	assert_int_equal(a.domain, 0);
+	assert_int_equal(a.bus, 3);
+	assert_int_equal(a.dev, 0);
+	assert_int_equal(a.func, 1);
+	assert_int_equal(xevf_pci_addr_parse("ABCD:EF:1f.7", &a), 0);
+	xevf_pci_addr_format(&a, buf);
+	assert_string_equal(buf, "abcd:ef:1f.7");
+}
+
+static void test_pci_addr_rejects_everything_else(void **state)
+{
+	const char *bad[] = {"", "0000:03:00", "0000:03:00.10", "000:03:00.1", "0000:03:20.1", "0000:03:00.8",
+			     "0000-03:00.1", "0000:03:00.1 ", " 0000:03:00.1", "0000:0g:00.1", "0000:03:00.1x",
+			     "../../../etc", NULL};
+	(void)state;
+
+	for (size_t i = 0; bad[i]; i++)
+		assert_int_equal(xevf_pci_addr_parse(bad[i], NULL), -EINVAL);
+	assert_int_equal(xevf_pci_addr_parse(NULL, NULL), -EINVAL);
+}
+
+static void test_read_text_trims_and_limits(void **state)
+{
+	char *dir = temp_dir(), *path = pathf("%s/attr", dir), *out = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+	(void)state;
+
+	write_file(path, "0x8086\n\n", 8);
+	assert_int_equal(xevf_read_text(path, 64, &out, &err), 0);
+	assert_string_equal(out, "0x8086");
+	free(out);
+
+	assert_int_equal(xevf_read_text(path, 4, &out, &err), -EFBIG);
+	assert_null(out);
+	assert_non_null(strstr(xevf_err_msg(&err), path));
+	assert_non_null(strstr(xevf_err_msg(&err), "larger than 4 bytes"));
+
+	write_file(path, "ab\0cd", 5);
+	assert_int_equal(xevf_read_text(path, 64, &out, &err), -EILSEQ);
+	assert_non_null(strstr(xevf_err_msg(&err), "NUL"));
+	xevf_err_clear(&err);
+	rm_tree(dir);
+	free(path);
+	free(dir);
+}
+
+static void test_read_text_names_missing_file(void **state)
+{
+	char *out = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+	(void)state;
+
+	assert_int_equal(xevf_read_text("/nonexistent/xevf/attr", 64, &out, &err), -ENOENT);
+	assert_int_equal(err.errnum, ENOENT);
+	assert_string_equal(xevf_err_msg(&err), "cannot open /nonexistent/xevf/attr: No such file or directory");
+	xevf_err_clear(&err);
+	assert_string_equal(xevf_err_msg(&err), "no error");
+}
+
+static void test_parse_long_whole_input_only(void **state)
+{
+	long v = 0;
+	(void)state;
+
+	assert_int_equal(xevf_parse_long("  42\n", 10, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(xevf_parse_long("0x56c0", 0, &v), 0);
+	assert_int_equal(v, 0x56c0);
+	assert_int_equal(xevf_parse_long("56c0", 16, &v), 0);
+	assert_int_equal(v, 0x56c0);
+	assert_int_equal(xevf_parse_long("12abc", 10, &v), -EINVAL);
+	assert_int_equal(xevf_parse_long("", 10, &v), -EINVAL);
+	assert_int_equal(xevf_parse_long("99999999999999999999999", 10, &v), -ERANGE);
+}
+
+static void test_read_long_names_file_and_value(void **state)
+{
+	char *dir = temp_dir(), *path = pathf("%s/sriov_numvfs", dir);
+	struct xevf_err err = XEVF_ERR_INIT;
+	long v;
+	(void)state;
+
+	write_file(path, "seven\n", 6);
+	assert_int_equal(xevf_read_long(path, 10, &v, &err), -EINVAL);
+	assert_non_null(strstr(xevf_err_msg(&err), path));
+	assert_non_null(strstr(xevf_err_msg(&err), "'seven'"));
+	xevf_err_clear(&err);
+	rm_tree(dir);
+	free(path);
+	free(dir);
+}
+
+static void test_readlink_basename_any_length(void **state)
+{
+	char *dir = temp_dir(), *link = pathf("%s/driver", dir), *target, *out = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+	char longname[600];
+	(void)state;
+
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	target = pathf("../../bus/pci/drivers/%s", longname);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(xevf_readlink_basename(link, &out, &err), 0);
+	assert_string_equal(out, longname);
+	free(out);
+	unlink(link);
+	assert_int_equal(xevf_readlink_basename(link, &out, &err), -ENOENT);
+	assert_non_null(strstr(xevf_err_msg(&err), link));
+	xevf_err_clear(&err);
+	rm_tree(dir);
+	free(target);
+	free(link);
+	free(dir);
+}
+
+static void test_write_text_reports_file_and_errno(void **state)
+{
+	char *dir = temp_dir(), *path = pathf("%s/sriov_numvfs", dir);
+	struct xevf_err err = XEVF_ERR_INIT;
+	(void)state;
+
+	assert_int_equal(xevf_write_text(path, "4", &err), -ENOENT);
+	assert_non_null(strstr(xevf_err_msg(&err), path));
+	assert_non_null(strstr(xevf_err_msg(&err), "No such file or directory"));
+	write_file(path, "", 0);
+	assert_int_equal(xevf_write_text(path, "4", &err), 0);
+	xevf_err_clear(&err);
+	rm_tree(dir);
+	free(path);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pci_addr_accepts_canonical_forms),
+		cmocka_unit_test(test_pci_addr_rejects_everything_else),
+		cmocka_unit_test(test_read_text_trims_and_limits),
+		cmocka_unit_test(test_read_text_names_missing_file),
+		cmocka_unit_test(test_parse_long_whole_input_only),
+		cmocka_unit_test(test_read_long_names_file_and_value),
+		cmocka_unit_test(test_readlink_basename_any_length),
+		cmocka_unit_test(test_write_text_reports_file_and_errno),
+	};
+	return cmocka_run_group_tests_name("sysfs", tests, NULL, NULL);
+}

@@ -490,7 +490,8 @@ static int find_vfs(struct scan *s, struct xevf_pf *pf)
 	free(dir_path);
 	if (rc)
 		return rc;
-	qsort(pf->vfs, pf->nvfs, sizeof(*pf->vfs), cmp_vf);
+	if (pf->nvfs > 1)
+		qsort(pf->vfs, pf->nvfs, sizeof(*pf->vfs), cmp_vf);
 	for (size_t i = 0; i < pf->nvfs; i++) {
 		rc = describe_vf(s, pf, &pf->vfs[i]);
 		if (rc == -ENOMEM)
@@ -590,7 +591,8 @@ int xevf_discover(const struct xevf_roots *roots, struct xevf_host **out, struct
 			goto out;
 		}
 	}
-	qsort(s.host->pfs, s.host->npfs, sizeof(*s.host->pfs), cmp_pf);
+	if (s.host->npfs > 1)
+		qsort(s.host->pfs, s.host->npfs, sizeof(*s.host->pfs), cmp_pf);
 	s.host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
 	s.host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
 	for (size_t i = 0; i < s.host->npfs; i++) {

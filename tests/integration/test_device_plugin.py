@@ -1,0 +1,393 @@
+"""xevf-agent against the kubelet simulator on a simulated host.
+
+Each test asserts what the kubelet (and through it KubeVirt) would see."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import grpc
+import pytest
+from conftest import AGENT, SLOW, WRAPPER, api
+
+RESOURCE = "intel.com/xe_vf"
+ENDPOINT = "xevf-intel.com_xe_vf.sock"
+ENV = "PCI_RESOURCE_INTEL_COM_XE_VF"
+
+
+def all_healthy(devices):
+    return devices and all(h == "Healthy" for h, _ in devices.values())
+
+
+def start_node(world, *extra, pfs=2, vfs=7, **host_kw):
+    world.create_host(pfs=pfs, vfs=vfs, **host_kw)
+    world.start_kubelet()
+    agent = world.start_agent(*extra)
+    t, reg = world.kubelet.wait_registration(RESOURCE, timeout=10 * SLOW)
+    return agent, reg
+
+
+def test_full_lifecycle(world):
+    """The scenario that also runs under valgrind: register, list, allocate,
+    a VF going unhealthy and back, a kubelet restart, SIGTERM."""
+    agent, reg = start_node(world, pfs=2, vfs=3)
+    assert reg.version == "v1beta1"
+    assert reg.endpoint == ENDPOINT
+    assert reg.options.get_preferred_allocation_available
+    assert not reg.options.pre_start_required
+
+    watch = world.kubelet.watch_of(RESOURCE, timeout=5 * SLOW)
+    _, devices = watch.wait_for(all_healthy, timeout=5 * SLOW)
+    assert sorted(devices) == ["0000:03:00.1", "0000:03:00.2", "0000:03:00.3",
+                               "0000:13:00.1", "0000:13:00.2", "0000:13:00.3"]
+    assert devices["0000:03:00.1"] == ("Healthy", [0])
+    assert devices["0000:13:00.3"] == ("Healthy", [1])
+
+    client = world.client()
+    resp = client.allocate([["0000:13:00.2"]], timeout=5 * SLOW)
+    c = resp.container_responses[0]
+    assert dict(c.envs) == {ENV: "0000:13:00.2"}
+    assert [(d.host_path, d.container_path, d.permissions) for d in c.devices] == [
+        ("/dev/vfio/vfio", "/dev/vfio/vfio", "rw"), ("/dev/vfio/14", "/dev/vfio/14", "rw")]
+
+    world.host.unbind("0000:03:00.2")
+    watch.wait_for(lambda d: d["0000:03:00.2"][0] == "Unhealthy", timeout=3 * SLOW)
+    agent.wait_log(r"event=vf_unhealthy .*pci=0000:03:00.2 reason=\"not bound to any driver")
+    world.host.bind("0000:03:00.2", "xe-vfio-pci")
+    watch.wait_for(lambda d: d["0000:03:00.2"][0] == "Healthy", timeout=3 * SLOW)
+
+    world.kubelet.restart()
+    world.kubelet.wait_registration(RESOURCE, timeout=5 * SLOW)
+    watch = world.kubelet.watch_of(RESOURCE, timeout=5 * SLOW)
+    watch.wait_for(all_healthy, timeout=5 * SLOW)
+    client.close()
+    assert agent.stop() == 0
+    assert not os.path.exists(os.path.join(world.plugin_dir, ENDPOINT))
+    agent.wait_log(r"event=stopped")
+
+
+def test_options_and_prestart(world):
+    start_node(world)
+    client = world.client()
+    opts = client.get_options()
+    assert opts.get_preferred_allocation_available is True
+    assert opts.pre_start_required is False
+    assert client.prestart(["0000:03:00.1"]).ByteSize() == 0
+
+
+def test_allocate_several_containers(world):
+    start_node(world, cdev=True)
+    resp = world.client().allocate([["0000:03:00.1", "0000:03:00.2"], ["0000:13:00.7"]])
+    first, second = resp.container_responses
+    assert first.envs[ENV] == "0000:03:00.1,0000:03:00.2"
+    assert second.envs[ENV] == "0000:13:00.7"
+    assert [d.host_path for d in first.devices] == [
+        "/dev/vfio/vfio", "/dev/vfio/10", "/dev/iommu", "/dev/vfio/devices/vfio0",
+        "/dev/vfio/11", "/dev/vfio/devices/vfio1"]
+    assert [d.host_path for d in second.devices] == [
+        "/dev/vfio/vfio", "/dev/vfio/23", "/dev/iommu", "/dev/vfio/devices/vfio13"]
+
+
+@pytest.mark.parametrize("containers,message", [
+    ([["0000:03:00.1", "0000:77:00.1"]],
+     "unknown device id '0000:77:00.1': not a VF of resource intel.com/xe_vf on this node"),
+    ([["0000:03:00.1", "0000:03:00.1"]], "device 0000:03:00.1 is requested more than once"),
+    ([["0000:03:00.1"], ["0000:03:00.1"]], "device 0000:03:00.1 is requested more than once"),
+    ([["0000:03:00.4"]], "device 0000:03:00.4 is unhealthy: bound to xe, which is not a VFIO driver; "
+                         "bind it to xe-vfio-pci (or vfio-pci)"),
+    ([["x" * 300]], "unknown device id '" + "x" * 80 + "...': not a VF of resource intel.com/xe_vf on this node"),
+])
+def test_allocate_refuses_bad_ids(world, containers, message):
+    world.create_host(pfs=2, vfs=7)
+    world.host.bind("0000:03:00.4", "xe")
+    world.start_kubelet()
+    agent = world.start_agent()
+    world.kubelet.wait_registration(RESOURCE)
+    client = world.client()
+    with pytest.raises(grpc.RpcError) as e:
+        client.allocate(containers)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == message
+    agent.wait_log(r"event=allocate_refused")
+    # nothing changed: a good request still works
+    assert client.allocate([["0000:03:00.1"]]).container_responses[0].envs[ENV] == "0000:03:00.1"
+
+
+def test_garbage_payload_is_invalid_argument(world):
+    start_node(world)
+    client = world.client()
+    raw = client.channel.unary_unary("/v1beta1.DevicePlugin/Allocate", request_serializer=lambda b: b,
+                                     response_deserializer=lambda b: b)
+    with pytest.raises(grpc.RpcError) as e:
+        raw(b"\x0a\xff\xff\xff\xff\x0f", timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert client.get_options().get_preferred_allocation_available
+
+
+def test_preferred_allocation_pack_and_spread(world):
+    start_node(world)
+    client = world.client()
+    avail = ["0000:03:00.%d" % i for i in range(1, 8)] + ["0000:13:00.%d" % i for i in range(1, 8)]
+    # pack: one PF, one NUMA node; must_include honoured
+    resp = client.preferred(avail, ["0000:13:00.5"], 3)
+    assert list(resp.container_responses[0].deviceIDs) == ["0000:13:00.1", "0000:13:00.2", "0000:13:00.5"]
+    # PF 03 is on NUMA node 0, PF 13 on node 1: the lowest node that can hold
+    # the whole request wins
+    resp = client.preferred(avail[:3] + avail[7:9], [], 2)
+    assert list(resp.container_responses[0].deviceIDs) == ["0000:03:00.1", "0000:03:00.2"]
+    world.agents[0].stop()
+
+    spread = world.start_agent("--allocation-policy", "spread")
+    world.kubelet.wait_registration(RESOURCE)
+    client = world.client()
+    # two NUMA nodes: 03 on node 0 and 13 on node 1; one node is preferred,
+    # so spreading is within node 0's PF(s) only
+    resp = client.preferred(avail, [], 2)
+    assert list(resp.container_responses[0].deviceIDs) == ["0000:03:00.1", "0000:03:00.2"]
+    spread.stop()
+
+
+def test_pack_and_spread_on_one_numa_node(world):
+    world.create_host(pfs=2, vfs=4, numa=False)
+    world.start_kubelet()
+    pack = world.start_agent()
+    world.kubelet.wait_registration(RESOURCE)
+    # pack: best fit, the PF with exactly enough free VFs, keeping PF 03 whole
+    avail = ["0000:03:00.%d" % i for i in range(1, 5)] + ["0000:13:00.1", "0000:13:00.2"]
+    resp = world.client().preferred(avail, [], 2)
+    assert list(resp.container_responses[0].deviceIDs) == ["0000:13:00.1", "0000:13:00.2"]
+    pack.stop()
+    world.start_agent("--allocation-policy", "spread")
+    world.kubelet.wait_registration(RESOURCE)
+    resp = world.client().preferred(avail, [], 2)
+    assert list(resp.container_responses[0].deviceIDs) == ["0000:03:00.1", "0000:13:00.1"]
+
+
+def test_health_change_reaches_list_and_watch_within_1s(world):
+    start_node(world)
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(all_healthy)
+    latencies = []
+    for addr, change, undo in [
+        ("0000:03:00.5", lambda: world.host.bind("0000:03:00.5", "xe"),
+         lambda: world.host.bind("0000:03:00.5", "xe-vfio-pci")),
+        ("0000:13:00.2", lambda: world.host.remove_group_node("0000:13:00.2"),
+         lambda: world.host.add_group_node("0000:13:00.2")),
+    ]:
+        t0 = time.monotonic()
+        change()
+        t1, _ = watch.wait_for(lambda d, a=addr: d[a][0] == "Unhealthy", timeout=3)
+        latencies.append(t1 - t0)
+        t0 = time.monotonic()
+        undo()
+        t1, _ = watch.wait_for(lambda d, a=addr: d[a][0] == "Healthy", timeout=3)
+        latencies.append(t1 - t0)
+    print("ListAndWatch latencies (s):", ["%.3f" % x for x in latencies])
+    assert max(latencies) < 1.0
+
+
+def test_vfs_removed_and_added_reach_list_and_watch(world):
+    start_node(world, pfs=2, vfs=2)
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(lambda d: len(d) == 4)
+    t0 = time.monotonic()
+    world.host.remove_vfs("0000:13:00.0")
+    t1, devices = watch.wait_for(lambda d: len(d) == 2, timeout=3)
+    assert sorted(devices) == ["0000:03:00.1", "0000:03:00.2"]
+    assert t1 - t0 < 1.0
+    world.agents[0].wait_log(r"event=vf_removed resource=intel.com/xe_vf pci=0000:13:00.1")
+    world.host.add_vf("0000:13:00.0", 0, 0x56C1, 1, "xe-vfio-pci")
+    _, devices = watch.wait_for(lambda d: len(d) == 3, timeout=3)
+    assert devices["0000:13:00.1"] == ("Healthy", [1])
+
+
+def test_kubelet_restart_reregisters_within_2s(world):
+    agent, _ = start_node(world)
+    for _ in range(3):
+        t0 = time.monotonic()
+        world.kubelet.restart()
+        t1, reg = world.kubelet.wait_registration(RESOURCE, timeout=5)
+        assert t1 - t0 < 2.0, "re-registered after %.2f s" % (t1 - t0)
+        assert reg.endpoint == ENDPOINT
+        assert os.path.exists(os.path.join(world.plugin_dir, ENDPOINT))
+        world.kubelet.watch_of(RESOURCE).wait_for(all_healthy)
+    agent.wait_log(r"event=socket_removed")
+
+
+def test_removed_plugin_socket_is_recreated(world):
+    agent, _ = start_node(world)
+    sock = os.path.join(world.plugin_dir, ENDPOINT)
+    os.unlink(sock)
+    world.kubelet.wait_registration(RESOURCE, timeout=3)
+    assert os.path.exists(sock)
+    agent.wait_log(r"event=socket_removed .*action=\"re-creating it\"")
+    assert world.client().get_options().get_preferred_allocation_available
+
+
+def test_no_kubelet_yet_retries_with_backoff(world):
+    world.create_host(pfs=1, vfs=2)
+    agent = world.start_agent()
+    agent.wait_log(r"event=kubelet_not_found kubelet=\S+/kubelet.sock")
+    time.sleep(1.0)
+    world.start_kubelet()
+    t0 = time.monotonic()
+    world.kubelet.wait_registration(RESOURCE, timeout=5)
+    assert time.monotonic() - t0 < 2.0
+    agent.wait_log(r"event=kubelet_found")
+    agent.wait_log(r"event=registered resource=intel.com/xe_vf")
+
+
+def test_kubelet_that_refuses_is_retried_and_logged(world):
+    world.create_host(pfs=1, vfs=2)
+    # A kubelet socket that is not a gRPC server at all: registration fails.
+    bogus = os.path.join(world.plugin_dir, "kubelet.sock")
+    open(bogus, "w").close()
+    agent = world.start_agent()
+    agent.wait_log(r"event=register_failed resource=intel.com/xe_vf .*retry_in_ms=500 attempt=1")
+    agent.wait_log(r"event=register_failed .*retry_in_ms=1000 attempt=2")
+    os.unlink(bogus)
+    world.start_kubelet()
+    world.kubelet.wait_registration(RESOURCE, timeout=3)
+
+
+def test_eight_concurrent_allocate_callers(world):
+    start_node(world)
+    ids = ["0000:03:00.%d" % i for i in range(1, 8)] + ["0000:13:00.1"]
+    results, errors = {}, []
+    barrier = threading.Barrier(8)
+
+    def caller(i):
+        client = world.client()
+        try:
+            barrier.wait(5)
+            for _ in range(5):
+                resp = client.allocate([[ids[i]]], timeout=10)
+                results.setdefault(i, []).append(resp.container_responses[0].envs[ENV])
+        except Exception as e:  # noqa: BLE001 - any failure fails the test below
+            errors.append(e)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert {i: set(v) for i, v in results.items()} == {i: {ids[i]} for i in range(8)}
+    assert all(len(v) == 5 for v in results.values())
+
+
+def test_two_pools_by_pf_address(world, tmp_path):
+    world.create_host(pfs=2, vfs=3)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"pools": [
+        {"resourceName": "intel.com/xe_vf_a", "selector": {"pfAddresses": ["0000:03:00.0"]}},
+        {"resourceName": "intel.com/xe_vf_b", "selector": {"pfAddresses": ["0000:13:00.0"]},
+         "allocationPolicy": "spread"}]}))
+    world.start_kubelet()
+    world.start_agent("--config", str(config))
+    _, a = world.kubelet.wait_registration("intel.com/xe_vf_a")
+    _, b = world.kubelet.wait_registration("intel.com/xe_vf_b")
+    assert a.endpoint == "xevf-intel.com_xe_vf_a.sock"
+    _, da = world.kubelet.watch_of("intel.com/xe_vf_a").wait_for(lambda d: len(d) == 3)
+    _, db = world.kubelet.watch_of("intel.com/xe_vf_b").wait_for(lambda d: len(d) == 3)
+    assert sorted(da) == ["0000:03:00.1", "0000:03:00.2", "0000:03:00.3"]
+    assert sorted(db) == ["0000:13:00.1", "0000:13:00.2", "0000:13:00.3"]
+    resp = world.client(b.endpoint).allocate([["0000:13:00.1"]])
+    assert dict(resp.container_responses[0].envs) == {"PCI_RESOURCE_INTEL_COM_XE_VF_B": "0000:13:00.1"}
+    with pytest.raises(grpc.RpcError) as e:
+        world.client(a.endpoint).allocate([["0000:13:00.1"]])
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_sighup_reloads_config(world, tmp_path):
+    world.create_host(pfs=2, vfs=2)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"pools": [{"resourceName": "intel.com/xe_vf"}]}))
+    world.start_kubelet()
+    agent = world.start_agent("--config", str(config))
+    world.kubelet.wait_registration(RESOURCE)
+
+    config.write_text(json.dumps({"pools": [
+        {"resourceName": "intel.com/flex140", "selector": {"deviceIds": ["0x56c1"]}},
+        {"resourceName": "intel.com/xe_vf"}]}))
+    agent.signal(signal.SIGHUP)
+    world.kubelet.wait_registration("intel.com/flex140", timeout=3)
+    agent.wait_log(r"event=config_reloaded pools=2")
+    _, d = world.kubelet.watch_of("intel.com/flex140").wait_for(lambda d: len(d) == 2)
+    assert sorted(d) == ["0000:13:00.1", "0000:13:00.2"]
+    world.kubelet.watch_of(RESOURCE).wait_for(lambda d: sorted(d) == ["0000:03:00.1", "0000:03:00.2"])
+
+    # A broken file on reload: logged, the running configuration stays.
+    mark = agent.log_count()
+    config.write_text('{"pools": [{"resourceName": "bad name"}]}')
+    agent.signal(signal.SIGHUP)
+    agent.wait_log(r"event=reload_failed reason=\".*pools\[0\].resourceName: 'bad name' is not a valid", after=mark)
+    assert world.client("xevf-intel.com_flex140.sock").get_options().get_preferred_allocation_available
+
+    # A pool removed from the file: its socket goes away.
+    config.write_text(json.dumps({"pools": [{"resourceName": "intel.com/xe_vf"}]}))
+    agent.signal(signal.SIGHUP)
+    agent.wait_log(r"event=server_stopped resource=intel.com/flex140")
+    assert not os.path.exists(os.path.join(world.plugin_dir, "xevf-intel.com_flex140.sock"))
+    assert agent.stop() == 0
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"pools": [{"resourceName": "intel.com/xe_vf", "selector": {"pfAddress": []}}]}',
+     "pools[0].selector.pfAddress: unknown key"),
+    ('{"pools": [{"resourceName": "xe_vf"}]}', "pools[0].resourceName: 'xe_vf' is not a valid extended resource"),
+    ('{"pools": [', "not valid JSON"),
+])
+def test_bad_config_exits_2_naming_the_key(tmp_path, content, message):
+    config = tmp_path / "config.json"
+    config.write_text(content)
+    proc = subprocess.run(WRAPPER + [AGENT, "--config", str(config), "--plugin-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60 * SLOW)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert str(config) in proc.stderr
+
+
+def test_bad_flags_exit_2(tmp_path):
+    for args, message in [(["--resource-name", "kubernetes.io/gpu"], "reserved"),
+                          (["--allocation-policy", "random"], "not pack or spread"),
+                          (["--rescan-interval", "5"], "--rescan-interval"),
+                          (["--log-level", "loud"], "logLevel: 'loud'"),
+                          (["--no-such-flag"], "unrecognized option")]:
+        proc = subprocess.run([AGENT, "--plugin-dir", str(tmp_path)] + args, capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode == 2, args
+        assert message in proc.stderr, (args, proc.stderr)
+
+
+def test_discover_cli(world):
+    world.create_host(pfs=2, vfs=7)
+    world.host.unbind("0000:13:00.3")
+    out = subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root", world.host.dev],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    data = json.loads(out)
+    assert [p["address"] for p in data["pfs"]] == ["0000:03:00.0", "0000:13:00.0"]
+    vfs = {v["address"]: v for p in data["pfs"] for v in p["vfs"]}
+    assert len(vfs) == 14
+    assert vfs["0000:03:00.1"]["driver"] == "xe-vfio-pci"
+    assert vfs["0000:03:00.1"]["migrationCapable"] is True
+    assert vfs["0000:03:00.1"]["vfioNodes"] == ["/dev/vfio/10"]
+    assert vfs["0000:13:00.3"]["health"] == "Unhealthy"
+    assert "not bound" in vfs["0000:13:00.3"]["reason"]
+    text = subprocess.run([AGENT, "discover", "--sysfs-root", world.host.sys, "--dev-root", world.host.dev],
+                          capture_output=True, text=True, check=True, timeout=30).stdout
+    assert "PF 0000:03:00.0  8086:56c0 rev 08  numa 0  driver xe  VFs 7 enabled of 7" in text
+    assert "VF 0000:13:00.3  #2  8086:56c1  group 19  driver (none)  Unhealthy: not bound to any driver" in text
+
+
+def test_help_documents_every_flag():
+    out = subprocess.run([AGENT, "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ["--config", "--plugin-dir", "--sysfs-root", "--dev-root", "--resource-name", "--allocation-policy",
+                 "--rescan-interval", "--log-level", "--check-config", "--json", "--version", "--help"]:
+        assert flag in out
+    assert subprocess.run([AGENT, "--version"], capture_output=True, text=True).stdout.startswith("xevf-agent ")

@@ -335,7 +335,7 @@ static void handle_unary(struct call *c)
 		V1beta1__DevicePluginOptions opts = V1BETA1__DEVICE_PLUGIN_OPTIONS__INIT;
 		opts.pre_start_required = 0;
 		opts.get_preferred_allocation_available = 1;
-		finish_unary(c, GRPC_STATUS_OK, NULL, &opts.base);
+		finish_unary(c, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&opts);
 	} else if (c->method == M_PRE_START) {
 		V1beta1__PreStartContainerResponse resp = V1BETA1__PRE_START_CONTAINER_RESPONSE__INIT;
 		log_debug("pre_start_container", "resource=%s devices=%zu", res,
@@ -503,7 +503,7 @@ static void server_stop(struct plugin *pl, const char *why)
 /* Destroys a drained server; true when the plugin has no server left. */
 static bool server_reap(struct plugin *pl)
 {
-	ino_t ino;
+	ino_t ino = 0;
 
 	if (pl->state == SERVER_DRAINING && pl->shutdown_notified && pl->live_calls == 0) {
 		grpc_server_destroy(pl->server);
@@ -564,7 +564,7 @@ static void register_start(struct plugin *pl, ino_t kubelet_ino)
 	method = grpc_slice_from_static_string("/v1beta1.Registration/Register");
 	r->call = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, ag->cq, method, NULL,
 					   deadline_in_ms(REGISTER_TIMEOUT_MS), NULL);
-	r->send = pack_message(&req.base);
+	r->send = pack_message((const ProtobufCMessage *)&req);
 	grpc_metadata_array_init(&r->initial_md);
 	grpc_metadata_array_init(&r->trailing_md);
 	r->details = grpc_empty_slice();
@@ -674,7 +674,7 @@ static void plugin_tick(struct plugin *pl, int64_t now)
 {
 	struct agent *ag = pl->agent;
 	struct registration *r = &pl->reg;
-	ino_t ino;
+	ino_t ino = 0;
 
 	if (pl->retired)
 		return;
@@ -903,7 +903,8 @@ static void reload(struct agent *ag)
 		free(error);
 		return;
 	}
-	dir_changed = strcmp(fresh.plugin_dir, ag->cfg.plugin_dir) != 0;
+	/* config_finish always sets plugin_dir */
+	dir_changed = !fresh.plugin_dir || !ag->cfg.plugin_dir || strcmp(fresh.plugin_dir, ag->cfg.plugin_dir) != 0;
 	/* Retire the pools that are gone (all of them when the plugin dir moved). */
 	for (struct plugin *pl = ag->plugins; pl; pl = pl->next) {
 		bool kept = false;
@@ -997,7 +998,7 @@ static void reap_plugins(struct agent *ag)
 static void agent_tick(struct agent *ag)
 {
 	int64_t now = now_ms();
-	ino_t ino;
+	ino_t ino = 0;
 
 	if (got_term && !ag->stopping) {
 		log_info("shutting_down", "reason=signal");

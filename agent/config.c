@@ -11,14 +11,13 @@
 #include "../driver/xevf_sysfs.h"
 
 /* A config file is a few kilobytes; anything this large is a mistake. */
-#define CONFIG_MAX_BYTES (1024 * 1024)
+#define CONFIG_MAX_BYTES ((size_t)1024 * 1024)
 
 static int fail(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(char **error, const char *fmt, ...)
 {
-	va_list ap;
-
 	if (error) {
+		va_list ap;
 		free(*error);
 		*error = NULL;
 		va_start(ap, fmt);
@@ -267,12 +266,12 @@ static int parse_selector_key(const char *k, const char *name, json_object *v, s
 			char **ids = NULL;
 			size_t n = 0;
 			int rc = get_string_array(v, k, &ids, &n, error);
-			if (rc == 0) {
-				sel->device_ids = calloc(n ? n : 1, sizeof(int));
-				if (!sel->device_ids)
-					rc = fail(error, "%s: out of memory", k);
-			}
-			for (size_t i = 0; rc == 0 && i < n; i++) {
+			int *parsed = rc == 0 ? calloc(n ? n : 1, sizeof(int)) : NULL;
+			if (rc == 0 && !parsed)
+				rc = fail(error, "%s: out of memory", k);
+			free(sel->device_ids);
+			sel->device_ids = parsed;
+			for (size_t i = 0; rc == 0 && parsed && ids && i < n; i++) {
 				if (parse_device_id(ids[i], &sel->device_ids[i]))
 					rc = fail(error, "%s[%zu]: '%s' is not a PCI device id like 0x56c0", k, i, ids[i]);
 				else
@@ -409,9 +408,7 @@ int config_parse_json(const char *text, size_t len, struct agent_config *cfg, ch
 
 	memset(cfg, 0, sizeof(*cfg));
 	if (len > CONFIG_MAX_BYTES)
-		return fail(error, "the configuration is larger than %d bytes", CONFIG_MAX_BYTES);
-	if (len > 0x7fffffff)
-		return fail(error, "the configuration is too large");
+		return fail(error, "the configuration is larger than %zu bytes", CONFIG_MAX_BYTES);
 	tok = json_tokener_new();
 	if (!tok)
 		return fail(error, "out of memory");

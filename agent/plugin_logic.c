@@ -49,22 +49,23 @@ void arena_free(struct arena *a)
 
 char *printable_id(const char *id)
 {
-	enum { LIMIT = 80 };
-	size_t n = strnlen(id, LIMIT + 1);
-	char *out = malloc(LIMIT * 4 + 8), *o = out;
+	enum { LIMIT = 80, SIZE = LIMIT * 4 + 8 };
+	size_t n = strnlen(id, LIMIT + 1), at = 0;
+	char *out = malloc(SIZE);
 
 	if (!out)
 		return NULL;
+	/* every character takes at most 4 bytes ("\\xNN"); "..." and NUL fit in 8 */
 	for (size_t i = 0; i < n && i < LIMIT; i++) {
 		unsigned char c = (unsigned char)id[i];
 		if (isprint(c) && c != '\'' && c != '\\')
-			*o++ = (char)c;
+			out[at++] = (char)c;
 		else
-			o += sprintf(o, "\\x%02x", c);
+			at += (size_t)snprintf(out + at, SIZE - at, "\\x%02x", c);
 	}
 	if (n > LIMIT)
-		o += sprintf(o, "...");
-	*o = '\0';
+		at += (size_t)snprintf(out + at, SIZE - at, "...");
+	out[at] = '\0';
 	return out;
 }
 
@@ -89,7 +90,7 @@ V1beta1__ListAndWatchResponse *plugin_list(const struct pool *p, struct arena *a
 	if (!r)
 		return NULL;
 	v1beta1__list_and_watch_response__init(r);
-	r->devices = arena_alloc(a, (p->ndevs + 1) * sizeof(*r->devices));
+	r->devices = arena_alloc(a, (p->ndevs + 1) * sizeof(*r->devices)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	if (!r->devices)
 		return NULL;
 	for (size_t i = 0; i < p->ndevs; i++) {
@@ -107,7 +108,7 @@ V1beta1__ListAndWatchResponse *plugin_list(const struct pool *p, struct arena *a
 			 * topology manager then treats the device as node-agnostic. */
 			V1beta1__TopologyInfo *t = arena_alloc(a, sizeof(*t));
 			V1beta1__NUMANode *node = arena_alloc(a, sizeof(*node));
-			V1beta1__NUMANode **nodes = arena_alloc(a, sizeof(*nodes));
+			V1beta1__NUMANode **nodes = arena_alloc(a, sizeof(*nodes)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 			if (!t || !node || !nodes)
 				return NULL;
 			v1beta1__topology_info__init(t);
@@ -172,7 +173,7 @@ static int validate_allocate(const struct pool *p, const V1beta1__AllocateReques
 			} else {
 				for (size_t c2 = 0; c2 <= c && !rc; c2++) {
 					const V1beta1__ContainerAllocateRequest *o = req->container_requests[c2];
-					size_t end = c2 == c ? i : o->n_devices_ids;
+					size_t end = !o ? 0 : c2 == c ? i : o->n_devices_ids;
 					for (size_t j = 0; j < end && !rc; j++)
 						if (strcmp(o->devices_ids[j], id) == 0)
 							rc = fail(error, GRPC_STATUS_INVALID_ARGUMENT,
@@ -195,7 +196,7 @@ static int build_container(struct pool *p, const V1beta1__ContainerAllocateReque
 	char *addresses;
 
 	v1beta1__container_allocate_response__init(out);
-	out->devices = arena_alloc(a, (2 * nids + 2) * sizeof(*out->devices));
+	out->devices = arena_alloc(a, (2 * nids + 2) * sizeof(*out->devices)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	if (!out->devices)
 		return -ENOMEM;
 	for (size_t i = 0; i < nids; i++) {
@@ -214,13 +215,16 @@ static int build_container(struct pool *p, const V1beta1__ContainerAllocateReque
 	addresses = arena_alloc(a, len);
 	if (!addresses)
 		return -ENOMEM;
-	for (size_t i = 0; i < nids; i++) {
+	for (size_t i = 0, at = 0; i < nids; i++) {
+		const char *id = pool_find(p, cr->devices_ids[i])->id;
+		size_t n = strlen(id);
 		if (i)
-			strcat(addresses, ",");
-		strcat(addresses, pool_find(p, cr->devices_ids[i])->id);
+			addresses[at++] = ',';
+		memcpy(addresses + at, id, n + 1); /* len counted every id, comma and NUL */
+		at += n;
 	}
 	env = arena_alloc(a, sizeof(*env));
-	out->envs = arena_alloc(a, sizeof(*out->envs));
+	out->envs = arena_alloc(a, sizeof(*out->envs)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	if (!env || !out->envs)
 		return -ENOMEM;
 	v1beta1__container_allocate_response__envs_entry__init(env);
@@ -246,7 +250,7 @@ int plugin_allocate(struct pool *p, const V1beta1__AllocateRequest *req, struct 
 	if (!r)
 		return fail(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 	v1beta1__allocate_response__init(r);
-	r->container_responses = arena_alloc(a, (req->n_container_requests + 1) * sizeof(*r->container_responses));
+	r->container_responses = arena_alloc(a, (req->n_container_requests + 1) * sizeof(*r->container_responses)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	if (!r->container_responses)
 		return fail(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 	for (size_t c = 0; c < req->n_container_requests; c++) {
@@ -314,7 +318,7 @@ int plugin_preferred(const struct pool *p, const V1beta1__PreferredAllocationReq
 	if (!r)
 		return fail(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 	v1beta1__preferred_allocation_response__init(r);
-	r->container_responses = arena_alloc(a, (req->n_container_requests + 1) * sizeof(*r->container_responses));
+	r->container_responses = arena_alloc(a, (req->n_container_requests + 1) * sizeof(*r->container_responses)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	if (!r->container_responses)
 		return fail(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 	for (size_t c = 0; c < req->n_container_requests; c++) {

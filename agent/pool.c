@@ -23,7 +23,7 @@ char *pool_env_name(const char *resource_name)
 	memcpy(out, prefix, sizeof(prefix) - 1);
 	for (size_t i = 0; i < n; i++) {
 		char c = resource_name[i];
-		out[sizeof(prefix) - 1 + i] = (c == '.' || c == '/') ? '_' : (char)toupper((unsigned char)c);
+		out[sizeof(prefix) - 1 + i] = (char)((c == '.' || c == '/') ? '_' : toupper((unsigned char)c));
 	}
 	out[sizeof(prefix) - 1 + n] = '\0';
 	return out;
@@ -165,13 +165,10 @@ static bool log_changes(const struct pool *p, const struct pool_device *nd, size
 		}
 		if (old->healthy != nd[i].healthy || old->numa_node != nd[i].numa_node)
 			visible = true;
-		if (old->healthy && !nd[i].healthy)
-			log_warn("vf_unhealthy", "resource=%s pci=%s reason=\"%s\"", res, nd[i].id,
-				 nd[i].reason ? nd[i].reason : "unknown");
-		else if (!old->healthy && nd[i].healthy)
+		if (!old->healthy && nd[i].healthy)
 			log_info("vf_healthy", "resource=%s pci=%s driver=%s", res, nd[i].id,
 				 nd[i].driver ? nd[i].driver : "none");
-		else if (!nd[i].healthy && !str_eq(old->reason, nd[i].reason))
+		else if (!nd[i].healthy && (old->healthy || !str_eq(old->reason, nd[i].reason)))
 			log_warn("vf_unhealthy", "resource=%s pci=%s reason=\"%s\"", res, nd[i].id,
 				 nd[i].reason ? nd[i].reason : "unknown");
 	}

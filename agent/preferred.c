@@ -106,7 +106,7 @@ static void pick_pack(struct picker *p, struct pf_group *g, size_t ng, size_t ne
 static void pick_spread(struct picker *p, struct pf_group *g, size_t ng, size_t need)
 {
 	/* Order: PFs the must-include devices do not use first, then most free first. */
-	struct pf_group **order = calloc(ng ? ng : 1, sizeof(*order));
+	struct pf_group **order = calloc(ng ? ng : 1, sizeof(*order)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	size_t no = 0;
 
 	if (!order)

@@ -138,7 +138,7 @@ static bool name_is(const char *name, const char *dashed)
 {
 	/* Module and driver names are spelled with '-' or '_' interchangeably. */
 	for (; *name && *dashed; name++, dashed++) {
-		char a = *name == '_' ? '-' : *name;
+		char a = (char)(*name == '_' ? '-' : *name);
 		if (a != *dashed)
 			return false;
 	}
@@ -188,7 +188,7 @@ static bool is_broken(const struct scan *s, const struct pci_dev *d)
 
 static void mark_broken(struct scan *s, struct pci_dev *d)
 {
-	struct pci_dev **grown = realloc(s->broken, (s->nbroken + 1) * sizeof(*grown));
+	struct pci_dev **grown = realloc(s->broken, (s->nbroken + 1) * sizeof(*grown)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 
 	if (grown) {
 		s->broken = grown;
@@ -308,7 +308,7 @@ static char *find_cdev(struct scan *s, const char *addr)
 		return NULL;
 	while ((e = readdir(dir))) {
 		long n;
-		if (strncmp(e->d_name, "vfio", 4) || xevf_parse_long(e->d_name + 4, 10, &n) || n < 0)
+		if (strncmp(e->d_name, "vfio", 4) != 0 || xevf_parse_long(e->d_name + 4, 10, &n) || n < 0)
 			continue;
 		if (xevf_asprintf(&node, "/dev/vfio/devices/%s", e->d_name))
 			node = NULL;
@@ -460,7 +460,7 @@ static int find_vfs(struct scan *s, struct xevf_pf *pf)
 		struct xevf_pci_addr a;
 		struct xevf_vf *grown;
 
-		if (strncmp(e->d_name, "virtfn", 6) || xevf_parse_long(e->d_name + 6, 10, &index) ||
+		if (strncmp(e->d_name, "virtfn", 6) != 0 || xevf_parse_long(e->d_name + 6, 10, &index) ||
 		    index < 0 || index > 0xffff)
 			continue;
 		if (xevf_asprintf(&link, "%s/%s", dir_path, e->d_name)) {

@@ -122,6 +122,8 @@ int xevf_parse_long(const char *s, int base, long *out)
 	char *end;
 	long v;
 
+	if (!s)
+		return -EINVAL;
 	while (isspace((unsigned char)*s))
 		s++;
 	if (*s == '\0')

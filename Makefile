@@ -17,6 +17,11 @@ ifeq ($(SAN),1)
 CFLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS   += -fsanitize=address,undefined
 endif
+ifeq ($(FUZZ),1)
+CC        := clang
+CFLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+LDFLAGS   += -fsanitize=address,undefined
+endif
 XCFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) -I$(BUILD)/gen -Idriver -Iagent \
              -DXEVF_VERSION=\"$(VERSION)\" $(shell pkg-config --cflags $(PKGS))
 LIBS      := $(shell pkg-config --libs $(PKGS)) -lpthread
@@ -34,7 +39,7 @@ AGENT_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRC)) $(patsubst $(GEN_DIR
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all agent unit-tests test test-unit test-integration test-asan test-valgrind test-fuzz \
+.PHONY: all agent unit-tests fuzzers test test-unit test-integration test-asan test-valgrind test-fuzz \
         lint demo deps clean
 all: agent
 agent: $(BUILD)/xevf-agent
@@ -71,6 +76,14 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libxevf-agent.a 
 	  $< $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a $(LDFLAGS) $(LIBS) -lcmocka -o $@
 
 unit-tests: $(UNIT_BIN)
+
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) -fsanitize=fuzzer $< $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a \
+	  $(LDFLAGS) $(LIBS) -o $@
+fuzzers: $(FUZZ_BIN)
 
 # ---- tests -----------------------------------------------------------------
 test-unit: unit-tests

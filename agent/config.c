@@ -474,6 +474,7 @@ int config_finish(struct agent_config *cfg, char **error)
 	if (cfg->rescan_interval_ms == 0)
 		cfg->rescan_interval_ms = XEVF_DEFAULT_RESCAN_MS;
 	if (cfg->npools == 0) {
+		free(cfg->pools); /* an empty "pools": [] leaves an empty array */
 		cfg->pools = calloc(1, sizeof(*cfg->pools));
 		if (!cfg->pools)
 			return fail(error, "out of memory");

@@ -68,6 +68,13 @@ static void test_defaults_fill_an_empty_config(void **state)
 	assert_string_equal(cfg.dev_root, "/dev");
 	assert_int_equal(cfg.rescan_interval_ms, XEVF_DEFAULT_RESCAN_MS);
 	config_free(&cfg);
+
+	/* an empty pool list means the default pool too (found by fuzzing: it leaked) */
+	assert_int_equal(config_parse_json("{\"pools\": []}", 12, &cfg, &error), 0);
+	assert_int_equal(config_finish(&cfg, &error), 0);
+	assert_int_equal(cfg.npools, 1);
+	assert_string_equal(cfg.pools[0].resource_name, "intel.com/xe_vf");
+	config_free(&cfg);
 }
 
 static void test_errors_name_the_key(void **state)

@@ -70,7 +70,7 @@ static void test_defaults_fill_an_empty_config(void **state)
 	config_free(&cfg);
 
 	/* an empty pool list means the default pool too (found by fuzzing: it leaked) */
-	assert_int_equal(config_parse_json("{\"pools\": []}", 12, &cfg, &error), 0);
+	assert_int_equal(config_parse_json("{\"pools\": []}", strlen("{\"pools\": []}"), &cfg, &error), 0);
 	assert_int_equal(config_finish(&cfg, &error), 0);
 	assert_int_equal(cfg.npools, 1);
 	assert_string_equal(cfg.pools[0].resource_name, "intel.com/xe_vf");

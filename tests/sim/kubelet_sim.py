@@ -160,17 +160,28 @@ class KubeletSim:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid resource name %r" % request.resource_name)
         if "/" in request.endpoint:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "endpoint must be a file name")
-        self.registrations.put((time.monotonic(), request))
+        generation = self.generation
+        self.registrations.put((time.monotonic(), generation, request))
         if self.dial_back:
-            threading.Thread(target=self._connect, args=(request,), daemon=True).start()
+            threading.Thread(target=self._connect, args=(request, generation), daemon=True).start()
         return pb.Empty()
 
-    def _connect(self, request):
+    def _connect(self, request, generation):
         client = PluginClient(os.path.join(self.plugin_dir, request.endpoint))
         try:
             client.get_options(timeout=5)
             watch = client.watch()
         except grpc.RpcError:
+            client.close()
+            return
+        with self.lock:
+            if generation != self.generation:
+                # A kubelet that has restarted since: its work died with it.
+                stale = True
+            else:
+                stale = False
+        if stale:
+            watch.cancel()
             client.close()
             return
         with self.lock:
@@ -185,6 +196,8 @@ class KubeletSim:
 
     def start(self):
         pb = api()
+        with self.lock:
+            self.generation += 1
         os.makedirs(self.plugin_dir, exist_ok=True)
         handler = grpc.method_handlers_generic_handler("v1beta1.Registration", {
             "Register": grpc.unary_unary_rpc_method_handler(
@@ -196,11 +209,11 @@ class KubeletSim:
             os.unlink(self.socket)
         self.server.add_insecure_port("unix:" + self.socket)
         self.server.start()
-        self.generation += 1
         return self
 
     def stop(self):
         with self.lock:
+            self.generation += 1  # whatever the old kubelet still had in flight is void
             watches, self.watches = self.watches, {}
             clients, self.clients = self.clients, {}
         for w in watches.values():
@@ -229,11 +242,11 @@ class KubeletSim:
             if left <= 0:
                 raise TimeoutError("no registration for %s in %.1f s" % (resource or "any resource", timeout))
             try:
-                t, req = self.registrations.get(timeout=left)
+                t, generation, req = self.registrations.get(timeout=left)
             except queue.Empty:
                 raise TimeoutError("no registration for %s in %.1f s" % (resource or "any resource", timeout)) \
                     from None
-            if resource is None or req.resource_name == resource:
+            if generation == self.generation and (resource is None or req.resource_name == resource):
                 return t, req
 
     def watch_of(self, resource, timeout=5):
@@ -256,7 +269,7 @@ def main():
     print("kubelet simulator serving", sim.socket, flush=True)
     try:
         while True:
-            t, req = sim.registrations.get()
+            t, _, req = sim.registrations.get()
             print("registered", req.resource_name, "endpoint", req.endpoint, flush=True)
     except KeyboardInterrupt:
         sim.stop()

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Installs the Debian 12 packages that building, the demo and the tests need.
+# Idempotent: does nothing (and needs no network) when all are present.
+set -euo pipefail
+packages=(
+	build-essential pkg-config
+	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libkmod-dev libpci-dev libjson-c-dev
+	libcmocka-dev protobuf-compiler python3-grpcio python3-protobuf python3-pytest
+	valgrind clang libclang-rt-14-dev clang-tidy cppcheck kmod
+)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "install-deps: all ${#packages[@]} packages present"
+	exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

@@ -19,7 +19,10 @@
 #include <unistd.h>
 
 #include "../driver/xevf_discovery.h"
+#include "../driver/xevf_uevent.h"
+#include "../driver/xevf_vfio_driver.h"
 #include "log.h"
+#include "prepare.h"
 #include "plugin_logic.h"
 #include "pool.h"
 
@@ -28,6 +31,7 @@
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
 #define API_VERSION "v1beta1"
+#define NUMVFS_RETRY_MS 30000
 
 enum method { M_OPTIONS, M_LIST_AND_WATCH, M_PREFERRED, M_ALLOCATE, M_PRE_START, M_COUNT };
 
@@ -106,10 +110,23 @@ struct plugin {
 	struct plugin *next;
 };
 
+struct recent_allocation {
+	char id[XEVF_PCI_ADDR_SIZE];
+	int64_t at_ms;
+};
+
 struct agent {
 	const struct cli_overrides *overrides;
 	struct agent_config cfg;
 	struct xevf_roots roots;
+	struct preparer *preparer;
+	uint64_t prepare_passes_seen;
+	char **known_vfs;        /* every VF seen so far: a new one gets prepared */
+	size_t nknown_vfs;
+	int64_t next_numvfs_retry_ms;
+	struct recent_allocation *recent;
+	size_t nrecent;
+	int uevent_fd;
 	grpc_completion_queue *cq;
 	struct plugin *plugins;
 	char *kubelet_socket;
@@ -297,6 +314,32 @@ static void start_stream(struct call *c)
 	stream_send(c);
 }
 
+/* Remembers what Allocate gave out, so that the preparer leaves those VFs
+ * alone while their VM starts (before its QEMU holds the VFIO node). */
+static void record_allocation(struct agent *ag, const V1beta1__AllocateRequest *req)
+{
+	int64_t now = now_ms();
+
+	for (size_t c = 0; c < req->n_container_requests; c++)
+		for (size_t i = 0; i < req->container_requests[c]->n_devices_ids; i++) {
+			const char *id = req->container_requests[c]->devices_ids[i];
+			struct recent_allocation *slot = NULL, *grown;
+			for (size_t k = 0; k < ag->nrecent && !slot; k++)
+				if (strcmp(ag->recent[k].id, id) == 0)
+					slot = &ag->recent[k];
+			if (!slot) {
+				grown = realloc(ag->recent, (ag->nrecent + 1) * sizeof(*grown));
+				if (!grown)
+					return;
+				ag->recent = grown;
+				slot = &ag->recent[ag->nrecent++];
+				/* ids were validated against the pool: canonical addresses */
+				snprintf(slot->id, sizeof(slot->id), "%s", id);
+			}
+			slot->at_ms = now;
+		}
+}
+
 static void handle_unary(struct call *c)
 {
 	struct pool *pool = &c->plugin->pool;
@@ -348,6 +391,7 @@ static void handle_unary(struct call *c)
 			log_warn("allocate_refused", "resource=%s reason=\"%s\"", res, error ? error : "?");
 			finish_unary(c, (grpc_status_code)code, error, NULL);
 		} else {
+			record_allocation(c->plugin->agent, (V1beta1__AllocateRequest *)req);
 			for (size_t i = 0; i < resp->n_container_responses; i++)
 				log_info("allocated", "resource=%s container=%zu %s=%s devices=%zu latency_ms=%lld", res, i,
 					 pool->env_name,
@@ -741,14 +785,72 @@ static void report_notes(struct agent *ag, struct xevf_host *host)
 	host->nnotes = 0;
 }
 
+static void request_prepare(struct agent *ag, const char *why)
+{
+	char **recent = calloc(ag->nrecent + 1, sizeof(char *));
+	size_t n = 0;
+	int64_t now = now_ms();
+
+	if (!recent)
+		return;
+	for (size_t i = 0; i < ag->nrecent; i++)
+		if (now - ag->recent[i].at_ms < PREPARE_ALLOCATION_GRACE_MS)
+			recent[n++] = ag->recent[i].id;
+	log_debug("prepare_requested", "reason=\"%s\" recent_allocations=%zu", why, n);
+	preparer_request(ag->preparer, &ag->cfg, recent, n);
+	free(recent);
+}
+
+/* New VFs get prepared; a PF whose VF count drifted from numVFs is retried
+ * now and then (the kernel may have refused, e.g. a VF was busy). */
+static void check_prepare_needed(struct agent *ag, const struct xevf_host *host)
+{
+	bool fresh = false, drift = false;
+
+	for (size_t i = 0; i < host->npfs; i++) {
+		const struct xevf_pf *pf = &host->pfs[i];
+		for (size_t j = 0; j < pf->nvfs; j++) {
+			char **grown;
+			if (xevf_strv_has(ag->known_vfs, ag->nknown_vfs, pf->vfs[j].addr))
+				continue;
+			fresh = true;
+			grown = realloc(ag->known_vfs, (ag->nknown_vfs + 1) * sizeof(*grown));
+			if (!grown)
+				break;
+			ag->known_vfs = grown;
+			if ((ag->known_vfs[ag->nknown_vfs] = strdup(pf->vfs[j].addr)))
+				ag->nknown_vfs++;
+		}
+		for (size_t p = 0; p < ag->cfg.npools && !drift; p++) {
+			const struct pool_config *pc = &ag->cfg.pools[p];
+			if (pc->num_vfs >= 0 && pf->num_vfs != pc->num_vfs &&
+			    (!pc->selector.n_pf_addresses ||
+			     xevf_strv_has(pc->selector.pf_addresses, pc->selector.n_pf_addresses, pf->addr)))
+				drift = true;
+		}
+	}
+	if (fresh) {
+		request_prepare(ag, "new VFs");
+	} else if (drift && now_ms() >= ag->next_numvfs_retry_ms) {
+		ag->next_numvfs_retry_ms = now_ms() + NUMVFS_RETRY_MS;
+		request_prepare(ag, "a PF's VF count differs from numVFs");
+	}
+}
+
 static void rescan(struct agent *ag)
 {
 	struct xevf_err err = XEVF_ERR_INIT;
 	struct xevf_host *host = NULL;
-	size_t total = 0;
+	struct xevf_scan_opts opts = {0};
+	struct prepare_note *notes = NULL;
+	size_t total = 0, nnotes = 0;
 	bool *taken;
+	int rc;
 
-	if (xevf_discover(&ag->roots, &host, &err)) {
+	config_pf_addresses(&ag->cfg, (const char ***)&opts.extra_pfs, &opts.n_extra_pfs);
+	rc = xevf_discover(&ag->roots, &opts, &host, &err);
+	free((void *)opts.extra_pfs);
+	if (rc) {
 		if (!ag->scan_error || strcmp(ag->scan_error, xevf_err_msg(&err)) != 0) {
 			log_error("discovery_failed", "reason=\"%s\"", xevf_err_msg(&err));
 			free(ag->scan_error);
@@ -763,8 +865,12 @@ static void rescan(struct agent *ag)
 		ag->scan_error = NULL;
 	}
 	report_notes(ag, host);
-	for (size_t i = 0; i < host->npfs; i++)
+	for (size_t i = 0; i < host->npfs; i++) {
 		total += host->pfs[i].nvfs;
+		if (!host->pfs[i].provisioning_exposed && !ag->stopping)
+			log_debug("provisioning_not_exposed", "pf=%s", host->pfs[i].addr);
+	}
+	preparer_notes(ag->preparer, &notes, &nnotes);
 	taken = calloc(total + 1, sizeof(*taken));
 	if (taken) {
 		/* Pools in configuration order: a VF that several selectors match
@@ -772,11 +878,13 @@ static void rescan(struct agent *ag)
 		for (struct plugin *pl = ag->plugins; pl; pl = pl->next) {
 			if (pl->retired)
 				continue;
-			if (pool_update(&pl->pool, host, taken))
+			if (pool_update(&pl->pool, host, taken, notes, nnotes))
 				push_lists(pl);
 		}
 		free(taken);
 	}
+	prepare_notes_free(notes, nnotes);
+	check_prepare_needed(ag, host);
 	xevf_host_free(host);
 }
 
@@ -820,7 +928,9 @@ int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, 
 	if (o->config_path && config_load_file(o->config_path, cfg, error))
 		return -1;
 	if (dup_override(&cfg->plugin_dir, o->plugin_dir) || dup_override(&cfg->sysfs_root, o->sysfs_root) ||
-	    dup_override(&cfg->dev_root, o->dev_root) || dup_override(&cfg->log_level, o->log_level))
+	    dup_override(&cfg->dev_root, o->dev_root) || dup_override(&cfg->log_level, o->log_level) ||
+	    dup_override(&cfg->modules_root, o->modules_root) || dup_override(&cfg->kernel_release, o->kernel_release) ||
+	    dup_override(&cfg->proc_root, o->proc_root))
 		goto oom;
 	if (o->rescan_interval_ms)
 		cfg->rescan_interval_ms = o->rescan_interval_ms;
@@ -947,6 +1057,7 @@ static void reload(struct agent *ag)
 		ag->plugins = ordered;
 	}
 	log_info("config_reloaded", "pools=%zu plugin_dir=%s", ag->cfg.npools, ag->cfg.plugin_dir);
+	request_prepare(ag, "configuration reloaded");
 	ag->next_rescan_ms = 0;
 }
 
@@ -1011,6 +1122,26 @@ static void agent_tick(struct agent *ag)
 		log_info("reloading", "config=%s", ag->overrides->config_path ? ag->overrides->config_path : "(none)");
 		reload(ag);
 	}
+	if (ag->uevent_fd >= 0) {
+		struct xevf_uevent ev;
+		int got;
+		while ((got = xevf_uevent_next(ag->uevent_fd, &ev)) != 0) {
+			if (got < 0) { /* lost events (ENOBUFS): rescan to be sure */
+				ag->next_rescan_ms = now;
+				break;
+			}
+			if (ev.subsystem && (strcmp(ev.subsystem, "pci") == 0 || strcmp(ev.subsystem, "vfio") == 0)) {
+				log_debug("uevent", "action=%s devpath=%s subsystem=%s", ev.action, ev.devpath, ev.subsystem);
+				ag->next_rescan_ms = now;
+			}
+			xevf_uevent_clear(&ev);
+		}
+	}
+	if (preparer_passes(ag->preparer) != ag->prepare_passes_seen) {
+		/* a pass finished: show its outcome (new VFs, bindings, reasons) now */
+		ag->prepare_passes_seen = preparer_passes(ag->preparer);
+		ag->next_rescan_ms = now;
+	}
 	if (!ag->stopping && now >= ag->next_rescan_ms) {
 		rescan(ag);
 		ag->next_rescan_ms = now + ag->cfg.rescan_interval_ms;
@@ -1060,10 +1191,26 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 	if (access(ag.cfg.plugin_dir, W_OK) != 0)
 		log_warn("plugin_dir_unusable", "dir=%s err=\"%s\" action=\"will keep trying\"", ag.cfg.plugin_dir,
 			 strerror(errno));
+	ag.uevent_fd = -1;
+	if (preparer_start(&ag.preparer)) {
+		log_error("start_failed", "reason=\"cannot start the VF preparation thread\"");
+		config_free(&ag.cfg);
+		return 1;
+	}
+	{
+		struct xevf_err err = XEVF_ERR_INIT;
+		if (xevf_uevent_open(&ag.uevent_fd, &err))
+			log_warn("uevents_unavailable", "reason=\"%s\" action=\"relying on the %ld ms rescan; run the pod "
+				 "with hostNetwork to receive uevents\"", xevf_err_msg(&err), ag.cfg.rescan_interval_ms);
+		xevf_err_clear(&err);
+	}
 	grpc_init();
 	ag.cq = grpc_completion_queue_create_for_next(NULL);
 	log_info("starting", "version=%s pools=%zu plugin_dir=%s sysfs_root=%s dev_root=%s rescan_ms=%ld", XEVF_VERSION,
 		 ag.cfg.npools, ag.cfg.plugin_dir, ag.cfg.sysfs_root, ag.cfg.dev_root, ag.cfg.rescan_interval_ms);
+	/* VFs ready before the kubelet hears of them: the first pass runs here. */
+	preparer_run_now(ag.preparer, &ag.cfg, NULL, 0);
+	ag.prepare_passes_seen = preparer_passes(ag.preparer);
 	create_plugins(&ag);
 	rescan(&ag);
 	ag.next_rescan_ms = now_ms() + ag.cfg.rescan_interval_ms;
@@ -1089,6 +1236,11 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 		;
 	grpc_completion_queue_destroy(ag.cq);
 	grpc_shutdown_blocking();
+	preparer_stop(ag.preparer);
+	if (ag.uevent_fd >= 0)
+		close(ag.uevent_fd);
+	xevf_strv_free(ag.known_vfs, ag.nknown_vfs);
+	free(ag.recent);
 	for (size_t i = 0; i < ag.nnotes; i++)
 		free(ag.notes[i]);
 	free(ag.notes);

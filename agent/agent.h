@@ -16,6 +16,9 @@ struct cli_overrides {
 	const char *resource_name;    /* name of the default pool when the file has none */
 	const char *allocation_policy;
 	long rescan_interval_ms;
+	const char *modules_root;
+	const char *kernel_release;
+	const char *proc_root;
 };
 
 /* Loads the file (if any), applies the overrides and checks the result. */

@@ -149,6 +149,8 @@ int pool_config_copy(struct pool_config *dst, const struct pool_config *src)
 {
 	memset(dst, 0, sizeof(*dst));
 	dst->policy = src->policy;
+	dst->num_vfs = src->num_vfs;
+	dst->fallback = src->fallback;
 	dst->resource_name = strdup(src->resource_name);
 	if (!dst->resource_name ||
 	    copy_strings(&dst->selector.pf_addresses, &dst->selector.n_pf_addresses,
@@ -179,6 +181,9 @@ void config_free(struct agent_config *cfg)
 	free(cfg->sysfs_root);
 	free(cfg->dev_root);
 	free(cfg->log_level);
+	free(cfg->modules_root);
+	free(cfg->kernel_release);
+	free(cfg->proc_root);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -331,8 +336,29 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, struc
 			free(p);
 			if (!ok)
 				return -1;
+		} else if (strcmp(name, "numVFs") == 0) {
+			if (!json_object_is_type(v, json_type_int))
+				return fail(error, "%s: expected an integer, found %s", k, type_name(v));
+			pool->num_vfs = (long)json_object_get_int64(v);
+			if (pool->num_vfs < 0 || pool->num_vfs > 4096)
+				return fail(error, "%s: %ld is not a number of VFs (0 to 4096)", k, pool->num_vfs);
+		} else if (strcmp(name, "fallback") == 0) {
+			char *f = NULL;
+			if (get_string(v, k, &f, error))
+				return -1;
+			if (strcmp(f, "vfio-pci") == 0) {
+				pool->fallback = FALLBACK_VFIO_PCI;
+			} else if (strcmp(f, "none") == 0) {
+				pool->fallback = FALLBACK_NONE;
+			} else {
+				fail(error, "%s: '%s' is not a fallback (vfio-pci or none)", k, f);
+				free(f);
+				return -1;
+			}
+			free(f);
 		} else {
-			return fail(error, "%s: unknown key (known: resourceName, selector, allocationPolicy)", k);
+			return fail(error, "%s: unknown key (known: resourceName, selector, allocationPolicy, numVFs, "
+					   "fallback)", k);
 		}
 	}
 	return 0;
@@ -340,6 +366,7 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, struc
 
 static int parse_pool(json_object *obj, const char *key, struct pool_config *pool, char **error)
 {
+	pool->num_vfs = -1;
 	if (!json_object_is_type(obj, json_type_object))
 		return fail(error, "%s: expected an object, found %s", key, type_name(obj));
 	json_object_object_foreach(obj, name, v) {
@@ -368,6 +395,15 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 		} else if (strcmp(name, "devRoot") == 0) {
 			if (get_string(v, name, &cfg->dev_root, error))
 				return -1;
+		} else if (strcmp(name, "modulesRoot") == 0) {
+			if (get_string(v, name, &cfg->modules_root, error))
+				return -1;
+		} else if (strcmp(name, "kernelRelease") == 0) {
+			if (get_string(v, name, &cfg->kernel_release, error))
+				return -1;
+		} else if (strcmp(name, "procRoot") == 0) {
+			if (get_string(v, name, &cfg->proc_root, error))
+				return -1;
 		} else if (strcmp(name, "logLevel") == 0) {
 			if (get_string(v, name, &cfg->log_level, error))
 				return -1;
@@ -394,7 +430,7 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 			}
 		} else {
 			return fail(error, "%s: unknown key (known: pluginDir, sysfsRoot, devRoot, logLevel, "
-					   "rescanIntervalMs, pools)", name);
+					   "rescanIntervalMs, modulesRoot, kernelRelease, procRoot, pools)", name);
 		}
 	}
 	return 0;
@@ -469,7 +505,8 @@ int config_finish(struct agent_config *cfg, char **error)
 {
 	if (set_default(&cfg->plugin_dir, XEVF_DEFAULT_PLUGIN_DIR, error) ||
 	    set_default(&cfg->sysfs_root, "/sys", error) || set_default(&cfg->dev_root, "/dev", error) ||
-	    set_default(&cfg->log_level, "info", error))
+	    set_default(&cfg->log_level, "info", error) || set_default(&cfg->modules_root, "/lib/modules", error) ||
+	    set_default(&cfg->proc_root, "/proc", error))
 		return -1;
 	if (cfg->rescan_interval_ms == 0)
 		cfg->rescan_interval_ms = XEVF_DEFAULT_RESCAN_MS;
@@ -479,14 +516,29 @@ int config_finish(struct agent_config *cfg, char **error)
 		if (!cfg->pools)
 			return fail(error, "out of memory");
 		cfg->npools = 1;
+		cfg->pools[0].num_vfs = -1;
 		if (set_default(&cfg->pools[0].resource_name, XEVF_DEFAULT_RESOURCE, error))
 			return -1;
 	}
 	for (size_t i = 0; i < cfg->npools; i++)
-		for (size_t j = 0; j < i; j++)
+		for (size_t j = 0; j < i; j++) {
+			const struct pool_selector *a = &cfg->pools[i].selector, *b = &cfg->pools[j].selector;
+			if (cfg->pools[i].num_vfs >= 0 && cfg->pools[j].num_vfs >= 0 &&
+			    cfg->pools[i].num_vfs != cfg->pools[j].num_vfs) {
+				/* two pools setting different VF counts on one PF would fight */
+				bool shared = !a->n_pf_addresses || !b->n_pf_addresses;
+				for (size_t x = 0; !shared && x < a->n_pf_addresses; x++)
+					for (size_t y = 0; !shared && y < b->n_pf_addresses; y++)
+						shared = strcmp(a->pf_addresses[x], b->pf_addresses[y]) == 0;
+				if (shared)
+					return fail(error, "pools[%zu].numVFs: %ld conflicts with pools[%zu].numVFs %ld on "
+							   "a PF both select; give them different pfAddresses", i,
+						    cfg->pools[i].num_vfs, j, cfg->pools[j].num_vfs);
+			}
 			if (strcmp(cfg->pools[i].resource_name, cfg->pools[j].resource_name) == 0)
 				return fail(error, "pools[%zu].resourceName: '%s' is already used by pools[%zu]", i,
 					    cfg->pools[i].resource_name, j);
+		}
 	if (cfg->plugin_dir[0] != '/')
 		return fail(error, "pluginDir: '%s' must be an absolute path", cfg->plugin_dir);
 	return 0;

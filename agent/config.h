@@ -25,10 +25,14 @@ struct pool_selector {
 	size_t n_drivers;
 };
 
+enum vfio_fallback { FALLBACK_NONE, FALLBACK_VFIO_PCI };
+
 struct pool_config {
 	char *resource_name;       /* e.g. intel.com/xe_vf */
 	struct pool_selector selector;
 	enum alloc_policy policy;
+	long num_vfs;              /* VFs to enable on each of the pool's PFs; -1: leave as is */
+	enum vfio_fallback fallback; /* when no VFIO variant driver (xe-vfio-pci) exists */
 };
 
 struct agent_config {
@@ -39,6 +43,9 @@ struct agent_config {
 	char *dev_root;
 	char *log_level;
 	long rescan_interval_ms;
+	char *modules_root;        /* default /lib/modules */
+	char *kernel_release;      /* default: the running kernel's */
+	char *proc_root;           /* default /proc: to see which VFIO nodes VMs hold */
 };
 
 /* Parses a JSON document into cfg (which it initialises). On failure returns -1

@@ -10,6 +10,7 @@
 #include "agent.h"
 #include "config.h"
 #include "log.h"
+#include "prepare.h"
 
 #define EXIT_USAGE 2
 
@@ -31,6 +32,9 @@ static const char usage_text[] =
 	"      --allocation-policy P    pack (fewest PFs, default) or spread (most PFs), for every pool\n"
 	"      --rescan-interval MS     how often sysfs is rescanned, 50..600000 ms (default %d)\n"
 	"      --log-level LEVEL        debug, info (default), warn or error\n"
+	"      --modules-root DIR       where kernel modules are, for finding VFIO drivers (default /lib/modules)\n"
+	"      --kernel-release REL     which kernel's modules to use (default: the running kernel's)\n"
+	"      --proc-root DIR          the host's /proc, to see which VFIO devices VMs hold (default /proc)\n"
 	"      --check-config           validate the configuration, print it as the agent reads it, exit\n"
 	"      --json                   with discover: machine-readable output\n"
 	"  -V, --version                print the version and exit\n"
@@ -49,6 +53,9 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_CHECK_CONFIG,
 	OPT_JSON,
+	OPT_MODULES_ROOT,
+	OPT_KERNEL_RELEASE,
+	OPT_PROC_ROOT,
 };
 
 static const struct option long_options[] = {
@@ -62,6 +69,9 @@ static const struct option long_options[] = {
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
 	{"json", no_argument, NULL, OPT_JSON},
+	{"modules-root", required_argument, NULL, OPT_MODULES_ROOT},
+	{"kernel-release", required_argument, NULL, OPT_KERNEL_RELEASE},
+	{"proc-root", required_argument, NULL, OPT_PROC_ROOT},
 	{"version", no_argument, NULL, 'V'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -181,8 +191,23 @@ static int run_discover(const struct cli_overrides *o, int json)
 	struct xevf_roots roots = {o->sysfs_root, o->dev_root};
 	struct xevf_err err = XEVF_ERR_INIT;
 	struct xevf_host *host = NULL;
+	struct xevf_scan_opts opts = {0};
+	struct agent_config cfg;
+	char *error = NULL;
+	int rc;
 
-	if (xevf_discover(&roots, &host, &err)) {
+	/* With --config, PFs that pools name explicitly are listed too. */
+	memset(&cfg, 0, sizeof(cfg));
+	if (o->config_path && config_load_file(o->config_path, &cfg, &error)) {
+		fprintf(stderr, "xevf-agent: configuration error: %s\n", error ? error : "invalid");
+		free(error);
+		return EXIT_USAGE;
+	}
+	config_pf_addresses(&cfg, (const char ***)&opts.extra_pfs, &opts.n_extra_pfs);
+	rc = xevf_discover(&roots, &opts, &host, &err);
+	free((void *)opts.extra_pfs);
+	config_free(&cfg);
+	if (rc) {
 		fprintf(stderr, "xevf-agent: discovery failed: %s\n", xevf_err_msg(&err));
 		xevf_err_clear(&err);
 		return 1;
@@ -260,6 +285,15 @@ int main(int argc, char **argv)
 			break;
 		case OPT_JSON:
 			json = 1;
+			break;
+		case OPT_MODULES_ROOT:
+			o.modules_root = optarg;
+			break;
+		case OPT_KERNEL_RELEASE:
+			o.kernel_release = optarg;
+			break;
+		case OPT_PROC_ROOT:
+			o.proc_root = optarg;
 			break;
 		case 'V':
 			printf("xevf-agent %s\n", XEVF_VERSION);

@@ -118,7 +118,15 @@ const struct pool_device *pool_find(const struct pool *p, const char *id)
 	return NULL;
 }
 
-static int device_from_vf(struct pool_device *d, const struct xevf_vf *vf)
+static const char *note_for(const struct prepare_note *notes, size_t n, const char *addr)
+{
+	for (size_t i = 0; i < n; i++)
+		if (notes[i].addr && strcmp(notes[i].addr, addr) == 0)
+			return notes[i].reason;
+	return NULL;
+}
+
+static int device_from_vf(struct pool_device *d, const struct xevf_vf *vf, const char *note)
 {
 	memset(d, 0, sizeof(*d));
 	memcpy(d->id, vf->addr, sizeof(d->id));
@@ -126,11 +134,11 @@ static int device_from_vf(struct pool_device *d, const struct xevf_vf *vf)
 	d->numa_node = vf->numa_node;
 	d->healthy = vf->healthy;
 	d->migratable = vf->migration_capable;
-	d->reason = dup_or_null(vf->reason);
+	d->reason = dup_or_null(!vf->healthy && note ? note : vf->reason);
 	d->driver = dup_or_null(vf->driver);
 	d->group_node = dup_or_null(vf->group_node);
 	d->cdev_node = dup_or_null(vf->cdev_node);
-	if ((vf->reason && !d->reason) || (vf->driver && !d->driver) ||
+	if ((vf->reason && !d->reason && !note) || (vf->driver && !d->driver) ||
 	    (vf->group_node && !d->group_node) || (vf->cdev_node && !d->cdev_node)) {
 		device_free(d);
 		return -ENOMEM;
@@ -184,9 +192,18 @@ static bool log_changes(const struct pool *p, const struct pool_device *nd, size
 	return visible;
 }
 
-bool pool_update(struct pool *p, const struct xevf_host *host, bool *taken)
+static bool host_has_pf(const struct xevf_host *host, const char *pf)
 {
-	size_t total = 0, n = 0, k = 0;
+	for (size_t i = 0; i < host->npfs; i++)
+		if (strcmp(host->pfs[i].addr, pf) == 0)
+			return true;
+	return false;
+}
+
+bool pool_update(struct pool *p, const struct xevf_host *host, bool *taken, const struct prepare_note *notes,
+		 size_t nnotes)
+{
+	size_t total = p->ndevs, n = 0, k = 0;
 	struct pool_device *nd;
 	bool visible;
 
@@ -202,7 +219,7 @@ bool pool_update(struct pool *p, const struct xevf_host *host, bool *taken)
 			const struct xevf_vf *vf = &host->pfs[i].vfs[j];
 			if (taken[k] || !pool_selects(&p->cfg, vf))
 				continue;
-			if (device_from_vf(&nd[n], vf)) {
+			if (device_from_vf(&nd[n], vf, note_for(notes, nnotes, vf->addr))) {
 				log_error("pool_update_failed", "resource=%s reason=\"out of memory\"",
 					  p->cfg.resource_name);
 				devices_free(nd, n);
@@ -211,6 +228,23 @@ bool pool_update(struct pool *p, const struct xevf_host *host, bool *taken)
 			taken[k] = true;
 			n++;
 		}
+	}
+	/* A PF that vanished (hot-unplug, driver reset) took its VFs with it:
+	 * keep them listed as unhealthy, so that the kubelet knows what happened
+	 * to devices it may have given out, until the PF is back. */
+	for (size_t i = 0; i < p->ndevs; i++) {
+		struct pool_device *old = &p->devs[i], *g = &nd[n];
+		char *reason = NULL;
+		if (host_has_pf(host, old->pf))
+			continue;
+		memset(g, 0, sizeof(*g));
+		memcpy(g->id, old->id, sizeof(g->id));
+		memcpy(g->pf, old->pf, sizeof(g->pf));
+		g->numa_node = old->numa_node;
+		if (xevf_asprintf(&reason, "its PF %s is gone (removed or reset); it comes back with the PF", old->pf))
+			reason = NULL;
+		g->reason = reason;
+		n++;
 	}
 	/* Ids are PCI addresses in canonical form; order them for stable output. */
 	for (size_t i = 1; i < n; i++) {

@@ -9,6 +9,7 @@
 
 #include "../driver/xevf_discovery.h"
 #include "config.h"
+#include "prepare.h"
 
 #define HEALTHY "Healthy"
 #define UNHEALTHY "Unhealthy"
@@ -44,10 +45,13 @@ void pool_destroy(struct pool *p);
 bool pool_selects(const struct pool_config *cfg, const struct xevf_vf *vf);
 
 /* Gives the pool the VFs of host that it selects and that no earlier pool
- * (taken[] per VF in host order, updated here) has. Logs every change of a
+ * (taken[] per VF in host order, updated here) has. An unhealthy VF that the
+ * preparer could not make usable gets the preparer's reason (notes). VFs of a
+ * PF that has disappeared stay listed, unhealthy. Logs every change of a
  * device (added, removed, health) and returns true when ListAndWatch must send
  * a new list. */
-bool pool_update(struct pool *p, const struct xevf_host *host, bool *taken);
+bool pool_update(struct pool *p, const struct xevf_host *host, bool *taken, const struct prepare_note *notes,
+		 size_t nnotes);
 
 const struct pool_device *pool_find(const struct pool *p, const char *id);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xevf_sriov.h"
 #include "xevf_sysfs.h"
 
 /*
@@ -167,6 +168,7 @@ static void classify_driver(struct xevf_vf *vf)
 
 struct scan {
 	const struct xevf_roots *roots;
+	const struct xevf_scan_opts *opts;
 	struct pci_access *pacc;
 	struct pci_guard guard;
 	struct xevf_host *host;
@@ -345,12 +347,17 @@ static void set_unhealthy(struct xevf_vf *vf, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void evaluate_health(struct scan *s, struct xevf_vf *vf)
+static void evaluate_health(struct scan *s, const struct xevf_pf *pf, struct xevf_vf *vf)
 {
 	const char *dev_root = s->roots && s->roots->dev ? s->roots->dev : "/dev";
 	bool legacy_ok, cdev_ok;
 
 	vf->healthy = true;
+	if (!pf->driver) {
+		set_unhealthy(vf, "its PF %s is not bound to a driver; bind the PF to its driver (xe) again",
+			      pf->addr);
+		return;
+	}
 	if (vf->vendor_id < 0) {
 		set_unhealthy(vf, "its sysfs identity could not be read (see notes)");
 		return;
@@ -422,7 +429,21 @@ static int describe_vf(struct scan *s, struct xevf_pf *pf, struct xevf_vf *vf)
 			free(cdev);
 		}
 	}
-	evaluate_health(s, vf);
+	{
+		char *path = NULL;
+		if (xevf_asprintf(&path, "%s/%s/modalias", s->devices_dir, vf->addr) == 0 &&
+		    xevf_read_text(path, 256, &vf->modalias, NULL) != 0)
+			vf->modalias = NULL;
+		free(path);
+	}
+	if (pf->provisioning_exposed) {
+		struct xevf_err err = XEVF_ERR_INIT;
+		if (xevf_sriov_read_provisioning(s->roots, pf->addr, vf->vf_index, &vf->provisioning,
+						 &vf->nprovisioning, &err) && err.errnum != ENOENT)
+			(void)note(s, "%s: %s", vf->addr, xevf_err_msg(&err));
+		xevf_err_clear(&err);
+	}
+	evaluate_health(s, pf, vf);
 	return 0;
 }
 
@@ -500,7 +521,16 @@ static int find_vfs(struct scan *s, struct xevf_pf *pf)
 	return 0;
 }
 
-/* Adds d as a PF when it is an Intel display device with SR-IOV. */
+static bool is_extra_pf(const struct scan *s, const char *addr)
+{
+	for (size_t i = 0; s->opts && i < s->opts->n_extra_pfs; i++)
+		if (strcmp(s->opts->extra_pfs[i], addr) == 0)
+			return true;
+	return false;
+}
+
+/* Adds d as a PF when it is an Intel display device with SR-IOV, or one that
+ * the caller named. */
 static int consider_pf(struct scan *s, struct pci_dev *d)
 {
 	struct xevf_pci_addr a = {(unsigned)d->domain, d->bus, d->dev, d->func};
@@ -514,7 +544,8 @@ static int consider_pf(struct scan *s, struct pci_dev *d)
 		mark_broken(s, d);
 		return 0;
 	}
-	if (d->vendor_id != XEVF_INTEL_VENDOR_ID || (d->device_class >> 8) != XEVF_PCI_BASE_CLASS_DISPLAY)
+	if ((d->vendor_id != XEVF_INTEL_VENDOR_ID || (d->device_class >> 8) != XEVF_PCI_BASE_CLASS_DISPLAY) &&
+	    !is_extra_pf(s, addr))
 		return 0;
 	total = read_sysfs_long(s, addr, "sriov_totalvfs", 10, false);
 	if (total <= 0)
@@ -535,12 +566,19 @@ static int consider_pf(struct scan *s, struct pci_dev *d)
 	pf->driver = read_driver(s, addr);
 	pf->total_vfs = total;
 	pf->num_vfs = read_sysfs_long(s, addr, "sriov_numvfs", 10, true);
+	{
+		char *admin = NULL;
+		if (xevf_asprintf(&admin, "%s/%s/sriov_admin", s->devices_dir, addr) == 0)
+			pf->provisioning_exposed = xevf_path_exists(admin);
+		free(admin);
+	}
 	return 0;
 }
 
-int xevf_discover(const struct xevf_roots *roots, struct xevf_host **out, struct xevf_err *err)
+int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *opts, struct xevf_host **out,
+		  struct xevf_err *err)
 {
-	struct scan s = {.roots = roots};
+	struct scan s = {.roots = roots, .opts = opts};
 	char *pci_path = NULL, *devices_dir = NULL;
 	volatile int rc = 0;
 
@@ -620,6 +658,8 @@ out:
 
 static void vf_free(struct xevf_vf *vf)
 {
+	free(vf->modalias);
+	xevf_kv_free(vf->provisioning, vf->nprovisioning);
 	free(vf->driver);
 	free(vf->group_node);
 	free(vf->cdev_node);

@@ -23,6 +23,16 @@ struct xevf_roots {
 	const char *dev;   /* replaces "/dev"; NULL means "/dev" */
 };
 
+/* What to look for beyond the default (Intel display-class PFs with SR-IOV). */
+struct xevf_scan_opts {
+	/* PFs to take whatever their vendor and class, as long as they have
+	 * SR-IOV: lets a pool name a PF explicitly. */
+	const char *const *extra_pfs;
+	size_t n_extra_pfs;
+};
+
+struct xevf_kv;
+
 enum xevf_driver_kind {
 	XEVF_DRIVER_NONE,         /* not bound */
 	XEVF_DRIVER_OTHER,        /* bound to a driver that is not VFIO (e.g. xe itself) */
@@ -46,6 +56,11 @@ struct xevf_vf {
 	 * that exist for this VF, NULL when absent. */
 	char *group_node;        /* /dev/vfio/<group> */
 	char *cdev_node;         /* /dev/vfio/devices/vfioN (iommufd) */
+	char *modalias;          /* "pci:v...d...", NULL when unreadable */
+	/* xe's per-VF provisioning (sriov_admin/vfN/profile/), sorted by key;
+	 * none when the kernel does not expose it */
+	struct xevf_kv *provisioning;
+	size_t nprovisioning;
 	bool healthy;
 	char *reason;            /* why not healthy, NULL when healthy */
 };
@@ -55,6 +70,7 @@ struct xevf_pf {
 	int vendor_id, device_id, revision, numa_node;
 	char *driver;            /* NULL when unbound */
 	long total_vfs, num_vfs; /* sriov_totalvfs, sriov_numvfs (-1 unreadable) */
+	bool provisioning_exposed; /* <pf>/sriov_admin exists (newer xe) */
 	struct xevf_vf *vfs;     /* sorted by vf_index */
 	size_t nvfs;
 };
@@ -73,7 +89,7 @@ struct xevf_host {
 
 /* Scans the host. Fails only when PCI sysfs itself cannot be read (no
  * <sysfs>/bus/pci/devices); per-device problems end up in notes and reasons. */
-int xevf_discover(const struct xevf_roots *roots, struct xevf_host **out,
+int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *opts, struct xevf_host **out,
 		  struct xevf_err *err) XEVF_MUST_CHECK;
 
 void xevf_host_free(struct xevf_host *host);

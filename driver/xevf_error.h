@@ -30,4 +30,8 @@ const char *xevf_err_msg(const struct xevf_err *err);
 
 void xevf_err_clear(struct xevf_err *err);
 
+/* What to do about an errno met while driving sysfs, in a few words, e.g. for
+ * EBUSY "a driver or a running VM holds the device ...". Never NULL. */
+const char *xevf_errno_hint(int errnum);
+
 #endif

@@ -206,17 +206,20 @@ int xevf_write_text(const char *path, const char *text, struct xevf_err *err)
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return xevf_err_set(err, errno, "cannot open %s for writing: %s", path, strerror(errno));
+		return xevf_err_set(err, errno, "cannot open %s for writing: %s (%s)", path, strerror(errno),
+				    xevf_errno_hint(errno));
 	do {
 		n = write(fd, text, len);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		int e = errno;
 		close(fd);
-		return xevf_err_set(err, e, "writing '%s' to %s failed: %s", text, path, strerror(e));
+		return xevf_err_set(err, e, "writing '%s' to %s failed: %s (%s)", text, path, strerror(e),
+				    xevf_errno_hint(e));
 	}
 	if (close(fd) < 0 && errno != EINTR)
-		return xevf_err_set(err, errno, "writing '%s' to %s failed: %s", text, path, strerror(errno));
+		return xevf_err_set(err, errno, "writing '%s' to %s failed: %s (%s)", text, path, strerror(errno),
+				    xevf_errno_hint(errno));
 	if ((size_t)n != len)
 		return xevf_err_set(err, EIO, "short write of '%s' to %s", text, path);
 	return 0;

@@ -11,7 +11,7 @@ static struct xevf_host *discover_ok(const struct sim *s)
 	struct xevf_err err = XEVF_ERR_INIT;
 	struct xevf_host *host = NULL;
 
-	if (xevf_discover(&roots, &host, &err))
+	if (xevf_discover(&roots, NULL, &host, &err))
 		fail_msg("discovery failed: %s", xevf_err_msg(&err));
 	assert_non_null(host);
 	return host;
@@ -233,7 +233,7 @@ static void test_missing_sysfs_is_an_error_naming_the_path(void **state)
 	struct xevf_host *h = NULL;
 	(void)state;
 
-	assert_int_equal(xevf_discover(&roots, &h, &err), -ENOENT);
+	assert_int_equal(xevf_discover(&roots, NULL, &h, &err), -ENOENT);
 	assert_null(h);
 	assert_string_equal(xevf_err_msg(&err), "cannot scan PCI devices: /nonexistent/xevf-sys/bus/pci/devices "
 						"does not exist (is sysfs mounted there?)");

@@ -19,9 +19,9 @@ static void load_pool(struct fixture *f)
 	struct xevf_host *host = NULL;
 	bool taken[64] = {false};
 
-	if (xevf_discover(&roots, &host, &err))
+	if (xevf_discover(&roots, NULL, &host, &err))
 		fail_msg("%s", xevf_err_msg(&err));
-	pool_update(&f->pool, host, taken);
+	pool_update(&f->pool, host, taken, NULL, 0);
 	xevf_host_free(host);
 }
 
@@ -246,12 +246,12 @@ static void test_selector_takes_only_matching_vfs(void **state)
 	cfg.selector.device_ids = ids;
 	cfg.selector.n_device_ids = 1;
 	assert_int_equal(pool_init(&p, &cfg), 0);
-	assert_int_equal(xevf_discover(&roots, &host, &err), 0);
-	pool_update(&p, host, taken);
+	assert_int_equal(xevf_discover(&roots, NULL, &host, &err), 0);
+	pool_update(&p, host, taken, NULL, 0);
 	assert_int_equal(p.ndevs, 3);
 	assert_string_equal(p.devs[0].id, "0000:13:00.1");
 	/* the default pool, after it, gets only what is left */
-	pool_update(&f->pool, host, taken);
+	pool_update(&f->pool, host, taken, NULL, 0);
 	assert_int_equal(f->pool.ndevs, 3);
 	assert_string_equal(f->pool.devs[2].id, "0000:03:00.3");
 	xevf_host_free(host);

@@ -1,0 +1,49 @@
+/* Preparing VFs the way an operator would: enable SR-IOV on the pools' PFs
+ * (numVFs), find the VF's VFIO driver through the kernel's "vfio_pci:" module
+ * alias, load it and bind the VF to it, falling back to vfio-pci only where a
+ * pool allows it. Runs on its own thread, because the kernel takes its time
+ * (VF creation, module loading) and the gRPC loop must not wait for it.
+ *
+ * It never unbinds, rebinds or re-creates a VF that is in use: held open by a
+ * process (a VM's QEMU holds its VFIO group or cdev) or given to a container
+ * by Allocate in the last few minutes (its VM may still be starting). */
+#ifndef XEVF_PREPARE_H
+#define XEVF_PREPARE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define PREPARE_ALLOCATION_GRACE_MS (5 * 60 * 1000)
+
+struct preparer;
+
+/* One VF the preparer could not make usable, and why (shown as its reason
+ * when it is unhealthy). */
+struct prepare_note {
+	char *addr;
+	char *reason;
+};
+
+int preparer_start(struct preparer **out);
+void preparer_stop(struct preparer *p);
+
+/* Asks for a pass with this configuration (copied) and these recently
+ * allocated VF addresses. Passes asked for while one runs fold into one. */
+void preparer_request(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent);
+
+/* Runs a pass on the calling thread (used at start-up, before serving). */
+void preparer_run_now(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent);
+
+/* Completed passes so far; the notes of the last one (copied, caller frees
+ * with prepare_notes_free). */
+uint64_t preparer_passes(struct preparer *p);
+void preparer_notes(struct preparer *p, struct prepare_note **notes, size_t *n);
+void prepare_notes_free(struct prepare_note *notes, size_t n);
+
+/* The PFs that the pools name explicitly (pfAddresses), for discovery. */
+void config_pf_addresses(const struct agent_config *cfg, const char ***out, size_t *n);
+
+#endif

@@ -1,0 +1,202 @@
+#include "xevf_sriov.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "xevf_sysfs.h"
+
+#define PROVISIONING_MAX_ATTRS 64
+
+static int pf_path(const struct xevf_roots *roots, const char *pf_addr, const char *attr, char **out)
+{
+	const char *root = roots && roots->sysfs ? roots->sysfs : "/sys";
+	return xevf_asprintf(out, "%s/bus/pci/devices/%s/%s", root, pf_addr, attr);
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+int xevf_sriov_count_vfs(const struct xevf_roots *roots, const char *pf_addr)
+{
+	char *dir_path = NULL;
+	DIR *dir;
+	struct dirent *e;
+	int n = 0;
+
+	if (pf_path(roots, pf_addr, "", &dir_path))
+		return -ENOMEM;
+	dir = opendir(dir_path);
+	free(dir_path);
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir)))
+		if (strncmp(e->d_name, "virtfn", 6) == 0)
+			n++;
+	closedir(dir);
+	return n;
+}
+
+static int read_attr(const struct xevf_roots *roots, const char *pf_addr, const char *attr, long *v,
+		     struct xevf_err *err)
+{
+	char *path = NULL;
+	int rc;
+
+	if (pf_path(roots, pf_addr, attr, &path))
+		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
+	rc = xevf_read_long(path, 10, v, err);
+	if (rc == -ENOENT)
+		xevf_err_set(err, ENOENT, "%s: %s does not exist: this PF or kernel has no SR-IOV support "
+			     "(CONFIG_PCI_IOV), or the device is gone", pf_addr, path);
+	free(path);
+	return rc;
+}
+
+static int write_attr(const struct xevf_roots *roots, const char *pf_addr, const char *attr, long v,
+		      struct xevf_err *err)
+{
+	char *path = NULL, text[24];
+	int rc;
+
+	if (pf_path(roots, pf_addr, attr, &path))
+		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
+	snprintf(text, sizeof(text), "%ld", v);
+	rc = xevf_write_text(path, text, err);
+	if (rc) {
+		/* prefix the PF so that the message names the device */
+		char *inner = strdup(xevf_err_msg(err));
+		xevf_err_set(err, -rc, "PF %s: %s", pf_addr, inner ? inner : "write failed");
+		free(inner);
+	}
+	free(path);
+	return rc;
+}
+
+static int wait_for_vfs(const struct xevf_roots *roots, const char *pf_addr, long want, int timeout_ms,
+			struct xevf_err *err)
+{
+	int waited = 0, n = -1;
+
+	for (;;) {
+		n = xevf_sriov_count_vfs(roots, pf_addr);
+		if (n == want)
+			return 0;
+		if (waited >= timeout_ms)
+			break;
+		sleep_ms(20);
+		waited += 20;
+	}
+	return xevf_err_set(err, ETIMEDOUT, "PF %s: sriov_numvfs was set to %ld but %d VF(s) appeared within %d ms; "
+			    "check dmesg", pf_addr, want, n, timeout_ms);
+}
+
+int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, long want, int timeout_ms,
+			  struct xevf_err *err)
+{
+	long total, current, autoprobe;
+	int rc;
+
+	if (want < 0)
+		return xevf_err_set(err, EINVAL, "PF %s: %ld is not a number of VFs", pf_addr, want);
+	if ((rc = read_attr(roots, pf_addr, "sriov_totalvfs", &total, err)))
+		return rc;
+	if (want > total)
+		return xevf_err_set(err, EINVAL, "PF %s supports at most %ld VFs (sriov_totalvfs); %ld were asked for",
+				    pf_addr, total, want);
+	if ((rc = read_attr(roots, pf_addr, "sriov_numvfs", &current, err)))
+		return rc;
+	/* Without this the kernel binds new VFs to the PF's own driver (xe),
+	 * which the host would then have to give up again. */
+	if (read_attr(roots, pf_addr, "sriov_drivers_autoprobe", &autoprobe, NULL) == 0 && autoprobe != 0 &&
+	    (rc = write_attr(roots, pf_addr, "sriov_drivers_autoprobe", 0, err)))
+		return rc;
+	if (current == want)
+		return wait_for_vfs(roots, pf_addr, want, timeout_ms, err);
+	if (current != 0) {
+		/* The kernel refuses to go from one non-zero count to another. */
+		if ((rc = write_attr(roots, pf_addr, "sriov_numvfs", 0, err)))
+			return rc;
+		if ((rc = wait_for_vfs(roots, pf_addr, 0, timeout_ms, err)))
+			return rc;
+	}
+	if (want == 0)
+		return 0;
+	if ((rc = write_attr(roots, pf_addr, "sriov_numvfs", want, err)))
+		return rc;
+	return wait_for_vfs(roots, pf_addr, want, timeout_ms, err);
+}
+
+void xevf_kv_free(struct xevf_kv *kv, size_t n)
+{
+	for (size_t i = 0; kv && i < n; i++) {
+		free(kv[i].key);
+		free(kv[i].value);
+	}
+	free(kv);
+}
+
+static int cmp_kv(const void *a, const void *b)
+{
+	return strcmp(((const struct xevf_kv *)a)->key, ((const struct xevf_kv *)b)->key);
+}
+
+int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index,
+				 struct xevf_kv **out, size_t *n, struct xevf_err *err)
+{
+	char *attr = NULL, *dir_path = NULL;
+	struct xevf_kv *kv = NULL;
+	size_t count = 0;
+	DIR *dir;
+	struct dirent *e;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (xevf_asprintf(&attr, "sriov_admin/vf%u/profile", vf_index + 1) || pf_path(roots, pf_addr, attr, &dir_path)) {
+		free(attr);
+		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
+	}
+	free(attr);
+	dir = opendir(dir_path);
+	if (!dir) {
+		rc = xevf_err_set(err, errno, "PF %s: cannot list %s: %s", pf_addr, dir_path, strerror(errno));
+		free(dir_path);
+		return rc;
+	}
+	kv = calloc(PROVISIONING_MAX_ATTRS, sizeof(*kv));
+	while (kv && (e = readdir(dir)) && count < PROVISIONING_MAX_ATTRS) {
+		char *path = NULL, *value = NULL;
+		if (e->d_name[0] == '.')
+			continue;
+		if (xevf_asprintf(&path, "%s/%s", dir_path, e->d_name))
+			break;
+		/* Write-only attributes cannot be read; skip them, they are not state. */
+		if (xevf_read_text(path, 256, &value, NULL) == 0) {
+			kv[count].key = strdup(e->d_name);
+			kv[count].value = value;
+			if (!kv[count].key) {
+				free(value);
+				free(path);
+				break;
+			}
+			count++;
+		}
+		free(path);
+	}
+	closedir(dir);
+	free(dir_path);
+	if (!kv)
+		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
+	if (count > 1)
+		qsort(kv, count, sizeof(*kv), cmp_kv);
+	*out = kv;
+	*n = count;
+	return 0;
+}

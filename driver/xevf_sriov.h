@@ -1,0 +1,34 @@
+/* SR-IOV on a PF: enabling a number of VFs, and the xe driver's per-VF
+ * provisioning where the kernel exposes it (sriov_admin/vfN/profile/). */
+#ifndef XEVF_SRIOV_H
+#define XEVF_SRIOV_H
+
+#include <stddef.h>
+
+#include "xevf_discovery.h"
+#include "xevf_error.h"
+
+/* Makes the PF have exactly want VFs, the way an operator would:
+ * sriov_drivers_autoprobe = 0 (so that no host driver grabs the VFs), then
+ * sriov_numvfs = want, through 0 when another non-zero count is set, then waits
+ * up to timeout_ms for the virtfnN links. Does nothing when the count is already
+ * right. The caller must have made sure that no VF of this PF is in use. */
+int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, long want, int timeout_ms,
+			  struct xevf_err *err) XEVF_MUST_CHECK;
+
+/* Number of virtfnN links of the PF now; negative errno when it cannot be read. */
+int xevf_sriov_count_vfs(const struct xevf_roots *roots, const char *pf_addr);
+
+struct xevf_kv {
+	char *key;
+	char *value;
+};
+
+/* Reads <pf>/sriov_admin/vf<index+1>/profile/ (index is the 0-based N of
+ * virtfnN). -ENOENT when this kernel does not expose provisioning. */
+int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index,
+				 struct xevf_kv **out, size_t *n, struct xevf_err *err) XEVF_MUST_CHECK;
+
+void xevf_kv_free(struct xevf_kv *kv, size_t n);
+
+#endif

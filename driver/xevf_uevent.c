@@ -1,0 +1,123 @@
+#include "xevf_uevent.h"
+
+#include <errno.h>
+#include <linux/netlink.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* The kernel's own limit for one uevent (UEVENT_BUFFER_SIZE). */
+#define UEVENT_MAX 2048
+
+void xevf_uevent_clear(struct xevf_uevent *ev)
+{
+	free(ev->action);
+	free(ev->devpath);
+	free(ev->subsystem);
+	free(ev->driver);
+	free(ev->pci_slot);
+	memset(ev, 0, sizeof(*ev));
+}
+
+static int take(char **field, const char *value, size_t len)
+{
+	free(*field);
+	*field = strndup(value, len);
+	return *field ? 0 : -ENOMEM;
+}
+
+int xevf_uevent_parse(const char *buf, size_t len, struct xevf_uevent *ev)
+{
+	const char *end = buf + len, *p = buf, *at;
+	size_t n;
+	int rc = 0;
+
+	memset(ev, 0, sizeof(*ev));
+	if (len == 0 || len > UEVENT_MAX)
+		return -EINVAL;
+	/* header: "action@devpath" up to the first NUL */
+	n = strnlen(p, len);
+	if (n == len)
+		return -EINVAL;
+	at = memchr(p, '@', n);
+	if (!at || at == p || at + 1 == p + n || at[1] != '/')
+		return -EINVAL;
+	if (take(&ev->action, p, (size_t)(at - p)) || take(&ev->devpath, at + 1, (size_t)(p + n - at - 1))) {
+		xevf_uevent_clear(ev);
+		return -ENOMEM;
+	}
+	p += n + 1;
+	while (p < end && rc == 0) {
+		const char *eq;
+		n = strnlen(p, (size_t)(end - p));
+		eq = memchr(p, '=', n);
+		if (eq) {
+			size_t klen = (size_t)(eq - p), vlen = n - klen - 1;
+			if (klen == 9 && memcmp(p, "SUBSYSTEM", 9) == 0)
+				rc = take(&ev->subsystem, eq + 1, vlen);
+			else if (klen == 6 && memcmp(p, "DRIVER", 6) == 0)
+				rc = take(&ev->driver, eq + 1, vlen);
+			else if (klen == 13 && memcmp(p, "PCI_SLOT_NAME", 13) == 0)
+				rc = take(&ev->pci_slot, eq + 1, vlen);
+		}
+		p += n + 1;
+	}
+	if (rc) {
+		xevf_uevent_clear(ev);
+		return rc;
+	}
+	return 0;
+}
+
+int xevf_uevent_open(int *fd, struct xevf_err *err)
+{
+	struct sockaddr_nl addr;
+	int s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
+
+	*fd = -1;
+	if (s < 0)
+		return xevf_err_set(err, errno, "cannot open a uevent socket: %s", strerror(errno));
+	memset(&addr, 0, sizeof(addr));
+	addr.nl_family = AF_NETLINK;
+	addr.nl_groups = 1; /* the kernel's uevent multicast group */
+	if (bind(s, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int e = errno;
+		close(s);
+		return xevf_err_set(err, e, "cannot subscribe to kernel uevents: %s", strerror(e));
+	}
+	*fd = s;
+	return 0;
+}
+
+int xevf_uevent_next(int fd, struct xevf_uevent *ev)
+{
+	char buf[UEVENT_MAX + 1];
+
+	for (;;) {
+		struct sockaddr_nl from;
+		struct iovec iov = {buf, UEVENT_MAX};
+		struct msghdr msg;
+		ssize_t n;
+
+		memset(&msg, 0, sizeof(msg));
+		msg.msg_name = &from;
+		msg.msg_namelen = sizeof(from);
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		n = recvmsg(fd, &msg, 0);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			if (errno == EINTR)
+				continue;
+			/* ENOBUFS: events were lost; the caller rescans anyway */
+			return -errno;
+		}
+		if (from.nl_pid != 0 || (msg.msg_flags & MSG_TRUNC))
+			continue; /* not from the kernel, or cut short */
+		if (xevf_uevent_parse(buf, (size_t)n, ev) == 0)
+			return 1;
+	}
+}

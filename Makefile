@@ -39,7 +39,7 @@ AGENT_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRC)) $(patsubst $(GEN_DIR
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all agent unit-tests fuzzers test test-unit test-integration test-asan test-valgrind test-fuzz \
+.PHONY: all agent unit-tests fuzzers test-vm test test-unit test-integration test-asan test-valgrind test-fuzz \
         lint demo deps clean
 all: agent
 agent: $(BUILD)/xevf-agent
@@ -84,6 +84,14 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver
 	$(CC) $(CFLAGS) $(XCFLAGS) -fsanitize=fuzzer $< $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a \
 	  $(LDFLAGS) $(LIBS) -o $@
 fuzzers: $(FUZZ_BIN)
+
+# The kubelet's minimal counterpart that runs inside the real-kernel VM.
+$(BUILD)/vm/kubelet_min: tests/vm/kubelet_min.c $(BUILD)/libxevf-agent.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) -Wno-missing-prototypes $< $(BUILD)/libxevf-agent.a $(LDFLAGS) $(LIBS) -o $@
+
+test-vm: agent $(BUILD)/vm/kubelet_min
+	tests/vm/run.sh $(BUILD)
 
 # ---- tests -----------------------------------------------------------------
 test-unit: unit-tests

@@ -871,6 +871,14 @@ static void rescan(struct agent *ag)
 			log_debug("provisioning_not_exposed", "pf=%s", host->pfs[i].addr);
 	}
 	preparer_notes(ag->preparer, &notes, &nnotes);
+	/* An allocation record belongs to a VF object; once the VF is gone (VFs
+	 * re-created), the record no longer protects anything. */
+	for (size_t i = 0; i < ag->nrecent;) {
+		if (!xevf_host_find_vf(host, ag->recent[i].id))
+			ag->recent[i] = ag->recent[--ag->nrecent];
+		else
+			i++;
+	}
 	taken = calloc(total + 1, sizeof(*taken));
 	if (taken) {
 		/* Pools in configuration order: a VF that several selectors match

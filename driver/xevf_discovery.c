@@ -390,6 +390,19 @@ static void evaluate_health(struct scan *s, const struct xevf_pf *pf, struct xev
 		set_unhealthy(vf, "its VFIO device nodes do not exist under %s", dev_root);
 }
 
+/* VFs vanish while being read when SR-IOV is turned off: not a problem to report. */
+static bool vf_still_there(const struct scan *s, const char *addr)
+{
+	char *path = NULL;
+	bool there;
+
+	if (xevf_asprintf(&path, "%s/%s", s->devices_dir, addr))
+		return true;
+	there = xevf_path_exists(path);
+	free(path);
+	return there;
+}
+
 static int describe_vf(struct scan *s, struct xevf_pf *pf, struct xevf_vf *vf)
 {
 	struct xevf_pci_addr a;
@@ -407,7 +420,8 @@ static int describe_vf(struct scan *s, struct xevf_pf *pf, struct xevf_vf *vf)
 	} else if (is_broken(s, d)) {
 		/* already noted by the scan */
 	} else if (guarded_fill(&s->guard, d, PCI_FILL_IDENT | PCI_FILL_CLASS | PCI_FILL_NUMA_NODE)) {
-		(void)note(s, "%s: %s", vf->addr, s->guard.error ? s->guard.error : "libpci failed");
+		if (vf_still_there(s, vf->addr))
+			(void)note(s, "%s: %s", vf->addr, s->guard.error ? s->guard.error : "libpci failed");
 		mark_broken(s, d);
 	} else {
 		vf->vendor_id = d->vendor_id;
@@ -540,7 +554,8 @@ static int consider_pf(struct scan *s, struct pci_dev *d)
 
 	xevf_pci_addr_format(&a, addr);
 	if (guarded_fill(&s->guard, d, PCI_FILL_IDENT | PCI_FILL_CLASS)) {
-		(void)note(s, "%s: %s", addr, s->guard.error ? s->guard.error : "libpci failed");
+		if (vf_still_there(s, addr))
+			(void)note(s, "%s: %s", addr, s->guard.error ? s->guard.error : "libpci failed");
 		mark_broken(s, d);
 		return 0;
 	}

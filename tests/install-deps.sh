@@ -7,6 +7,7 @@ packages=(
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libkmod-dev libpci-dev libjson-c-dev
 	libcmocka-dev protobuf-compiler python3-grpcio python3-protobuf python3-pytest
 	valgrind clang libclang-rt-14-dev clang-tidy cppcheck kmod
+	qemu-system-x86 busybox-static cpio
 )
 missing=()
 for p in "${packages[@]}"; do

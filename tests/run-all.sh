@@ -30,11 +30,12 @@ run() { # name, command...
 	fi
 }
 
-run "build" make --no-print-directory -j2 agent unit-tests
+run "build" make --no-print-directory -j2 agent unit-tests build/vm/kubelet_min
 run "unit (cmocka)" tests/run-unit.sh build
 run "integration (kubelet simulator)" tests/run-integration.sh
 run "sanitizers (ASan+UBSan: unit + integration)" make --no-print-directory test-asan
 run "valgrind (full lifecycle scenario)" tests/run-valgrind.sh
+run "real kernel (QEMU VM)" tests/vm/run.sh build
 run "fuzz (libFuzzer)" bash -c 'tests/fuzz/run.sh && echo "3 passed"'
 run "lint (clang-tidy, cppcheck)" bash -c 'tests/lint.sh build && echo "2 passed"'
 rm -f "$log"

@@ -123,6 +123,7 @@ struct agent {
 	uint64_t prepare_passes_seen;
 	char **known_vfs;        /* every VF seen so far: a new one gets prepared */
 	size_t nknown_vfs;
+	bool known_seeded;       /* the first scan's VFs are not "new" */
 	int64_t next_numvfs_retry_ms;
 	struct recent_allocation *recent;
 	size_t nrecent;
@@ -828,6 +829,11 @@ static void check_prepare_needed(struct agent *ag, const struct xevf_host *host)
 			     xevf_strv_has(pc->selector.pf_addresses, pc->selector.n_pf_addresses, pf->addr)))
 				drift = true;
 		}
+	}
+	if (!ag->known_seeded) {
+		/* the start-up pass has just prepared these */
+		ag->known_seeded = true;
+		fresh = false;
 	}
 	if (fresh) {
 		request_prepare(ag, "new VFs");

@@ -9,6 +9,7 @@
 #include "../driver/xevf_discovery.h"
 #include "agent.h"
 #include "config.h"
+#include "../driver/xevf_sriov.h"
 #include "log.h"
 #include "prepare.h"
 
@@ -117,6 +118,7 @@ static void print_discovery_json(const struct xevf_host *host)
 		json_object_object_add(o, "driver", json_str_or_null(pf->driver));
 		json_object_object_add(o, "totalVfs", json_object_new_int64(pf->total_vfs));
 		json_object_object_add(o, "numVfs", json_object_new_int64(pf->num_vfs));
+		json_object_object_add(o, "provisioningExposed", json_object_new_boolean(pf->provisioning_exposed));
 		for (size_t j = 0; j < pf->nvfs; j++) {
 			const struct xevf_vf *vf = &pf->vfs[j];
 			json_object *v = json_object_new_object(), *nodes = json_object_new_array();
@@ -138,6 +140,15 @@ static void print_discovery_json(const struct xevf_host *host)
 			json_object_object_add(v, "vfioNodes", nodes);
 			json_object_object_add(v, "health", json_object_new_string(vf->healthy ? "Healthy" : "Unhealthy"));
 			json_object_object_add(v, "reason", json_str_or_null(vf->reason));
+			if (pf->provisioning_exposed) {
+				json_object *prov = json_object_new_object();
+				for (size_t k = 0; k < vf->nprovisioning; k++)
+					json_object_object_add(prov, vf->provisioning[k].key,
+							       json_object_new_string(vf->provisioning[k].value));
+				json_object_object_add(v, "provisioning", prov);
+			} else {
+				json_object_object_add(v, "provisioning", NULL);
+			}
 			json_object_array_add(vfs, v);
 		}
 		json_object_object_add(o, "vfs", vfs);

@@ -20,7 +20,11 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
+import tempfile
+import threading
+import time
 
 INTEL = 0x8086
 # Intel Data Center GPU Flex 170 and 140: SR-IOV capable Xe parts.
@@ -28,6 +32,13 @@ DEFAULT_DEVICE_IDS = [0x56C0, 0x56C1]
 DISPLAY_CLASS = 0x030000
 REVISION = 0x08
 FIRST_GROUP = 10
+SIM_RELEASE = "6.99.0-sim"
+# module name -> (PCI driver name, vfio_pci aliases)
+MODULES = {
+    "xe_vfio_pci": ("xe-vfio-pci", ["vfio_pci:v00008086d000056C0sv*sd*bc*sc*i*",
+                                    "vfio_pci:v00008086d000056C1sv*sd*bc*sc*i*"]),
+    "vfio_pci": ("vfio-pci", ["vfio_pci:v*d*sv*sd*bc*sc*i*"]),
+}
 
 
 def pf_address(index):
@@ -139,8 +150,16 @@ class SimHost:
         for n in range(vfs):
             self.add_vf(addr, n, device_id, numa, vf_driver, cdev)
 
+    def _next_free(self, directory, prefix=""):
+        taken = [int(x[len(prefix):]) for x in os.listdir(directory)
+                 if x.startswith(prefix) and x[len(prefix):].isdigit()] if os.path.isdir(directory) else []
+        return max(taken + [FIRST_GROUP - 1 if not prefix else -1]) + 1
+
     def add_vf(self, pf, n, device_id, numa, driver, cdev=False):
         addr = vf_address(pf, n)
+        if not hasattr(self, "next_group"):
+            self.next_group = self._next_free(os.path.join(self.sys, "kernel", "iommu_groups"))
+            self.next_cdev = self._next_free(os.path.join(self.dev, "vfio", "devices"), "vfio")
         d = self.add_device(addr, INTEL, device_id, DISPLAY_CLASS, driver=None, numa=numa)
         self._link(self.devdir(pf), os.path.join(d, "physfn"))
         self._link(d, os.path.join(self.devdir(pf), "virtfn%d" % n))
@@ -159,6 +178,31 @@ class SimHost:
         if driver:
             self.bind(addr, driver)
         return addr
+
+    # ---- kernel modules ---------------------------------------------------------
+    def add_modules(self, names=("xe_vfio_pci", "vfio_pci"), loaded=True):
+        """A module tree for kernel SIM_RELEASE under ROOT/lib/modules, indexed by
+        the real depmod from tiny ELF objects that carry only a .modinfo section,
+        and (loaded=True) the modules shown as loaded in sys/module/."""
+        base = os.path.join(self.root, "lib", "modules", SIM_RELEASE)
+        kdir = os.path.join(base, "kernel", "drivers", "vfio", "pci")
+        os.makedirs(kdir, exist_ok=True)
+        for name in names:
+            driver, aliases = MODULES[name]
+            src = "".join('__attribute__((section(".modinfo"), used, aligned(1))) static const char m%d[] = "%s";\n'
+                          % (i, line) for i, line in enumerate(["alias=" + a for a in aliases]
+                                                                + ["name=" + name, "license=GPL"]))
+            with tempfile.NamedTemporaryFile("w", suffix=".c", delete=False) as f:
+                f.write(src)
+            try:
+                subprocess.run(["cc", "-c", f.name, "-o", os.path.join(kdir, name.replace("_", "-") + ".ko")],
+                               check=True)
+            finally:
+                os.unlink(f.name)
+            if loaded:
+                os.makedirs(os.path.join(self.sys, "module", name, "drivers", "pci:" + driver), exist_ok=True)
+        subprocess.run(["depmod", "-b", self.root, SIM_RELEASE], check=True, stderr=subprocess.DEVNULL)
+        return os.path.join(self.root, "lib", "modules")
 
     # ---- changing the host --------------------------------------------------
     def bind(self, addr, driver):
@@ -198,6 +242,14 @@ class SimHost:
             shutil.rmtree(self.devdir(addr))
         self._write(os.path.join(self.devdir(pf), "sriov_numvfs"), "0\n")
 
+    def remove_pf(self, pf):
+        """Hot-unplug: the PF and its VFs disappear."""
+        for addr in self.vfs_of(pf):
+            os.unlink(self.busdir(addr))
+            shutil.rmtree(self.devdir(addr))
+        os.unlink(self.busdir(pf))
+        shutil.rmtree(self.devdir(pf))
+
     def all_vfs(self):
         out = []
         for name in sorted(os.listdir(self.devices)):
@@ -207,6 +259,83 @@ class SimHost:
 
     def describe(self):
         return {"root": self.root, "sysfs": self.sys, "dev": self.dev, "vfs": self.all_vfs()}
+
+
+class SimKernel(threading.Thread):
+    """What the kernel does when the agent writes sysfs: sriov_numvfs creates or
+    removes VFs (unbound: sriov_drivers_autoprobe is honoured as 0),
+    drivers_probe binds a device to its driver_override, a driver's unbind file
+    unbinds. Polls every 10 ms; records what it did in .log (a list)."""
+
+    def __init__(self, host, device_ids=None):
+        super().__init__(daemon=True)
+        self.host = host
+        self.stop_event = threading.Event()
+        self.log = []
+
+    def _read(self, path):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    def _clear(self, path):
+        with open(path, "w"):
+            pass
+
+    def step(self):
+        h = self.host
+        for name in sorted(os.listdir(h.devices)):
+            d = os.path.join(h.devices, name)
+            want = self._read(os.path.join(d, "sriov_numvfs"))
+            if want is None or not want.isdigit():
+                continue
+            have = h.vfs_of(name)
+            if int(want) != len(have):
+                if have:
+                    for n, addr in enumerate(have):
+                        os.unlink(os.path.join(d, "virtfn%d" % n))
+                        os.unlink(h.busdir(addr))
+                        shutil.rmtree(h.devdir(addr))
+                    self.log.append("numvfs %s 0" % name)
+                if int(want):
+                    dev_id = int(self._read(os.path.join(d, "device")), 16)
+                    numa = int(self._read(os.path.join(d, "numa_node")))
+                    for n in range(int(want)):
+                        h.add_vf(name, n, dev_id, numa, None)
+                    self.log.append("numvfs %s %s" % (name, want))
+                # the file keeps the count, as the kernel's does
+                with open(os.path.join(d, "sriov_numvfs"), "w") as f:
+                    f.write(want + "\n")
+        probe = os.path.join(h.bus, "drivers_probe")
+        addr = self._read(probe)
+        if addr:
+            override = self._read(os.path.join(h.devdir(addr), "driver_override"))
+            if override and override != "(null)" and os.path.isdir(os.path.join(h.bus, "drivers", override)):
+                h.bind(addr, override)
+                self.log.append("bind %s %s" % (addr, override))
+            self._clear(probe)
+        for drv in os.listdir(os.path.join(h.bus, "drivers")):
+            unbind = os.path.join(h.bus, "drivers", drv, "unbind")
+            addr = self._read(unbind)
+            if addr:
+                if os.path.isdir(h.devdir(addr)):
+                    h.unbind(addr)
+                    self.log.append("unbind %s %s" % (addr, drv))
+                self._clear(unbind)
+
+    def run(self):
+        while not self.stop_event.is_set():
+            try:
+                self.step()
+            except OSError:
+                pass  # a file replaced under us; next round
+            time.sleep(0.01)
+
+    def stop(self):
+        self.stop_event.set()
+        self.join(5)
 
 
 def main(argv):
@@ -232,6 +361,13 @@ def main(argv):
     r = sub.add_parser("remove-vfs")
     r.add_argument("root")
     r.add_argument("pf")
+    m = sub.add_parser("add-modules")
+    m.add_argument("root")
+    m.add_argument("modules", nargs="*", default=["xe_vfio_pci", "vfio_pci"])
+    m.add_argument("--not-loaded", action="store_true")
+    k = sub.add_parser("kernel", help="run the simulated kernel for SECONDS")
+    k.add_argument("root")
+    k.add_argument("seconds", type=float)
     args = ap.parse_args(argv)
     host = SimHost(args.root)
     if args.cmd == "create":
@@ -247,6 +383,14 @@ def main(argv):
         host.add_group_node(args.pci)
     elif args.cmd == "remove-vfs":
         host.remove_vfs(args.pf)
+    elif args.cmd == "add-modules":
+        print(host.add_modules(args.modules, loaded=not args.not_loaded))
+    elif args.cmd == "kernel":
+        kernel = SimKernel(host)
+        kernel.start()
+        time.sleep(args.seconds)
+        kernel.stop()
+        print("\n".join(kernel.log))
     return 0
 
 

@@ -1,0 +1,184 @@
+"""VF preparation on the simulated host, with the simulated kernel reacting to
+sriov_numvfs, drivers_probe and unbind writes, and a module tree indexed by the
+real depmod: what an operator sees in ListAndWatch and in the log."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import grpc
+import pytest
+from conftest import AGENT
+from simhost import SIM_RELEASE, SimKernel
+
+RESOURCE = "intel.com/xe_vf"
+
+
+@pytest.fixture
+def node(world, tmp_path):
+    kernels = []
+
+    def make(pfs=2, vfs=0, modules=("xe_vfio_pci", "vfio_pci"), pools=None, extra=()):
+        world.create_host(pfs=pfs, vfs=vfs, vf_driver=None)
+        modules_root = world.host.add_modules(modules) if modules else str(tmp_path / "no-modules")
+        kernel = SimKernel(world.host)
+        kernel.start()
+        kernels.append(kernel)
+        proc = tmp_path / "proc"
+        proc.mkdir(exist_ok=True)
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({"pools": pools or [{"resourceName": RESOURCE, "numVFs": 3}]}))
+        world.start_kubelet()
+        agent = world.start_agent("--config", str(config), "--modules-root", modules_root,
+                                  "--kernel-release", SIM_RELEASE, "--proc-root", str(proc), *extra)
+        return agent, kernel, config, proc
+
+    yield make
+    for k in kernels:
+        k.stop()
+
+
+def healthy(n):
+    return lambda d: len(d) == n and all(h == "Healthy" for h, _ in d.values())
+
+
+def test_numvfs_enables_vfs_and_binds_xe_vfio_pci(world, node):
+    agent, kernel, _, _ = node(pfs=2, vfs=0)
+    world.kubelet.wait_registration(RESOURCE)
+    _, devices = world.kubelet.watch_of(RESOURCE).wait_for(healthy(6), timeout=10)
+    assert sorted(devices)[:3] == ["0000:03:00.1", "0000:03:00.2", "0000:03:00.3"]
+    agent.wait_log(r"event=numvfs_set pf=0000:03:00.0 vfs=3")
+    agent.wait_log(r"event=vf_bound pci=0000:13:00.3 driver=xe-vfio-pci module=xe_vfio_pci migratable=true")
+    assert "numvfs 0000:03:00.0 3" in kernel.log
+    assert "bind 0000:03:00.1 xe-vfio-pci" in kernel.log
+    # sriov_drivers_autoprobe was turned off before VFs were created
+    with open(os.path.join(world.host.devdir("0000:03:00.0"), "sriov_drivers_autoprobe")) as f:
+        assert f.read().strip() == "0"
+
+
+def test_missing_xe_vfio_pci_without_fallback(world, node):
+    agent, _, _, _ = node(pfs=1, vfs=0, modules=("vfio_pci",),
+                          pools=[{"resourceName": RESOURCE, "numVFs": 2}])
+    world.kubelet.wait_registration(RESOURCE)
+    _, devices = world.kubelet.watch_of(RESOURCE).wait_for(
+        lambda d: len(d) == 2 and all(h == "Unhealthy" for h, _ in d.values()), timeout=10)
+    _, line = agent.wait_log(r"event=vfio_variant_missing")
+    assert "xe-vfio-pci is missing. CONFIG_XE_VFIO_PCI is off by default in the kernel and must be enabled " \
+           "(kernel %s)" % SIM_RELEASE in line
+    assert 'action="no fallback configured' in line
+    with pytest.raises(grpc.RpcError) as e:
+        world.client().allocate([["0000:03:00.1"]])
+    assert e.value.details() == (
+        "device 0000:03:00.1 is unhealthy: no VFIO variant driver: xe-vfio-pci is missing from kernel %s "
+        "(CONFIG_XE_VFIO_PCI is off by default; enable it), and pool intel.com/xe_vf has no fallback "
+        "(set fallback: vfio-pci to use it without live migration)" % SIM_RELEASE)
+
+
+def test_fallback_binds_vfio_pci_not_migratable(world, node):
+    agent, kernel, _, _ = node(pfs=1, vfs=0, modules=("vfio_pci",),
+                               pools=[{"resourceName": RESOURCE, "numVFs": 2, "fallback": "vfio-pci"}])
+    world.kubelet.wait_registration(RESOURCE)
+    world.kubelet.watch_of(RESOURCE).wait_for(healthy(2), timeout=10)
+    _, line = agent.wait_log(r"event=vfio_variant_missing")
+    assert 'action="binding to vfio-pci (fallback: vfio-pci), not migratable"' in line
+    agent.wait_log(r"event=vf_bound pci=0000:03:00.2 driver=vfio-pci module=vfio_pci migratable=false")
+    out = json.loads(subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root",
+                                     world.host.dev], capture_output=True, text=True, check=True).stdout)
+    vf = out["pfs"][0]["vfs"][0]
+    assert (vf["driver"], vf["driverKind"], vf["migrationCapable"]) == ("vfio-pci", "vfio-pci", False)
+
+
+def test_numvfs_change_refused_while_a_vm_holds_a_vf(world, node):
+    agent, kernel, config, proc = node(pfs=1, vfs=0, pools=[{"resourceName": RESOURCE, "numVFs": 2}])
+    world.kubelet.wait_registration(RESOURCE)
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(healthy(2), timeout=10)
+    # a QEMU (pid 4242) holds the VFIO group of VF 0000:03:00.2 open
+    group = world.host.group_of("0000:03:00.2")
+    (proc / "4242" / "fd").mkdir(parents=True)
+    os.symlink("/dev/vfio/" + group, proc / "4242" / "fd" / "17")
+    config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 4}]}))
+    mark = agent.log_count()
+    agent.signal(signal.SIGHUP)
+    _, line = agent.wait_log(r"event=numvfs_refused", after=mark)
+    assert "pf=0000:03:00.0" in line and "current=2 wanted=4 vf=0000:03:00.2" in line
+    assert "holds its VFIO device open" in line
+    time.sleep(0.5)
+    assert world.host.vfs_of("0000:03:00.0") == ["0000:03:00.1", "0000:03:00.2"]
+    assert world.client().allocate([["0000:03:00.1"]]).container_responses[0].envs
+    # the VM is gone, but VF 1 was just allocated: still refused
+    os.unlink(proc / "4242" / "fd" / "17")
+    mark = agent.log_count()
+    agent.signal(signal.SIGHUP)
+    _, line = agent.wait_log(r"event=numvfs_refused", after=mark)
+    assert "vf=0000:03:00.1 reason=\"it was allocated to a container in the last minutes\"" in line
+
+
+def test_numvfs_change_when_nothing_is_in_use(world, node):
+    agent, kernel, config, _ = node(pfs=1, vfs=0, pools=[{"resourceName": RESOURCE, "numVFs": 2}])
+    world.kubelet.wait_registration(RESOURCE)
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(healthy(2), timeout=10)
+    config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 4}]}))
+    agent.signal(signal.SIGHUP)
+    watch.wait_for(healthy(4), timeout=10)
+    # through 0, as the kernel requires
+    assert kernel.log.index("numvfs 0000:03:00.0 0") < kernel.log.index("numvfs 0000:03:00.0 4")
+
+
+def test_pf_unbound_makes_its_vfs_unhealthy(world, node):
+    node(pfs=2, vfs=0, pools=[{"resourceName": RESOURCE, "numVFs": 2}])
+    world.kubelet.wait_registration(RESOURCE)
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(healthy(4), timeout=10)
+    t0 = time.monotonic()
+    world.host.unbind("0000:13:00.0")
+    t1, d = watch.wait_for(lambda d: d["0000:13:00.1"][0] == "Unhealthy" and d["0000:13:00.2"][0] == "Unhealthy")
+    assert t1 - t0 < 1.0
+    assert d["0000:03:00.1"][0] == "Healthy"
+    world.agents[0].wait_log(r"event=vf_unhealthy .*pci=0000:13:00.1 reason=\"its PF 0000:13:00.0 is not bound")
+    world.host.bind("0000:13:00.0", "xe")
+    watch.wait_for(healthy(4), timeout=3)
+
+
+def test_pf_removed_keeps_its_vfs_listed_unhealthy(world, node):
+    agent, _, _, _ = node(pfs=2, vfs=0, pools=[{"resourceName": RESOURCE, "numVFs": 2}])
+    world.kubelet.wait_registration(RESOURCE)
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(healthy(4), timeout=10)
+    world.host.remove_pf("0000:13:00.0")
+    _, d = watch.wait_for(lambda d: d.get("0000:13:00.2", ("",))[0] == "Unhealthy", timeout=3)
+    assert len(d) == 4 and d["0000:03:00.2"][0] == "Healthy"
+    agent.wait_log(r"event=vf_unhealthy .*pci=0000:13:00.2 reason=\"its PF 0000:13:00.0 is gone")
+    assert agent.proc.poll() is None
+
+
+def test_missing_module_tree_is_named(world, node):
+    agent, _, _, _ = node(pfs=1, vfs=0, modules=None, pools=[{"resourceName": RESOURCE, "numVFs": 1}])
+    _, line = agent.wait_log(r"event=modules_unavailable")
+    assert "no modules for kernel %s" % SIM_RELEASE in line and "mount the host's /lib/modules" in line
+    world.kubelet.wait_registration(RESOURCE)
+    world.kubelet.watch_of(RESOURCE).wait_for(lambda d: d.get("0000:03:00.1", ("",))[0] == "Unhealthy")
+
+
+def test_provisioning_is_read_where_exposed(world):
+    world.create_host(pfs=1, vfs=2)
+    prof = os.path.join(world.host.devdir("0000:03:00.0"), "sriov_admin", "vf2", "profile")
+    os.makedirs(prof)
+    for k, v in {"exec_quantum_ms": "25", "preempt_timeout_us": "500000", "sched_priority": "low [normal] high",
+                 "vram_quota": "4294967296"}.items():
+        with open(os.path.join(prof, k), "w") as f:
+            f.write(v + "\n")
+    out = json.loads(subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root",
+                                     world.host.dev], capture_output=True, text=True, check=True).stdout)
+    pf = out["pfs"][0]
+    assert pf["provisioningExposed"] is True
+    assert pf["vfs"][1]["provisioning"] == {"exec_quantum_ms": "25", "preempt_timeout_us": "500000",
+                                            "sched_priority": "low [normal] high", "vram_quota": "4294967296"}
+    assert pf["vfs"][0]["provisioning"] == {}
+    world.create_host(pfs=1, vfs=1)
+    out = json.loads(subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root",
+                                     world.host.dev], capture_output=True, text=True, check=True).stdout)
+    assert out["pfs"][0]["provisioningExposed"] is False and out["pfs"][0]["vfs"][0]["provisioning"] is None

@@ -16,7 +16,7 @@
 
 #include "config.h"
 
-#define PREPARE_ALLOCATION_GRACE_MS (5 * 60 * 1000)
+#define PREPARE_ALLOCATION_GRACE_MS (5L * 60 * 1000)
 
 struct preparer;
 

@@ -100,7 +100,7 @@ static int wait_for_vfs(const struct xevf_roots *roots, const char *pf_addr, lon
 int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, long want, int timeout_ms,
 			  struct xevf_err *err)
 {
-	long total, current, autoprobe;
+	long total = 0, current = 0, autoprobe = 0;
 	int rc;
 
 	if (want < 0)
@@ -155,7 +155,6 @@ int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_
 	size_t count = 0;
 	DIR *dir;
 	struct dirent *e;
-	int rc = 0;
 
 	*out = NULL;
 	*n = 0;
@@ -166,7 +165,7 @@ int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_
 	free(attr);
 	dir = opendir(dir_path);
 	if (!dir) {
-		rc = xevf_err_set(err, errno, "PF %s: cannot list %s: %s", pf_addr, dir_path, strerror(errno));
+		int rc = xevf_err_set(err, errno, "PF %s: cannot list %s: %s", pf_addr, dir_path, strerror(errno));
 		free(dir_path);
 		return rc;
 	}

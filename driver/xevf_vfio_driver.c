@@ -170,7 +170,6 @@ int xevf_module_pci_driver(const struct xevf_roots *roots, const char *module, c
 	const char *root = roots && roots->sysfs ? roots->sysfs : "/sys";
 	char *dir_path = NULL;
 	DIR *dir;
-	struct dirent *e;
 
 	*driver = NULL;
 	if (xevf_asprintf(&dir_path, "%s/module/%s/drivers", root, module))
@@ -178,6 +177,7 @@ int xevf_module_pci_driver(const struct xevf_roots *roots, const char *module, c
 	dir = opendir(dir_path);
 	free(dir_path);
 	if (dir) {
+		struct dirent *e;
 		while ((e = readdir(dir)))
 			if (strncmp(e->d_name, "pci:", 4) == 0 && e->d_name[4]) {
 				*driver = strdup(e->d_name + 4);

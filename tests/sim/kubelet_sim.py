@@ -146,6 +146,7 @@ class KubeletSim:
         self.dial_back = dial_back
         self.server = None
         self.registrations = queue.Queue()
+        self.unclaimed = []
         self.lock = threading.Lock()
         self.devices = {}        # resource -> latest {id: (health, numa)}
         self.watches = {}        # resource -> Watch
@@ -237,6 +238,11 @@ class KubeletSim:
 
     def wait_registration(self, resource=None, timeout=10):
         deadline = time.monotonic() + timeout
+        # registrations for other resources wait for their own caller
+        for i, (t, generation, req) in enumerate(self.unclaimed):
+            if generation == self.generation and (resource is None or req.resource_name == resource):
+                del self.unclaimed[i]
+                return t, req
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -248,6 +254,7 @@ class KubeletSim:
                     from None
             if generation == self.generation and (resource is None or req.resource_name == resource):
                 return t, req
+            self.unclaimed.append((t, generation, req))
 
     def watch_of(self, resource, timeout=5):
         deadline = time.monotonic() + timeout

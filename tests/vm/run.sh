@@ -29,8 +29,13 @@ done
 
 # ---- the kernel: Debian's, unpacked, not installed ------------------------------
 if ! ls linux-image-*.deb >/dev/null 2>&1; then
-	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-	[ -n "$pkg" ] || fail "apt-cache cannot resolve linux-image-amd64 (run apt-get update)"
+	resolve() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+	pkg=$(resolve)
+	if [ -z "$pkg" ]; then
+		apt-get update -qq >/dev/null 2>&1 || true
+		pkg=$(resolve)
+	fi
+	[ -n "$pkg" ] || fail "apt-cache cannot resolve linux-image-amd64 (apt-get update failed?)"
 	apt-get download "$pkg" >/dev/null 2>&1 || fail "apt-get download $pkg failed"
 fi
 deb=$(ls linux-image-*.deb | head -1)

@@ -8,7 +8,7 @@
 BUILD     ?= build
 SAN       ?=
 CC        ?= cc
-PKGS      := grpc libprotobuf-c libkmod libpci json-c
+PKGS      := grpc libprotobuf-c libkmod libpci json-c libmicrohttpd libcurl
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla

@@ -7,6 +7,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <json-c/json.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,7 +22,9 @@
 #include "../driver/xevf_discovery.h"
 #include "../driver/xevf_uevent.h"
 #include "../driver/xevf_vfio_driver.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "prepare.h"
 #include "plugin_logic.h"
 #include "pool.h"
@@ -137,6 +140,8 @@ struct agent {
 	char *scan_error;        /* last discovery failure already reported */
 	bool kubelet_missing_logged;
 	bool stopping;
+	bool status_dirty;       /* the published status and gauges need refreshing */
+	struct http_server *http;
 };
 
 static volatile sig_atomic_t got_term, got_hup;
@@ -389,10 +394,16 @@ static void handle_unary(struct call *c)
 		V1beta1__AllocateResponse *resp;
 		int code = plugin_allocate(pool, (V1beta1__AllocateRequest *)req, &a, &resp, &error);
 		if (code) {
+			metrics_allocate_refused(res);
 			log_warn("allocate_refused", "resource=%s reason=\"%s\"", res, error ? error : "?");
 			finish_unary(c, (grpc_status_code)code, error, NULL);
 		} else {
+			size_t ndevices = 0;
 			record_allocation(c->plugin->agent, (V1beta1__AllocateRequest *)req);
+			for (size_t i = 0; i < ((V1beta1__AllocateRequest *)req)->n_container_requests; i++)
+				ndevices += ((V1beta1__AllocateRequest *)req)->container_requests[i]->n_devices_ids;
+			metrics_allocated(res, resp->n_container_responses, ndevices, (double)(now_ms() - started) / 1000.0);
+			c->plugin->agent->status_dirty = true;
 			for (size_t i = 0; i < resp->n_container_responses; i++)
 				log_info("allocated", "resource=%s container=%zu %s=%s devices=%zu latency_ms=%lld", res, i,
 					 pool->env_name,
@@ -539,6 +550,7 @@ static void server_stop(struct plugin *pl, const char *why)
 	log_info("server_stopping", "resource=%s socket=%s reason=\"%s\"", pl->pool.cfg.resource_name,
 		 pl->socket_path, why);
 	pl->state = SERVER_DRAINING;
+	pl->agent->status_dirty = true;
 	pl->shutdown_tag = (struct tag){TAG_SHUTDOWN, pl};
 	grpc_server_shutdown_and_notify(pl->server, pl->agent->cq, &pl->shutdown_tag);
 	grpc_server_cancel_all_calls(pl->server);
@@ -649,6 +661,8 @@ static void on_register_done(struct plugin *pl, bool ok)
 		r->registered_ino = r->attempt_ino;
 		r->backoff_ms = 0;
 		r->failures = 0;
+		metrics_registration(pl->pool.cfg.resource_name, true);
+		pl->agent->status_dirty = true;
 		log_info("registered", "resource=%s kubelet=%s endpoint=%s version=%s", res, pl->agent->kubelet_socket,
 			 pl->endpoint, API_VERSION);
 	} else {
@@ -658,6 +672,7 @@ static void on_register_done(struct plugin *pl, bool ok)
 			r->backoff_ms = BACKOFF_MAX_MS;
 		r->next_attempt_ms = now_ms() + r->backoff_ms;
 		r->failures++;
+		metrics_registration(pl->pool.cfg.resource_name, false);
 		/* The kubelet refuses for good reasons (resource name taken, bad
 		 * version): say it at error level; a kubelet not answering yet is normal
 		 * at start-up, so repeat it only at growing intervals. */
@@ -700,6 +715,7 @@ static struct plugin *plugin_new(struct agent *ag, const struct pool_config *cfg
 
 static void plugin_free(struct plugin *pl)
 {
+	metrics_forget_pool(pl->pool.cfg.resource_name);
 	pool_destroy(&pl->pool);
 	free(pl->socket_path);
 	free(pl->endpoint);
@@ -898,8 +914,65 @@ static void rescan(struct agent *ag)
 		free(taken);
 	}
 	prepare_notes_free(notes, nnotes);
+	ag->status_dirty = true;
 	check_prepare_needed(ag, host);
 	xevf_host_free(host);
+}
+
+/* ---- published state (metrics gauges, readiness, status) -------------------------------- */
+
+static bool recently_allocated(const struct agent *ag, const char *id)
+{
+	int64_t now = now_ms();
+
+	for (size_t i = 0; i < ag->nrecent; i++)
+		if (strcmp(ag->recent[i].id, id) == 0 && now - ag->recent[i].at_ms < PREPARE_ALLOCATION_GRACE_MS)
+			return true;
+	return false;
+}
+
+static void publish(struct agent *ag)
+{
+	json_object *root = json_object_new_object(), *pools = json_object_new_array();
+
+	ag->status_dirty = false;
+	json_object_object_add(root, "version", json_object_new_string(XEVF_VERSION));
+	json_object_object_add(root, "pluginDir", json_object_new_string(ag->cfg.plugin_dir));
+	for (struct plugin *pl = ag->plugins; pl; pl = pl->next) {
+		json_object *p, *devs;
+		size_t healthy = 0;
+		bool registered = pl->reg.registered && pl->state == SERVER_SERVING;
+
+		if (pl->retired)
+			continue;
+		p = json_object_new_object();
+		devs = json_object_new_array();
+		for (size_t i = 0; i < pl->pool.ndevs; i++) {
+			const struct pool_device *d = &pl->pool.devs[i];
+			json_object *o = json_object_new_object();
+			healthy += d->healthy;
+			json_object_object_add(o, "id", json_object_new_string(d->id));
+			json_object_object_add(o, "pf", json_object_new_string(d->pf));
+			json_object_object_add(o, "numaNode", json_object_new_int(d->numa_node));
+			json_object_object_add(o, "health", json_object_new_string(d->healthy ? HEALTHY : UNHEALTHY));
+			json_object_object_add(o, "reason", d->reason ? json_object_new_string(d->reason) : NULL);
+			json_object_object_add(o, "driver", d->driver ? json_object_new_string(d->driver) : NULL);
+			json_object_object_add(o, "migratable", json_object_new_boolean(d->migratable));
+			json_object_object_add(o, "allocatedRecently", json_object_new_boolean(recently_allocated(ag, d->id)));
+			json_object_array_add(devs, o);
+		}
+		json_object_object_add(p, "resource", json_object_new_string(pl->pool.cfg.resource_name));
+		json_object_object_add(p, "socket", json_object_new_string(pl->socket_path));
+		json_object_object_add(p, "registered", json_object_new_boolean(registered));
+		json_object_object_add(p, "allocations", json_object_new_int64((int64_t)pl->pool.allocations));
+		json_object_object_add(p, "devices", devs);
+		json_object_array_add(pools, p);
+		metrics_set_pool(pl->pool.cfg.resource_name, healthy, pl->pool.ndevs - healthy, registered);
+	}
+	json_object_object_add(root, "pools", pools);
+	metrics_set_status(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(root);
+	metrics_bind_failures(preparer_failures(ag->preparer));
 }
 
 /* ---- configuration ----------------------------------------------------------------- */
@@ -944,8 +1017,13 @@ int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, 
 	if (dup_override(&cfg->plugin_dir, o->plugin_dir) || dup_override(&cfg->sysfs_root, o->sysfs_root) ||
 	    dup_override(&cfg->dev_root, o->dev_root) || dup_override(&cfg->log_level, o->log_level) ||
 	    dup_override(&cfg->modules_root, o->modules_root) || dup_override(&cfg->kernel_release, o->kernel_release) ||
-	    dup_override(&cfg->proc_root, o->proc_root))
+	    dup_override(&cfg->proc_root, o->proc_root) || dup_override(&cfg->http_address, o->http_address) ||
+	    dup_override(&cfg->status_socket, o->status_socket))
 		goto oom;
+	if (o->http_port_set) {
+		cfg->http_port = o->http_port;
+		cfg->http_port_set = true;
+	}
 	if (o->rescan_interval_ms)
 		cfg->rescan_interval_ms = o->rescan_interval_ms;
 	if (o->resource_name && cfg->npools == 0) {
@@ -1172,6 +1250,9 @@ static void agent_tick(struct agent *ag)
 	for (struct plugin *pl = ag->plugins; pl; pl = pl->next)
 		plugin_tick(pl, now);
 	reap_plugins(ag);
+	metrics_heartbeat(now_ms());
+	if (ag->status_dirty)
+		publish(ag);
 }
 
 static int install_signals(void)
@@ -1222,6 +1303,19 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 	ag.cq = grpc_completion_queue_create_for_next(NULL);
 	log_info("starting", "version=%s pools=%zu plugin_dir=%s sysfs_root=%s dev_root=%s rescan_ms=%ld", XEVF_VERSION,
 		 ag.cfg.npools, ag.cfg.plugin_dir, ag.cfg.sysfs_root, ag.cfg.dev_root, ag.cfg.rescan_interval_ms);
+	if (ag.cfg.http_port >= 0 || (ag.cfg.status_socket && *ag.cfg.status_socket)) {
+		if (ag.cfg.status_socket && *ag.cfg.status_socket) {
+			/* the socket's directory, e.g. /run/xevf, may not exist yet */
+			char *dir = strdup(ag.cfg.status_socket), *slash = dir ? strrchr(dir, '/') : NULL;
+			if (slash && slash != dir) {
+				*slash = '\0';
+				mkdir(dir, 0755);
+			}
+			free(dir);
+		}
+		(void)http_start(ag.cfg.http_address, (int)ag.cfg.http_port, ag.cfg.status_socket, &ag.http);
+	}
+	metrics_heartbeat(now_ms());
 	/* VFs ready before the kubelet hears of them: the first pass runs here. */
 	preparer_run_now(ag.preparer, &ag.cfg, NULL, 0);
 	ag.prepare_passes_seen = preparer_passes(ag.preparer);
@@ -1250,6 +1344,8 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 		;
 	grpc_completion_queue_destroy(ag.cq);
 	grpc_shutdown_blocking();
+	http_stop(ag.http);
+	metrics_reset();
 	preparer_stop(ag.preparer);
 	if (ag.uevent_fd >= 0)
 		close(ag.uevent_fd);

@@ -3,6 +3,8 @@
 #ifndef XEVF_AGENT_H
 #define XEVF_AGENT_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
 /* Settings given on the command line; they win over the config file, also
@@ -19,6 +21,10 @@ struct cli_overrides {
 	const char *modules_root;
 	const char *kernel_release;
 	const char *proc_root;
+	const char *http_address;
+	const char *status_socket;
+	long http_port;      /* meaningful when http_port_set */
+	bool http_port_set;
 };
 
 /* Loads the file (if any), applies the overrides and checks the result. */

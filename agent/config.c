@@ -184,6 +184,8 @@ void config_free(struct agent_config *cfg)
 	free(cfg->modules_root);
 	free(cfg->kernel_release);
 	free(cfg->proc_root);
+	free(cfg->http_address);
+	free(cfg->status_socket);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -401,6 +403,19 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 		} else if (strcmp(name, "kernelRelease") == 0) {
 			if (get_string(v, name, &cfg->kernel_release, error))
 				return -1;
+		} else if (strcmp(name, "httpAddress") == 0) {
+			if (get_string(v, name, &cfg->http_address, error))
+				return -1;
+		} else if (strcmp(name, "statusSocket") == 0) {
+			if (get_string(v, name, &cfg->status_socket, error))
+				return -1;
+		} else if (strcmp(name, "httpPort") == 0) {
+			if (!json_object_is_type(v, json_type_int))
+				return fail(error, "%s: expected an integer, found %s", name, type_name(v));
+			cfg->http_port = (long)json_object_get_int64(v);
+			cfg->http_port_set = true;
+			if (cfg->http_port < -1 || cfg->http_port > 65535)
+				return fail(error, "%s: %ld is not a port (-1 turns HTTP off)", name, cfg->http_port);
 		} else if (strcmp(name, "procRoot") == 0) {
 			if (get_string(v, name, &cfg->proc_root, error))
 				return -1;
@@ -430,7 +445,8 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 			}
 		} else {
 			return fail(error, "%s: unknown key (known: pluginDir, sysfsRoot, devRoot, logLevel, "
-					   "rescanIntervalMs, modulesRoot, kernelRelease, procRoot, pools)", name);
+					   "rescanIntervalMs, modulesRoot, kernelRelease, procRoot, httpAddress, httpPort, statusSocket, "
+					   "pools)", name);
 		}
 	}
 	return 0;
@@ -506,8 +522,13 @@ int config_finish(struct agent_config *cfg, char **error)
 	if (set_default(&cfg->plugin_dir, XEVF_DEFAULT_PLUGIN_DIR, error) ||
 	    set_default(&cfg->sysfs_root, "/sys", error) || set_default(&cfg->dev_root, "/dev", error) ||
 	    set_default(&cfg->log_level, "info", error) || set_default(&cfg->modules_root, "/lib/modules", error) ||
-	    set_default(&cfg->proc_root, "/proc", error))
+	    set_default(&cfg->proc_root, "/proc", error) || set_default(&cfg->http_address, "0.0.0.0", error) ||
+	    set_default(&cfg->status_socket, XEVF_DEFAULT_STATUS_SOCKET, error))
 		return -1;
+	if (!cfg->http_port_set) {
+		cfg->http_port = XEVF_DEFAULT_HTTP_PORT;
+		cfg->http_port_set = true;
+	}
 	if (cfg->rescan_interval_ms == 0)
 		cfg->rescan_interval_ms = XEVF_DEFAULT_RESCAN_MS;
 	if (cfg->npools == 0) {

@@ -46,7 +46,14 @@ struct agent_config {
 	char *modules_root;        /* default /lib/modules */
 	char *kernel_release;      /* default: the running kernel's */
 	char *proc_root;           /* default /proc: to see which VFIO nodes VMs hold */
+	char *http_address;        /* default 0.0.0.0 */
+	long http_port;            /* default 9480; -1 off; 0 ephemeral */
+	char *status_socket;       /* default /run/xevf/status.sock; "" off */
+	bool http_port_set;
 };
+
+#define XEVF_DEFAULT_HTTP_PORT 9480
+#define XEVF_DEFAULT_STATUS_SOCKET "/run/xevf/status.sock"
 
 /* Parses a JSON document into cfg (which it initialises). On failure returns -1
  * and sets *error to a message naming the key; cfg is then empty. */

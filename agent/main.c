@@ -10,6 +10,7 @@
 #include "agent.h"
 #include "config.h"
 #include "../driver/xevf_sriov.h"
+#include "http.h"
 #include "log.h"
 #include "prepare.h"
 
@@ -19,6 +20,8 @@ static const char usage_text[] =
 	"Usage: xevf-agent [OPTIONS]              run the device plugin (default)\n"
 	"       xevf-agent discover [--json] [OPTIONS]\n"
 	"                                         print Xe PFs and VFs with driver and health, then exit\n"
+	"       xevf-agent status [--json] [--status-socket PATH]\n"
+	"                                         ask the running agent for its pools, VFs, health, allocations\n"
 	"       xevf-agent --version | --help\n"
 	"\n"
 	"Options (flags win over the config file):\n"
@@ -36,6 +39,10 @@ static const char usage_text[] =
 	"      --modules-root DIR       where kernel modules are, for finding VFIO drivers (default /lib/modules)\n"
 	"      --kernel-release REL     which kernel's modules to use (default: the running kernel's)\n"
 	"      --proc-root DIR          the host's /proc, to see which VFIO devices VMs hold (default /proc)\n"
+	"      --http-address ADDR      where /metrics, /healthz and /readyz listen (default 0.0.0.0)\n"
+	"      --http-port PORT         their port (default 9480; 0 picks a free one; -1 turns HTTP off)\n"
+	"      --status-socket PATH     local socket for `xevf-agent status` (default " XEVF_DEFAULT_STATUS_SOCKET ";\n"
+	"                               empty turns it off)\n"
 	"      --check-config           validate the configuration, print it as the agent reads it, exit\n"
 	"      --json                   with discover: machine-readable output\n"
 	"  -V, --version                print the version and exit\n"
@@ -57,6 +64,9 @@ enum {
 	OPT_MODULES_ROOT,
 	OPT_KERNEL_RELEASE,
 	OPT_PROC_ROOT,
+	OPT_HTTP_ADDRESS,
+	OPT_HTTP_PORT,
+	OPT_STATUS_SOCKET,
 };
 
 static const struct option long_options[] = {
@@ -73,6 +83,9 @@ static const struct option long_options[] = {
 	{"modules-root", required_argument, NULL, OPT_MODULES_ROOT},
 	{"kernel-release", required_argument, NULL, OPT_KERNEL_RELEASE},
 	{"proc-root", required_argument, NULL, OPT_PROC_ROOT},
+	{"http-address", required_argument, NULL, OPT_HTTP_ADDRESS},
+	{"http-port", required_argument, NULL, OPT_HTTP_PORT},
+	{"status-socket", required_argument, NULL, OPT_STATUS_SOCKET},
 	{"version", no_argument, NULL, 'V'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -231,6 +244,67 @@ static int run_discover(const struct cli_overrides *o, int json)
 	return 0;
 }
 
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+												  : NULL;
+}
+
+static int run_status(const char *socket_path, int json)
+{
+	char *body = NULL, *error = NULL;
+	json_object *root, *pools, *v;
+	int code = http_get_unix(socket_path, "/status", &body, &error);
+
+	if (code < 0) {
+		fprintf(stderr, "xevf-agent: cannot reach the agent at %s: %s (is it running? --status-socket)\n",
+			socket_path, error ? error : "?");
+		free(error);
+		return 1;
+	}
+	if (code != 200) {
+		fprintf(stderr, "xevf-agent: the agent answered HTTP %d\n", code);
+		free(body);
+		return 1;
+	}
+	if (json) {
+		puts(body);
+		free(body);
+		return 0;
+	}
+	root = json_tokener_parse(body);
+	free(body);
+	if (!root || !json_object_object_get_ex(root, "pools", &pools) || !json_object_is_type(pools, json_type_array)) {
+		fprintf(stderr, "xevf-agent: the agent's status is not what this version understands\n");
+		json_object_put(root);
+		return 1;
+	}
+	printf("xevf-agent %s, plugin dir %s\n", jstr(root, "version") ? jstr(root, "version") : "?",
+	       jstr(root, "pluginDir") ? jstr(root, "pluginDir") : "?");
+	for (size_t i = 0; i < json_object_array_length(pools); i++) {
+		json_object *p = json_object_array_get_idx(pools, i), *devs;
+		bool registered = json_object_object_get_ex(p, "registered", &v) && json_object_get_boolean(v);
+		long long allocations = json_object_object_get_ex(p, "allocations", &v) ? json_object_get_int64(v) : 0;
+		printf("pool %s: %s, %lld container allocation(s), socket %s\n", jstr(p, "resource"),
+		       registered ? "registered with the kubelet" : "NOT registered with the kubelet", allocations,
+		       jstr(p, "socket") ? jstr(p, "socket") : "?");
+		if (!json_object_object_get_ex(p, "devices", &devs))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(devs); j++) {
+			json_object *d = json_object_array_get_idx(devs, j);
+			bool migratable = json_object_object_get_ex(d, "migratable", &v) && json_object_get_boolean(v);
+			bool allocated = json_object_object_get_ex(d, "allocatedRecently", &v) && json_object_get_boolean(v);
+			const char *reason = jstr(d, "reason");
+			printf("  %s  %-9s  pf %s  driver %s%s%s%s%s\n", jstr(d, "id"), jstr(d, "health"), jstr(d, "pf"),
+			       jstr(d, "driver") ? jstr(d, "driver") : "(none)", migratable ? "  migratable" : "",
+			       allocated ? "  allocated" : "", reason ? "  reason: " : "", reason ? reason : "");
+		}
+	}
+	json_object_put(root);
+	return 0;
+}
+
 static void print_config(const struct agent_config *cfg)
 {
 	printf("pluginDir=%s sysfsRoot=%s devRoot=%s logLevel=%s rescanIntervalMs=%ld\n", cfg->plugin_dir,
@@ -251,8 +325,8 @@ int main(int argc, char **argv)
 	int opt, json = 0, check_only = 0, discover = 0;
 
 	memset(&o, 0, sizeof(o));
-	if (argc > 1 && strcmp(argv[1], "discover") == 0) {
-		discover = 1;
+	if (argc > 1 && (strcmp(argv[1], "discover") == 0 || strcmp(argv[1], "status") == 0)) {
+		discover = strcmp(argv[1], "discover") == 0 ? 1 : 2;
 		argv[1] = argv[0];
 		argv++;
 		argc--;
@@ -306,6 +380,23 @@ int main(int argc, char **argv)
 		case OPT_PROC_ROOT:
 			o.proc_root = optarg;
 			break;
+		case OPT_HTTP_ADDRESS:
+			o.http_address = optarg;
+			break;
+		case OPT_HTTP_PORT: {
+			char *end;
+			errno = 0;
+			o.http_port = strtol(optarg, &end, 10);
+			if (errno || *end || o.http_port < -1 || o.http_port > 65535) {
+				fprintf(stderr, "xevf-agent: --http-port: '%s' is not a port (-1 turns HTTP off)\n", optarg);
+				return EXIT_USAGE;
+			}
+			o.http_port_set = true;
+			break;
+		}
+		case OPT_STATUS_SOCKET:
+			o.status_socket = optarg;
+			break;
 		case 'V':
 			printf("xevf-agent %s\n", XEVF_VERSION);
 			return 0;
@@ -323,11 +414,13 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (json && !discover) {
-		fprintf(stderr, "xevf-agent: --json goes with the discover command\n");
+		fprintf(stderr, "xevf-agent: --json goes with the discover and status commands\n");
 		return EXIT_USAGE;
 	}
-	if (discover)
+	if (discover == 1)
 		return run_discover(&o, json);
+	if (discover == 2)
+		return run_status(o.status_socket ? o.status_socket : XEVF_DEFAULT_STATUS_SOCKET, json);
 	if (agent_build_config(&o, &cfg, &error)) {
 		fprintf(stderr, "xevf-agent: configuration error: %s\n", error ? error : "invalid");
 		log_error("config_invalid", "reason=\"%s\"", error ? error : "invalid");

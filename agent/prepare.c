@@ -31,6 +31,7 @@ struct preparer {
 	bool pending;
 	struct pass_input next;  /* the input of the pending pass */
 	uint64_t passes;
+	uint64_t failures;
 	struct prepare_note *notes;
 	size_t nnotes;
 };
@@ -370,6 +371,7 @@ static void publish(struct preparer *p, struct prepare_note *notes, size_t n)
 	p->notes = notes;
 	p->nnotes = n;
 	p->passes++;
+	p->failures += n;
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -466,6 +468,16 @@ void preparer_run_now(struct preparer *p, const struct agent_config *cfg, char *
 	run_pass(&in, &notes, &n);
 	input_clear(&in);
 	publish(p, notes, n);
+}
+
+uint64_t preparer_failures(struct preparer *p)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->failures;
+	pthread_mutex_unlock(&p->lock);
+	return n;
 }
 
 uint64_t preparer_passes(struct preparer *p)

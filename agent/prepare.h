@@ -43,6 +43,9 @@ uint64_t preparer_passes(struct preparer *p);
 void preparer_notes(struct preparer *p, struct prepare_note **notes, size_t *n);
 void prepare_notes_free(struct prepare_note *notes, size_t n);
 
+/* VFs that could not be given a VFIO driver, over all passes. */
+uint64_t preparer_failures(struct preparer *p);
+
 /* The PFs that the pools name explicitly (pfAddresses), for discovery. */
 void config_pf_addresses(const struct agent_config *cfg, const char ***out, size_t *n);
 

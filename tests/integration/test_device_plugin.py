@@ -391,3 +391,71 @@ def test_help_documents_every_flag():
                  "--rescan-interval", "--log-level", "--check-config", "--json", "--version", "--help"]:
         assert flag in out
     assert subprocess.run([AGENT, "--version"], capture_output=True, text=True).stdout.startswith("xevf-agent ")
+
+
+def test_metrics_probes_and_status(world):
+    """/metrics parsed by the Prometheus client's own parser; the counts match
+    what this test did. /healthz, /readyz and `xevf-agent status` too."""
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    world.create_host(pfs=2, vfs=3)
+    world.host.unbind("0000:13:00.3")
+    agent = world.start_agent()
+    _, line = agent.wait_log(r"event=http_serving .*port=(\d+)")
+    port = int(line.split("port=")[1].split()[0])
+    base = "http://127.0.0.1:%d" % port
+    agent.wait_log(r"event=serving resource=intel.com/xe_vf")
+    time.sleep(0.3)  # the next tick publishes the pool
+    with pytest.raises(urllib.error.HTTPError) as e:  # no kubelet yet: not ready
+        urllib.request.urlopen(base + "/readyz", timeout=5)
+    assert e.value.code == 503 and b"intel.com/xe_vf: not registered with the kubelet" in e.value.read()
+    assert urllib.request.urlopen(base + "/healthz", timeout=5).read() == b"ok\n"
+
+    world.start_kubelet()
+    world.kubelet.wait_registration(RESOURCE)
+    client = world.client()
+    client.allocate([["0000:03:00.1"], ["0000:03:00.2", "0000:13:00.1"]])
+    client.allocate([["0000:13:00.2"]])
+    for bad in (["0000:13:00.3"], ["nope"]):
+        with pytest.raises(grpc.RpcError):
+            client.allocate([bad])
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=5)
+            break
+        except urllib.error.HTTPError:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.1)
+    text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    res = (("resource", RESOURCE),)
+    assert samples[("xevf_vfs", (("health", "healthy"), ("resource", RESOURCE)))] == 5
+    assert samples[("xevf_vfs", (("health", "unhealthy"), ("resource", RESOURCE)))] == 1
+    assert samples[("xevf_allocations_total", res)] == 3
+    assert samples[("xevf_allocated_devices_total", res)] == 4
+    assert samples[("xevf_allocate_refused_total", res)] == 2
+    assert samples[("xevf_allocate_duration_seconds_count", ())] == 2
+    assert samples[("xevf_allocate_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert samples[("xevf_kubelet_registrations_total", (("resource", RESOURCE), ("result", "success")))] == 1
+    assert samples[("xevf_kubelet_registered", res)] == 1
+    assert samples[("xevf_driver_bind_failures_total", ())] == 0
+
+    status_sock = str(world.tmp / "status0.sock")
+    out = subprocess.run([AGENT, "status", "--status-socket", status_sock], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    assert "pool intel.com/xe_vf: registered with the kubelet, 3 container allocation(s)" in out
+    assert "0000:03:00.1  Healthy    pf 0000:03:00.0  driver xe-vfio-pci  migratable  allocated" in out
+    assert "0000:13:00.3  Unhealthy  pf 0000:13:00.0  driver (none)  reason: not bound to any driver" in out
+    data = json.loads(subprocess.run([AGENT, "status", "--json", "--status-socket", status_sock],
+                                     capture_output=True, text=True, check=True, timeout=30).stdout)
+    assert data["pools"][0]["resource"] == RESOURCE and len(data["pools"][0]["devices"]) == 6
+    agent.stop()
+    bad = subprocess.run([AGENT, "status", "--status-socket", status_sock], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "cannot reach the agent at " + status_sock in bad.stderr

@@ -1,0 +1,34 @@
+/* Counters, gauges and the agent's published state, shared between the main
+ * loop (which updates them) and the HTTP threads (which serve them). Every
+ * function takes the one lock; none blocks for long. */
+#ifndef XEVF_METRICS_H
+#define XEVF_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void metrics_set_pool(const char *resource, size_t healthy, size_t unhealthy, bool registered);
+void metrics_forget_pool(const char *resource);
+void metrics_allocated(const char *resource, size_t containers, size_t devices, double seconds);
+void metrics_allocate_refused(const char *resource);
+void metrics_registration(const char *resource, bool ok);
+void metrics_bind_failures(uint64_t total);
+void metrics_migration(const char *outcome);
+
+/* The main loop calls this every tick: /healthz fails when it stops. */
+void metrics_heartbeat(int64_t now_ms);
+
+/* The status document (JSON) that `xevf-agent status` shows; copied. */
+void metrics_set_status(const char *json);
+
+/* Prometheus text exposition format; malloc'd. */
+char *metrics_render(void);
+/* 200 or 503 and a one-line body (malloc'd). */
+int metrics_health(int64_t now_ms, char **body);
+int metrics_readiness(char **body);
+char *metrics_status(void);
+
+void metrics_reset(void);
+
+#endif

@@ -48,6 +48,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const c
 	return r;
 }
 
+/* The signature is libmicrohttpd's callback type, hence the non-const cls. */
+// cppcheck-suppress constParameter
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 			      const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
@@ -183,7 +185,7 @@ struct sink {
 	bool too_big;
 };
 
-#define STATUS_MAX_BYTES (8 * 1024 * 1024)
+#define STATUS_MAX_BYTES ((size_t)8 * 1024 * 1024)
 
 static size_t collect(char *data, size_t size, size_t n, void *userdata)
 {

@@ -193,40 +193,39 @@ static void add(struct text *t, const char *fmt, ...) __attribute__((format(prin
 static void add(struct text *t, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	char *piece = NULL;
+	size_t n;
+	int rc;
 
 	if (t->failed)
 		return;
-	for (;;) {
-		size_t room = t->cap - t->len;
-		va_start(ap, fmt);
-		n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? room : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
+	va_start(ap, fmt);
+	rc = vasprintf(&piece, fmt, ap);
+	va_end(ap);
+	if (rc < 0) {
+		t->failed = true;
+		return;
+	}
+	n = (size_t)rc;
+	if (t->len + n + 1 > t->cap) {
+		size_t cap = (t->cap ? t->cap * 2 : 4096) + n;
+		char *grown = realloc(t->buf, cap);
+		if (!grown) {
+			free(piece);
 			t->failed = true;
 			return;
 		}
-		if (t->buf && (size_t)n < room) {
-			t->len += (size_t)n;
-			return;
-		}
-		{
-			size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
-			char *grown = realloc(t->buf, cap);
-			if (!grown) {
-				t->failed = true;
-				return;
-			}
-			t->buf = grown;
-			t->cap = cap;
-		}
+		t->buf = grown;
+		t->cap = cap;
 	}
+	memcpy(t->buf + t->len, piece, n + 1);
+	t->len += n;
+	free(piece);
 }
 
 char *metrics_render(void)
 {
 	struct text t = {0};
-	uint64_t cumulative = 0;
 
 	pthread_mutex_lock(&m.lock);
 	add(&t, "# HELP xevf_build_info The agent's version.\n# TYPE xevf_build_info gauge\n"
@@ -264,11 +263,10 @@ char *metrics_render(void)
 		    (unsigned long long)m.pools[i].refused);
 	add(&t, "# HELP xevf_allocate_duration_seconds Time to answer Allocate.\n"
 		"# TYPE xevf_allocate_duration_seconds histogram\n");
-	for (size_t i = 0; i < NBUCKETS; i++) {
-		cumulative = m.buckets[i];
+	/* each observation was counted in every bucket it fits: already cumulative */
+	for (size_t i = 0; i < NBUCKETS; i++)
 		add(&t, "xevf_allocate_duration_seconds_bucket{le=\"%g\"} %llu\n", latency_buckets[i],
-		    (unsigned long long)cumulative);
-	}
+		    (unsigned long long)m.buckets[i]);
 	add(&t, "xevf_allocate_duration_seconds_bucket{le=\"+Inf\"} %llu\nxevf_allocate_duration_seconds_sum %.6f\n"
 		"xevf_allocate_duration_seconds_count %llu\n",
 	    (unsigned long long)m.latency_count, m.latency_sum, (unsigned long long)m.latency_count);

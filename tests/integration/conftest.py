@@ -118,6 +118,8 @@ class World:
     def agent_args(self, *extra):
         return ["--plugin-dir", self.plugin_dir, "--sysfs-root", self.host.sys, "--dev-root", self.host.dev,
                 "--rescan-interval", "200", "--http-port", "0",
+                # never the host's own modules: tests must not load anything into this kernel
+                "--modules-root", str(self.tmp / "no-modules"), "--kernel-release", "test",
                 "--status-socket", str(self.tmp / ("status%d.sock" % len(self.agents)))] + list(extra)
 
     def start_agent(self, *extra, args=None):

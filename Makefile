@@ -3,6 +3,7 @@
 #   make                 build the agent (build/xevf-agent)
 #   make demo            live demo on a simulated host with the kubelet simulator
 #   make test            every test: unit, integration, sanitizers, valgrind, fuzz smoke, lint
+#   make manifests       re-render deploy/xevf.yaml from helm/xevf
 #   make deps            install the Debian packages the build and tests need
 
 BUILD     ?= build
@@ -39,7 +40,7 @@ AGENT_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRC)) $(patsubst $(GEN_DIR
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all agent unit-tests fuzzers test-vm test test-unit test-integration test-asan test-valgrind test-fuzz \
+.PHONY: all agent unit-tests fuzzers test-vm test test-unit test-integration test-asan test-valgrind test-fuzz test-helm manifests \
         lint demo deps clean
 all: agent
 agent: $(BUILD)/xevf-agent
@@ -112,6 +113,15 @@ test-valgrind: agent
 
 test-fuzz:
 	tests/fuzz/run.sh
+
+# chart: helm lint/template, Kubernetes schemas, deploy/ drift, Containerfile
+test-helm: agent
+	tests/helm/run.sh $(BUILD)
+
+# deploy/xevf.yaml is the chart rendered with its defaults (test-helm fails on drift)
+manifests:
+	tests/helm/tools.sh $(BUILD)
+	tests/helm/render-deploy.sh $(BUILD)/helm-tools/helm > deploy/xevf.yaml
 
 lint: $(PROTO_H)
 	tests/lint.sh $(BUILD)

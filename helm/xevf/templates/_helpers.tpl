@@ -1,0 +1,45 @@
+{{- define "xevf.name" -}}xevf-agent{{- end -}}
+{{- define "xevf.labels" -}}
+app.kubernetes.io/name: xevf-agent
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+{{- define "xevf.selector" -}}
+app.kubernetes.io/name: xevf-agent
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+{{- define "xevf.config" -}}
+{{- $pools := list -}}
+{{- $seen := dict -}}
+{{- range $i, $pool := .Values.pools -}}
+{{- with $pool -}}
+{{- $domain := first (splitList "/" .resourceName) -}}
+{{- if or (eq $domain "kubernetes.io") (hasSuffix ".kubernetes.io" $domain) -}}
+{{- fail (printf "pools[%d].resourceName %q: the kubernetes.io domain is reserved for Kubernetes' own resources; use a domain of yours, e.g. intel.com/xe_vf" $i .resourceName) -}}
+{{- end -}}
+{{- if hasKey $seen .resourceName -}}
+{{- fail (printf "pools[%d].resourceName %q: already used by another pool; each pool needs its own resource name" $i .resourceName) -}}
+{{- end -}}
+{{- $_ := set $seen .resourceName true -}}
+{{- $p := dict "resourceName" .resourceName "allocationPolicy" (default "pack" .allocationPolicy) "fallback" (default "none" .fallback) -}}
+{{- if hasKey . "numVFs" }}{{ $_ := set $p "numVFs" .numVFs }}{{ end -}}
+{{- if .selector }}{{ $_ := set $p "selector" .selector }}{{ end -}}
+{{- $pools = append $pools $p -}}
+{{- end -}}
+{{- end -}}
+{{- $cfg := dict
+  "pluginDir" .Values.kubelet.pluginDir
+  "logLevel" .Values.logLevel
+  "rescanIntervalMs" (int .Values.rescanIntervalMs)
+  "sysfsRoot" "/sys"
+  "devRoot" "/dev"
+  "modulesRoot" "/lib/modules"
+  "procRoot" "/host/proc"
+  "httpAddress" "0.0.0.0"
+  "httpPort" (int .Values.metrics.port)
+  "statusSocket" (printf "%s/status.sock" .Values.statusSocketDir)
+  "pools" $pools -}}
+{{- toPrettyJson $cfg -}}
+{{- end -}}

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Checks a rendered xevf chart (YAML on stdin) against the agent itself.
+
+- every --flag in the DaemonSet's args is documented in `xevf-agent --help`;
+- the ConfigMap's config.json is accepted by `xevf-agent --check-config`;
+- the pod has what the agent needs on a node: privileged, hostNetwork (uevents),
+  host mounts of the plugin dir, /sys, /dev, /lib/modules (read-only) and the
+  dirs the config points at, and probes on the agent's /healthz and /readyz.
+Usage: check_render.py AGENT < rendered.yaml
+"""
+import json
+import re
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def main():
+    agent = sys.argv[1]
+    docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    if len(by_kind.get("DaemonSet", [])) != 1 or len(by_kind.get("ConfigMap", [])) != 1:
+        fail(f"expected one DaemonSet and one ConfigMap, got {sorted(by_kind)}")
+    ds = by_kind["DaemonSet"][0]
+    cm = by_kind["ConfigMap"][0]
+    pod = ds["spec"]["template"]["spec"]
+    (ctr,) = pod["containers"]
+
+    helptext = subprocess.run([agent, "--help"], capture_output=True, text=True, check=True).stdout
+    documented = set(re.findall(r"(--[a-z][a-z0-9-]*)", helptext))
+    flags = [a.split("=", 1)[0] for a in ctr.get("args", []) + ctr.get("command", [])[1:] if a.startswith("--")]
+    for f in flags:
+        if f not in documented:
+            fail(f"DaemonSet passes {f}, which `xevf-agent --help` does not document")
+    print(f"ok flags {' '.join(flags)} are all in --help")
+
+    cfg = json.loads(cm["data"]["config.json"])
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as tmp:
+        json.dump(cfg, tmp)
+        tmp.flush()
+        r = subprocess.run([agent, "--check-config", "--config", tmp.name], capture_output=True, text=True)
+        if r.returncode != 0:
+            fail(f"agent rejects the rendered config.json: {r.stdout}{r.stderr}")
+    print(f"ok config.json accepted by --check-config ({len(cfg['pools'])} pool(s))")
+
+    config_mount = [a for a in ctr["args"] if a.startswith("--config=")]
+    if not config_mount:
+        fail("DaemonSet does not pass --config")
+    config_dir = config_mount[0].split("=", 1)[1].rsplit("/", 1)[0]
+
+    if not ctr.get("securityContext", {}).get("privileged"):
+        fail("container is not privileged; it writes sysfs and loads modules")
+    if not pod.get("hostNetwork"):
+        fail("pod is not on the host network; kernel uevents would not reach the agent")
+    vols = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in ctr["volumeMounts"]}
+
+    def host_mount(container_path, host_path=None, read_only=False):
+        m = mounts.get(container_path)
+        if not m:
+            fail(f"nothing mounted at {container_path}")
+        v = vols[m["name"]]
+        if host_path is not None and v.get("hostPath", {}).get("path") != host_path:
+            fail(f"{container_path} is not the host's {host_path}: {v}")
+        if read_only and not m.get("readOnly"):
+            fail(f"{container_path} should be mounted read-only")
+        return v
+
+    host_mount(cfg["pluginDir"], cfg["pluginDir"])
+    host_mount(cfg["sysfsRoot"], "/sys")
+    host_mount(cfg["devRoot"], "/dev")
+    host_mount(cfg["modulesRoot"], None, read_only=True)
+    host_mount(cfg["procRoot"], "/proc", read_only=True)
+    status_dir = cfg["statusSocket"].rsplit("/", 1)[0]
+    host_mount(status_dir, status_dir)
+    if "configMap" not in vols[mounts[config_dir]["name"]]:
+        fail(f"{config_dir} is not the ConfigMap")
+    if vols[mounts[config_dir]["name"]]["configMap"]["name"] != cm["metadata"]["name"]:
+        fail("the DaemonSet mounts another ConfigMap than the chart renders")
+    print("ok host mounts: plugin dir, /sys, /dev, modules (ro), /proc (ro), status dir, config")
+
+    port = cfg["httpPort"]
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = ctr.get(probe, {}).get("httpGet", {})
+        if get.get("path") != path or get.get("port") != port:
+            fail(f"{probe} is {get}, expected GET {path} on the agent's port {port}")
+    print(f"ok probes: /healthz and /readyz on port {port}")
+
+
+main()

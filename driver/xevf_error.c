@@ -11,10 +11,11 @@ int xevf_err_vset(struct xevf_err *err, int errnum, const char *fmt, va_list ap)
 		errnum = -errnum;
 	if (err) {
 		char *msg = NULL;
+		/* format before freeing: the new message may quote the old one */
+		if (vasprintf(&msg, fmt, ap) < 0)
+			msg = NULL;
 		free(err->msg);
-		err->msg = NULL;
-		if (vasprintf(&msg, fmt, ap) >= 0)
-			err->msg = msg;
+		err->msg = msg;
 		err->errnum = errnum;
 	}
 	return -errnum;

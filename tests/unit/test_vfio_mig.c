@@ -1,0 +1,310 @@
+/* The VFIO migration engine against the simulated device, which accepts only
+ * the uAPI's direct arcs and can fail on cue. */
+#include "testutil.h"
+
+#include <errno.h>
+
+#include "xevf_vfio_mig.h"
+#include "xevf_vfio_sim.h"
+
+#define ALL (XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_PRE_COPY)
+
+struct fixture {
+	struct xevf_vfio_sim *sim;
+	struct xevf_mig_device dev;
+	struct xevf_err err;
+};
+
+static struct fixture *make(uint64_t flags, const char *content)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	assert_int_equal(xevf_vfio_sim_new("0000:4d:00.1", flags, content, content ? strlen(content) : 0, NULL,
+					   &f->sim, &f->err), 0);
+	assert_int_equal(xevf_mig_init(&f->dev, "0000:4d:00.1", xevf_vfio_sim_fd(f->sim), true,
+				       xevf_vfio_sim_ops(f->sim), &f->err), 0);
+	return f;
+}
+
+static void destroy(struct fixture *f)
+{
+	xevf_mig_close(&f->dev);
+	xevf_vfio_sim_free(f->sim);
+	xevf_err_clear(&f->err);
+	free(f);
+}
+
+/* a growable byte buffer as sink and source */
+struct stream {
+	unsigned char *data;
+	size_t len, pos;
+	size_t max_chunk;
+	unsigned chunks;
+	size_t fail_after;   /* sink fails once this many bytes arrived; 0: never */
+	bool saw_precopy;
+};
+
+static int sink(void *ctx, const char *phase, const void *buf, size_t len, struct xevf_err *err)
+{
+	struct stream *s = ctx;
+	if (strcmp(phase, "precopy") == 0)
+		s->saw_precopy = true;
+	if (s->fail_after && s->len + len > s->fail_after)
+		return xevf_err_set(err, ECONNRESET, "the target went away");
+	s->data = realloc(s->data, s->len + len);
+	assert_non_null(s->data);
+	memcpy(s->data + s->len, buf, len);
+	s->len += len;
+	s->chunks++;
+	if (len > s->max_chunk)
+		s->max_chunk = len;
+	return 0;
+}
+
+static ssize_t source(void *ctx, void *buf, size_t cap, struct xevf_err *err)
+{
+	struct stream *s = ctx;
+	(void)err;
+	size_t n = s->len - s->pos < cap ? s->len - s->pos : cap;
+	memcpy(buf, s->data + s->pos, n);
+	s->pos += n;
+	return (ssize_t)n;
+}
+
+static void test_arcs_follow_the_uapi(void **state)
+{
+	(void)state;
+	assert_true(xevf_mig_arc_allowed(ALL, XEVF_MIG_RUNNING, XEVF_MIG_PRE_COPY));
+	assert_true(xevf_mig_arc_allowed(ALL, XEVF_MIG_PRE_COPY, XEVF_MIG_STOP_COPY));
+	assert_true(xevf_mig_arc_allowed(ALL, XEVF_MIG_STOP, XEVF_MIG_RESUMING));
+	assert_false(xevf_mig_arc_allowed(XEVF_MIG_F_STOP_COPY, XEVF_MIG_RUNNING, XEVF_MIG_PRE_COPY));
+	assert_false(xevf_mig_arc_allowed(ALL, XEVF_MIG_RUNNING, XEVF_MIG_STOP_COPY)); /* a combination arc */
+	assert_false(xevf_mig_arc_allowed(ALL, XEVF_MIG_STOP_COPY, XEVF_MIG_PRE_COPY));
+	assert_false(xevf_mig_arc_allowed(ALL, XEVF_MIG_RUNNING, XEVF_MIG_RESUMING));
+	assert_false(xevf_mig_arc_allowed(ALL, XEVF_MIG_ERROR, XEVF_MIG_RUNNING));
+	assert_false(xevf_mig_arc_allowed(ALL, XEVF_MIG_RUNNING, XEVF_MIG_RUNNING_P2P));
+	assert_true(xevf_mig_arc_allowed(ALL | XEVF_MIG_F_P2P, XEVF_MIG_RUNNING, XEVF_MIG_RUNNING_P2P));
+	assert_string_equal(xevf_mig_state_name(XEVF_MIG_PRE_COPY_P2P), "PRE_COPY_P2P");
+	assert_string_equal(xevf_mig_state_name(99), "UNKNOWN");
+}
+
+static void test_not_migratable(void **state)
+{
+	(void)state;
+	struct fixture *f = make(0, "x");
+	assert_int_equal(xevf_mig_probe(&f->dev, "vfio-pci", &f->err), -ENOTTY);
+	assert_non_null(strstr(xevf_err_msg(&f->err), "0000:4d:00.1: not migratable"));
+	assert_non_null(strstr(xevf_err_msg(&f->err), "vfio-pci"));
+	assert_non_null(strstr(xevf_err_msg(&f->err), "xe-vfio-pci"));
+	destroy(f);
+}
+
+static void test_save_restore_with_precopy(void **state)
+{
+	(void)state;
+	char content[300000];
+	for (size_t i = 0; i < sizeof(content) - 1; i++)
+		content[i] = (char)('a' + i % 26);
+	content[sizeof(content) - 1] = 0;
+	struct fixture *src = make(ALL, content);
+	struct fixture *dst = make(ALL, "old state of the target");
+	struct xevf_mig_options opts = {.chunk_size = 4096, .precopy = true};
+	struct xevf_mig_report rep;
+	struct stream s = {0};
+
+	assert_int_equal(xevf_mig_probe(&src->dev, "xe-vfio-pci", &src->err), 0);
+	assert_int_equal(xevf_mig_save(&src->dev, &opts, sink, &s, &rep, &src->err), 0);
+	assert_true(s.saw_precopy);
+	assert_true(rep.precopy_bytes > 0 && rep.stopcopy_bytes > 0);
+	assert_int_equal(rep.precopy_bytes + rep.stopcopy_bytes, s.len);
+	assert_true(s.max_chunk <= 4096);  /* bounded chunks */
+	assert_true(xevf_vfio_sim_precopy_queries(src->sim) > 0);
+	assert_int_equal(xevf_vfio_sim_state(src->sim), XEVF_MIG_STOP);
+	assert_string_equal(xevf_vfio_sim_trace(src->sim), "RUNNING>PRE_COPY PRE_COPY>STOP_COPY STOP_COPY>STOP");
+
+	assert_int_equal(xevf_mig_restore(&dst->dev, &opts, source, &s, &rep, &dst->err), 0);
+	assert_int_equal(rep.restored_bytes, s.len);
+	assert_int_equal(xevf_vfio_sim_state(dst->sim), XEVF_MIG_STOP);
+	assert_int_equal(xevf_mig_step(&dst->dev, XEVF_MIG_RUNNING, NULL, &dst->err), 0);
+	assert_string_equal(xevf_vfio_sim_trace(dst->sim), "RUNNING>STOP STOP>RESUMING RESUMING>STOP STOP>RUNNING");
+	size_t len;
+	const unsigned char *got = xevf_vfio_sim_content(dst->sim, &len);
+	assert_int_equal(len, strlen(content));
+	assert_memory_equal(got, content, len);
+	free(s.data);
+	destroy(src);
+	destroy(dst);
+}
+
+static void test_save_without_precopy(void **state)
+{
+	(void)state;
+	struct fixture *f = make(XEVF_MIG_F_STOP_COPY, "device state");
+	struct stream s = {0};
+	struct xevf_mig_report rep;
+
+	assert_int_equal(xevf_mig_save(&f->dev, NULL, sink, &s, &rep, &f->err), 0);
+	assert_false(s.saw_precopy);
+	assert_int_equal(rep.precopy_bytes, 0);
+	assert_string_equal(xevf_vfio_sim_trace(f->sim), "RUNNING>STOP STOP>STOP_COPY STOP_COPY>STOP");
+	free(s.data);
+	destroy(f);
+}
+
+static void test_sink_failure_leaves_source_running(void **state)
+{
+	(void)state;
+	struct fixture *f = make(ALL, "a VM's live GPU state, long enough to need several chunks..........");
+	struct xevf_mig_options opts = {.chunk_size = 16, .precopy = true};
+	struct stream s = {.fail_after = 40};
+	struct xevf_mig_report rep;
+
+	assert_int_equal(xevf_mig_save(&f->dev, &opts, sink, &s, &rep, &f->err), -ECONNRESET);
+	assert_non_null(strstr(xevf_err_msg(&f->err), "the target went away"));
+	assert_int_equal(xevf_vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
+	assert_int_equal(rep.final_state, XEVF_MIG_RUNNING);
+	assert_false(rep.reset_used); /* walked back, state kept */
+	assert_int_equal(xevf_vfio_sim_resets(f->sim), 0);
+	size_t len;
+	xevf_vfio_sim_content(f->sim, &len);
+	assert_true(len > 0);
+	free(s.data);
+	destroy(f);
+}
+
+static void test_failed_arc_recovers_from_the_state_the_kernel_names(void **state)
+{
+	(void)state;
+	struct fixture *f = make(ALL, "state");
+	struct stream s = {0};
+	struct xevf_mig_report rep;
+
+	/* PRE_COPY -> STOP_COPY fails and the "kernel" leaves the device in PRE_COPY */
+	xevf_vfio_sim_fail_arc(f->sim, XEVF_MIG_PRE_COPY, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_PRE_COPY);
+	assert_int_equal(xevf_mig_save(&f->dev, &(struct xevf_mig_options){.precopy = true}, sink, &s, &rep,
+				       &f->err), -EIO);
+	assert_non_null(strstr(xevf_err_msg(&f->err), "PRE_COPY -> STOP_COPY failed"));
+	assert_non_null(strstr(xevf_err_msg(&f->err), "now in PRE_COPY"));
+	assert_int_equal(xevf_vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
+	assert_false(rep.reset_used);
+	assert_string_equal(xevf_vfio_sim_trace(f->sim), "RUNNING>PRE_COPY PRE_COPY>RUNNING");
+	free(s.data);
+	destroy(f);
+}
+
+static void test_error_state_needs_reset(void **state)
+{
+	(void)state;
+	struct fixture *f = make(XEVF_MIG_F_STOP_COPY, "state");
+	struct stream s = {0};
+	struct xevf_mig_report rep;
+
+	xevf_vfio_sim_fail_arc(f->sim, XEVF_MIG_STOP, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_ERROR);
+	assert_int_equal(xevf_mig_save(&f->dev, NULL, sink, &s, &rep, &f->err), -EIO);
+	assert_non_null(strstr(xevf_err_msg(&f->err), "now in ERROR"));
+	assert_true(rep.reset_used);
+	assert_int_equal(xevf_vfio_sim_resets(f->sim), 1);
+	assert_int_equal(xevf_vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
+	destroy(f);
+
+	/* and when even the reset fails, the message says so */
+	f = make(XEVF_MIG_F_STOP_COPY, "state");
+	xevf_vfio_sim_fail_arc(f->sim, XEVF_MIG_STOP, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_ERROR);
+	xevf_vfio_sim_fail_reset(f->sim, ENODEV);
+	assert_int_equal(xevf_mig_save(&f->dev, NULL, sink, &s, &rep, &f->err), -EIO);
+	assert_non_null(strstr(xevf_err_msg(&f->err), "recovery failed too"));
+	assert_non_null(strstr(xevf_err_msg(&f->err), "VFIO_DEVICE_RESET failed"));
+	free(s.data);
+	destroy(f);
+}
+
+static void test_truncated_or_corrupt_stream_is_refused_and_reset(void **state)
+{
+	(void)state;
+	struct fixture *src = make(XEVF_MIG_F_STOP_COPY, "the real state");
+	struct fixture *dst = make(XEVF_MIG_F_STOP_COPY, "target before");
+	struct stream s = {0};
+	struct xevf_mig_report rep;
+
+	assert_int_equal(xevf_mig_save(&src->dev, NULL, sink, &s, &rep, &src->err), 0);
+	s.len -= 3; /* truncated */
+	assert_int_equal(xevf_mig_restore(&dst->dev, NULL, source, &s, &rep, &dst->err), -EINVAL);
+	assert_non_null(strstr(xevf_err_msg(&dst->err), "RESUMING -> STOP failed"));
+	assert_true(rep.reset_used);
+	assert_int_equal(xevf_vfio_sim_state(dst->sim), XEVF_MIG_RUNNING);
+	size_t len;
+	xevf_vfio_sim_content(dst->sim, &len);
+	assert_int_equal(len, 0); /* nothing of the partial state runs */
+
+	s.len += 3;
+	s.pos = 0;
+	s.data[20] ^= 0x40; /* corrupted */
+	assert_int_equal(xevf_mig_restore(&dst->dev, NULL, source, &s, &rep, &dst->err), -EINVAL);
+	assert_int_equal(xevf_vfio_sim_resets(dst->sim), 2);
+	free(s.data);
+	destroy(src);
+	destroy(dst);
+}
+
+static ssize_t failing_source(void *ctx, void *buf, size_t cap, struct xevf_err *err)
+{
+	(void)ctx;
+	(void)buf;
+	(void)cap;
+	return xevf_err_set(err, ECONNABORTED, "the source aborted the migration");
+}
+
+static void test_restore_abort_resets(void **state)
+{
+	(void)state;
+	struct fixture *f = make(XEVF_MIG_F_STOP_COPY, "target");
+	struct xevf_mig_report rep;
+
+	assert_int_equal(xevf_mig_restore(&f->dev, NULL, failing_source, NULL, &rep, &f->err), -ECONNABORTED);
+	assert_true(rep.reset_used);
+	assert_int_equal(xevf_vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
+	assert_string_equal(xevf_vfio_sim_trace(f->sim), "RUNNING>STOP STOP>RESUMING RESET");
+	destroy(f);
+}
+
+static void test_undefined_arc_is_refused_without_ioctl(void **state)
+{
+	(void)state;
+	struct fixture *f = make(ALL, "s");
+	assert_int_equal(xevf_mig_probe(&f->dev, NULL, &f->err), 0);
+	assert_int_equal(xevf_mig_step(&f->dev, XEVF_MIG_RESUMING, NULL, &f->err), -EINVAL);
+	assert_non_null(strstr(xevf_err_msg(&f->err), "RUNNING -> RESUMING is not an arc"));
+	assert_string_equal(xevf_vfio_sim_trace(f->sim), "");
+	destroy(f);
+}
+
+static void test_save_refuses_busy_device(void **state)
+{
+	(void)state;
+	struct fixture *f = make(XEVF_MIG_F_STOP_COPY, "s");
+	struct stream s = {0};
+	assert_int_equal(xevf_mig_probe(&f->dev, NULL, &f->err), 0);
+	assert_int_equal(xevf_mig_step(&f->dev, XEVF_MIG_STOP, NULL, &f->err), 0);
+	assert_int_equal(xevf_mig_step(&f->dev, XEVF_MIG_RESUMING, NULL, &f->err), 0);
+	assert_int_equal(xevf_mig_save(&f->dev, NULL, sink, &s, NULL, &f->err), -EBUSY);
+	assert_non_null(strstr(xevf_err_msg(&f->err), "in RESUMING"));
+	destroy(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_arcs_follow_the_uapi),
+		cmocka_unit_test(test_not_migratable),
+		cmocka_unit_test(test_save_restore_with_precopy),
+		cmocka_unit_test(test_save_without_precopy),
+		cmocka_unit_test(test_sink_failure_leaves_source_running),
+		cmocka_unit_test(test_failed_arc_recovers_from_the_state_the_kernel_names),
+		cmocka_unit_test(test_error_state_needs_reset),
+		cmocka_unit_test(test_truncated_or_corrupt_stream_is_refused_and_reset),
+		cmocka_unit_test(test_restore_abort_resets),
+		cmocka_unit_test(test_undefined_arc_is_refused_without_ioctl),
+		cmocka_unit_test(test_save_refuses_busy_device),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -9,7 +9,7 @@
 BUILD     ?= build
 SAN       ?=
 CC        ?= cc
-PKGS      := grpc libprotobuf-c libkmod libpci json-c libmicrohttpd libcurl
+PKGS      := grpc libprotobuf-c libkmod libpci json-c libmicrohttpd libcurl libcrypto
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla
@@ -28,7 +28,7 @@ XCFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) -I$(BUILD)/gen -Idriver -Iagent \
 LIBS      := $(shell pkg-config --libs $(PKGS)) -lpthread
 
 GEN_DIR   := $(BUILD)/gen
-PROTOS    := proto/deviceplugin/v1beta1/api.proto
+PROTOS    := proto/deviceplugin/v1beta1/api.proto proto/xevf/migration/v1/migration.proto
 PROTO_C   := $(patsubst proto/%.proto,$(GEN_DIR)/%.pb-c.c,$(PROTOS))
 PROTO_H   := $(PROTO_C:.c=.h)
 

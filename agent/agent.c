@@ -25,7 +25,9 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "migration.h"
 #include "prepare.h"
+#include "rpc.h"
 #include "plugin_logic.h"
 #include "pool.h"
 
@@ -142,6 +144,7 @@ struct agent {
 	bool stopping;
 	bool status_dirty;       /* the published status and gauges need refreshing */
 	struct http_server *http;
+	struct migration *migration; /* NULL when the Migration service could not start */
 };
 
 static volatile sig_atomic_t got_term, got_hup;
@@ -167,34 +170,6 @@ static gpr_timespec deadline_in_ms(int64_t ms)
 }
 
 /* ---- protobuf <-> gRPC byte buffers ------------------------------------- */
-
-static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg)
-{
-	size_t len = protobuf_c_message_get_packed_size(msg);
-	grpc_slice slice = grpc_slice_malloc(len);
-	grpc_byte_buffer *bb;
-
-	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-	bb = grpc_raw_byte_buffer_create(&slice, 1);
-	grpc_slice_unref(slice);
-	return bb;
-}
-
-/* NULL when the payload is absent or not a valid message of that type. */
-static ProtobufCMessage *unpack_message(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb)
-{
-	grpc_byte_buffer_reader reader;
-	grpc_slice slice;
-	ProtobufCMessage *msg;
-
-	if (!bb || !grpc_byte_buffer_reader_init(&reader, bb))
-		return NULL;
-	slice = grpc_byte_buffer_reader_readall(&reader);
-	grpc_byte_buffer_reader_destroy(&reader);
-	msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(slice), GRPC_SLICE_START_PTR(slice));
-	grpc_slice_unref(slice);
-	return msg;
-}
 
 /* ---- calls ---------------------------------------------------------------- */
 
@@ -246,7 +221,7 @@ static void finish_unary(struct call *c, grpc_status_code status, const char *me
 	memset(ops, 0, sizeof(ops));
 	ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	if (status == GRPC_STATUS_OK && response) {
-		c->response = pack_message(response);
+		c->response = rpc_pack(response);
 		ops[n].op = GRPC_OP_SEND_MESSAGE;
 		ops[n++].data.send_message.send_message = c->response;
 	}
@@ -282,7 +257,7 @@ static void stream_send(struct call *c)
 	}
 	if (c->response)
 		grpc_byte_buffer_destroy(c->response);
-	c->response = pack_message(&list->base);
+	c->response = rpc_pack(&list->base);
 	arena_free(&a);
 	memset(ops, 0, sizeof(ops));
 	if (!c->headers_sent) {
@@ -346,6 +321,85 @@ static void record_allocation(struct agent *ag, const V1beta1__AllocateRequest *
 		}
 }
 
+/* Reservations for migrations steer the kubelet's choice: a VF reserved for a
+ * target pod that has not got it yet is preferred (it must include it), and
+ * other reserved VFs are left out while enough unreserved ones remain. The
+ * request's arrays are replaced by arena copies (the strings stay the request's). */
+struct steered {
+	char **avail, **must;
+	size_t navail, nmust;
+};
+
+static struct steered *steer_reservations(struct migration *m, V1beta1__PreferredAllocationRequest *req,
+					  struct arena *a)
+{
+	struct steered *saved;
+
+	if (!m || !req->n_container_requests)
+		return NULL;
+	saved = arena_alloc(a, req->n_container_requests * sizeof(*saved));
+	if (!saved)
+		return NULL;
+	for (size_t c = 0; c < req->n_container_requests; c++) {
+		V1beta1__ContainerPreferredAllocationRequest *cr = req->container_requests[c];
+		saved[c] = (struct steered){cr->available_deviceids, cr->must_include_deviceids,
+					    cr->n_available_deviceids, cr->n_must_include_deviceids};
+		size_t n = cr->n_available_deviceids, nfree = 0, nmust = cr->n_must_include_deviceids;
+		char **avail = arena_alloc(a, (n + 1) * sizeof(char *));
+		char **reserved = arena_alloc(a, (n + 1) * sizeof(char *));
+		char **must = arena_alloc(a, (nmust + n + 1) * sizeof(char *));
+		size_t nres = 0;
+		if (!avail || !reserved || !must)
+			continue;
+		memcpy(must, cr->must_include_deviceids, nmust * sizeof(char *));
+		for (size_t i = 0; i < n; i++) {
+			bool pending = false;
+			char *id = cr->available_deviceids[i];
+			if (!migration_reserved(m, id, &pending)) {
+				avail[nfree++] = id;
+				continue;
+			}
+			reserved[nres++] = id;
+			bool already = false;
+			for (size_t k = 0; k < nmust; k++)
+				already |= strcmp(must[k], id) == 0;
+			if (pending && !already && nmust < (size_t)cr->allocation_size) {
+				must[nmust++] = id;
+				log_info("reservation_preferred", "vf=%s", id);
+			}
+		}
+		/* reserved VFs only when the unreserved ones do not suffice */
+		if (nfree + (nmust - cr->n_must_include_deviceids) < (size_t)cr->allocation_size)
+			for (size_t i = 0; i < nres; i++)
+				avail[nfree++] = reserved[i];
+		else
+			for (size_t i = 0; i < nmust; i++) {
+				bool listed = false;
+				for (size_t k = 0; k < nfree; k++)
+					listed |= avail[k] == must[i] || strcmp(avail[k], must[i]) == 0;
+				if (!listed)
+					avail[nfree++] = must[i];
+			}
+		cr->available_deviceids = avail;
+		cr->n_available_deviceids = nfree;
+		cr->must_include_deviceids = must;
+		cr->n_must_include_deviceids = nmust;
+	}
+	return saved;
+}
+
+/* Puts the request's own arrays back, so that freeing it frees what it owns. */
+static void unsteer(V1beta1__PreferredAllocationRequest *req, const struct steered *saved)
+{
+	for (size_t c = 0; saved && c < req->n_container_requests; c++) {
+		V1beta1__ContainerPreferredAllocationRequest *cr = req->container_requests[c];
+		cr->available_deviceids = saved[c].avail;
+		cr->n_available_deviceids = saved[c].navail;
+		cr->must_include_deviceids = saved[c].must;
+		cr->n_must_include_deviceids = saved[c].nmust;
+	}
+}
+
 static void handle_unary(struct call *c)
 {
 	struct pool *pool = &c->plugin->pool;
@@ -373,7 +427,7 @@ static void handle_unary(struct call *c)
 		finish_unary(c, GRPC_STATUS_UNIMPLEMENTED, "not a unary method", NULL);
 		return;
 	}
-	req = unpack_message(desc, c->payload);
+	req = rpc_unpack(desc, c->payload);
 	if (!req) {
 		log_warn("bad_request", "resource=%s method=%s reason=\"payload is not a valid %s\"", res,
 			 method_names[c->method], desc->name);
@@ -401,6 +455,10 @@ static void handle_unary(struct call *c)
 			size_t ndevices = 0;
 			record_allocation(c->plugin->agent, (V1beta1__AllocateRequest *)req);
 			for (size_t i = 0; i < ((V1beta1__AllocateRequest *)req)->n_container_requests; i++)
+				for (size_t k = 0; k < ((V1beta1__AllocateRequest *)req)->container_requests[i]->n_devices_ids; k++)
+					migration_claim(c->plugin->agent->migration,
+							((V1beta1__AllocateRequest *)req)->container_requests[i]->devices_ids[k]);
+			for (size_t i = 0; i < ((V1beta1__AllocateRequest *)req)->n_container_requests; i++)
 				ndevices += ((V1beta1__AllocateRequest *)req)->container_requests[i]->n_devices_ids;
 			metrics_allocated(res, resp->n_container_responses, ndevices, (double)(now_ms() - started) / 1000.0);
 			c->plugin->agent->status_dirty = true;
@@ -413,7 +471,10 @@ static void handle_unary(struct call *c)
 		}
 	} else {
 		V1beta1__PreferredAllocationResponse *resp;
+		struct steered *saved =
+			steer_reservations(c->plugin->agent->migration, (V1beta1__PreferredAllocationRequest *)req, &a);
 		int code = plugin_preferred(pool, (V1beta1__PreferredAllocationRequest *)req, &a, &resp, &error);
+		unsteer((V1beta1__PreferredAllocationRequest *)req, saved);
 		if (code) {
 			log_warn("preferred_allocation_refused", "resource=%s reason=\"%s\"", res, error ? error : "?");
 			finish_unary(c, (grpc_status_code)code, error, NULL);
@@ -621,7 +682,7 @@ static void register_start(struct plugin *pl, ino_t kubelet_ino)
 	method = grpc_slice_from_static_string("/v1beta1.Registration/Register");
 	r->call = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, ag->cq, method, NULL,
 					   deadline_in_ms(REGISTER_TIMEOUT_MS), NULL);
-	r->send = pack_message((const ProtobufCMessage *)&req);
+	r->send = rpc_pack((const ProtobufCMessage *)&req);
 	grpc_metadata_array_init(&r->initial_md);
 	grpc_metadata_array_init(&r->trailing_md);
 	r->details = grpc_empty_slice();
@@ -859,6 +920,36 @@ static void check_prepare_needed(struct agent *ag, const struct xevf_host *host)
 	}
 }
 
+static bool recently_allocated(const struct agent *ag, const char *id);
+
+/* The Migration service's view of the VFs: which pool serves each, which a container has. */
+static void feed_migration(struct agent *ag, const struct xevf_host *host)
+{
+	size_t total = 0, n = 0;
+	struct migration_vf *vfs;
+
+	if (!ag->migration)
+		return;
+	for (size_t i = 0; i < host->npfs; i++)
+		total += host->pfs[i].nvfs;
+	vfs = calloc(total + 1, sizeof(*vfs));
+	if (!vfs)
+		return;
+	for (size_t i = 0; i < host->npfs; i++)
+		for (size_t k = 0; k < host->pfs[i].nvfs; k++) {
+			const struct xevf_vf *vf = &host->pfs[i].vfs[k];
+			struct migration_vf *mv = &vfs[n++];
+			mv->vf = vf;
+			mv->pf = &host->pfs[i];
+			mv->busy = recently_allocated(ag, vf->addr);
+			for (struct plugin *pl = ag->plugins; pl && !mv->resource; pl = pl->next)
+				if (!pl->retired && pool_find(&pl->pool, vf->addr))
+					mv->resource = pl->pool.cfg.resource_name;
+		}
+	migration_update(ag->migration, vfs, n);
+	free(vfs);
+}
+
 static void rescan(struct agent *ag)
 {
 	struct xevf_err err = XEVF_ERR_INIT;
@@ -915,6 +1006,7 @@ static void rescan(struct agent *ag)
 	}
 	prepare_notes_free(notes, nnotes);
 	ag->status_dirty = true;
+	feed_migration(ag, host);
 	check_prepare_needed(ag, host);
 	xevf_host_free(host);
 }
@@ -1018,7 +1110,15 @@ int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, 
 	    dup_override(&cfg->dev_root, o->dev_root) || dup_override(&cfg->log_level, o->log_level) ||
 	    dup_override(&cfg->modules_root, o->modules_root) || dup_override(&cfg->kernel_release, o->kernel_release) ||
 	    dup_override(&cfg->proc_root, o->proc_root) || dup_override(&cfg->http_address, o->http_address) ||
-	    dup_override(&cfg->status_socket, o->status_socket))
+	    dup_override(&cfg->status_socket, o->status_socket) ||
+	    dup_override(&cfg->migration_socket, o->migration_socket) ||
+	    dup_override(&cfg->migration_address, o->migration_address) ||
+	    dup_override(&cfg->tls_ca, o->tls_ca) ||
+	    dup_override(&cfg->tls_cert, o->tls_cert) ||
+	    dup_override(&cfg->tls_key, o->tls_key) ||
+	    dup_override(&cfg->state_dir, o->state_dir) ||
+	    dup_override(&cfg->node_name, o->node_name) ||
+	    dup_override(&cfg->vfio_sim, o->vfio_sim))
 		goto oom;
 	if (o->http_port_set) {
 		cfg->http_port = o->http_port;
@@ -1234,6 +1334,22 @@ static void agent_tick(struct agent *ag)
 		ag->prepare_passes_seen = preparer_passes(ag->preparer);
 		ag->next_rescan_ms = now;
 	}
+	if (ag->migration) {
+		char **freed = NULL;
+		size_t nfreed = migration_tick(ag->migration, &freed);
+		for (size_t i = 0; i < nfreed; i++) {
+			/* a committed source: the VM left, its VF is free for the next pod */
+			for (size_t k = 0; k < ag->nrecent; k++)
+				if (strcmp(ag->recent[k].id, freed[i]) == 0) {
+					ag->recent[k] = ag->recent[--ag->nrecent];
+					break;
+				}
+			log_info("vf_released_by_migration", "vf=%s", freed[i]);
+			free(freed[i]);
+			ag->next_rescan_ms = now;
+		}
+		free(freed);
+	}
 	if (!ag->stopping && now >= ag->next_rescan_ms) {
 		rescan(ag);
 		ag->next_rescan_ms = now + ag->cfg.rescan_interval_ms;
@@ -1315,6 +1431,20 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 		}
 		(void)http_start(ag.cfg.http_address, (int)ag.cfg.http_port, ag.cfg.status_socket, &ag.http);
 	}
+	{
+		struct migration_settings ms = {
+			.unix_socket = ag.cfg.migration_socket, .tcp_address = ag.cfg.migration_address,
+			.tls_ca = ag.cfg.tls_ca, .tls_cert = ag.cfg.tls_cert, .tls_key = ag.cfg.tls_key,
+			.state_dir = ag.cfg.state_dir, .node_name = ag.cfg.node_name, .vfio_sim_dir = ag.cfg.vfio_sim,
+			.sysfs_root = ag.cfg.sysfs_root, .dev_root = ag.cfg.dev_root, .kernel_release = ag.cfg.kernel_release,
+		};
+		char *error = NULL;
+		ag.migration = migration_start(&ms, &error);
+		if (!ag.migration)
+			log_error("migration_unavailable", "reason=\"%s\" action=\"serving devices without the Migration "
+				  "service; fix the setting and restart\"", error ? error : "?");
+		free(error);
+	}
 	metrics_heartbeat(now_ms());
 	/* VFs ready before the kubelet hears of them: the first pass runs here. */
 	preparer_run_now(ag.preparer, &ag.cfg, NULL, 0);
@@ -1343,6 +1473,7 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 	while (grpc_completion_queue_next(ag.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
 		;
 	grpc_completion_queue_destroy(ag.cq);
+	migration_stop(ag.migration);
 	grpc_shutdown_blocking();
 	http_stop(ag.http);
 	metrics_reset();

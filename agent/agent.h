@@ -23,6 +23,14 @@ struct cli_overrides {
 	const char *proc_root;
 	const char *http_address;
 	const char *status_socket;
+	const char *migration_socket;
+	const char *migration_address;
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *state_dir;
+	const char *node_name;
+	const char *vfio_sim;
 	long http_port;      /* meaningful when http_port_set */
 	bool http_port_set;
 };

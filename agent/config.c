@@ -186,6 +186,15 @@ void config_free(struct agent_config *cfg)
 	free(cfg->proc_root);
 	free(cfg->http_address);
 	free(cfg->status_socket);
+	free(cfg->migration_socket);
+	free(cfg->migration_address);
+	free(cfg->tls_ca);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->state_dir);
+	free(cfg->node_name);
+	free(cfg->vfio_sim);
+
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -409,6 +418,30 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 		} else if (strcmp(name, "statusSocket") == 0) {
 			if (get_string(v, name, &cfg->status_socket, error))
 				return -1;
+		} else if (strcmp(name, "migrationSocket") == 0) {
+			if (get_string(v, name, &cfg->migration_socket, error))
+				return -1;
+		} else if (strcmp(name, "migrationAddress") == 0) {
+			if (get_string(v, name, &cfg->migration_address, error))
+				return -1;
+		} else if (strcmp(name, "tlsCA") == 0) {
+			if (get_string(v, name, &cfg->tls_ca, error))
+				return -1;
+		} else if (strcmp(name, "tlsCert") == 0) {
+			if (get_string(v, name, &cfg->tls_cert, error))
+				return -1;
+		} else if (strcmp(name, "tlsKey") == 0) {
+			if (get_string(v, name, &cfg->tls_key, error))
+				return -1;
+		} else if (strcmp(name, "stateDir") == 0) {
+			if (get_string(v, name, &cfg->state_dir, error))
+				return -1;
+		} else if (strcmp(name, "nodeName") == 0) {
+			if (get_string(v, name, &cfg->node_name, error))
+				return -1;
+		} else if (strcmp(name, "vfioSim") == 0) {
+			if (get_string(v, name, &cfg->vfio_sim, error))
+				return -1;
 		} else if (strcmp(name, "httpPort") == 0) {
 			if (!json_object_is_type(v, json_type_int))
 				return fail(error, "%s: expected an integer, found %s", name, type_name(v));
@@ -446,6 +479,7 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 		} else {
 			return fail(error, "%s: unknown key (known: pluginDir, sysfsRoot, devRoot, logLevel, "
 					   "rescanIntervalMs, modulesRoot, kernelRelease, procRoot, httpAddress, httpPort, statusSocket, "
+					   "migrationSocket, migrationAddress, tlsCA, tlsCert, tlsKey, stateDir, nodeName, vfioSim, "
 					   "pools)", name);
 		}
 	}
@@ -523,7 +557,9 @@ int config_finish(struct agent_config *cfg, char **error)
 	    set_default(&cfg->sysfs_root, "/sys", error) || set_default(&cfg->dev_root, "/dev", error) ||
 	    set_default(&cfg->log_level, "info", error) || set_default(&cfg->modules_root, "/lib/modules", error) ||
 	    set_default(&cfg->proc_root, "/proc", error) || set_default(&cfg->http_address, "0.0.0.0", error) ||
-	    set_default(&cfg->status_socket, XEVF_DEFAULT_STATUS_SOCKET, error))
+	    set_default(&cfg->status_socket, XEVF_DEFAULT_STATUS_SOCKET, error) ||
+	    set_default(&cfg->migration_socket, XEVF_DEFAULT_MIGRATION_SOCKET, error) ||
+	    set_default(&cfg->migration_address, "", error) || set_default(&cfg->state_dir, XEVF_DEFAULT_STATE_DIR, error))
 		return -1;
 	if (!cfg->http_port_set) {
 		cfg->http_port = XEVF_DEFAULT_HTTP_PORT;

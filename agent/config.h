@@ -50,10 +50,19 @@ struct agent_config {
 	long http_port;            /* default 9480; -1 off; 0 ephemeral */
 	char *status_socket;       /* default /run/xevf/status.sock; "" off */
 	bool http_port_set;
+	/* live migration (migration.h) */
+	char *migration_socket;    /* default /run/xevf/migration.sock; "" off */
+	char *migration_address;   /* host:port for agent-to-agent calls (mutual TLS); default "" off */
+	char *tls_ca, *tls_cert, *tls_key; /* PEM files for migration_address */
+	char *state_dir;           /* default /var/lib/xevf: reservations and migrations survive restarts */
+	char *node_name;           /* default: the host name */
+	char *vfio_sim;            /* tests only: simulated VFIO migration devices with state files here */
 };
 
 #define XEVF_DEFAULT_HTTP_PORT 9480
 #define XEVF_DEFAULT_STATUS_SOCKET "/run/xevf/status.sock"
+#define XEVF_DEFAULT_MIGRATION_SOCKET "/run/xevf/migration.sock"
+#define XEVF_DEFAULT_STATE_DIR "/var/lib/xevf"
 
 /* Parses a JSON document into cfg (which it initialises). On failure returns -1
  * and sets *error to a message naming the key; cfg is then empty. */

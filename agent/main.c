@@ -43,6 +43,17 @@ static const char usage_text[] =
 	"      --http-port PORT         their port (default 9480; 0 picks a free one; -1 turns HTTP off)\n"
 	"      --status-socket PATH     local socket for `xevf-agent status` (default " XEVF_DEFAULT_STATUS_SOCKET ";\n"
 	"                               empty turns it off)\n"
+	"      --migration-socket PATH  local socket of the Migration service (default " XEVF_DEFAULT_MIGRATION_SOCKET ";\n"
+	"                               empty turns it off)\n"
+	"      --migration-address HOST:PORT where other agents reach the Migration service, mutual TLS only\n"
+	"                               (default: off)\n"
+	"      --tls-ca FILE            PEM CA that signs the agents' certificates (for --migration-address)\n"
+	"      --tls-cert FILE          PEM certificate of this agent\n"
+	"      --tls-key FILE           PEM key of this agent\n"
+	"      --state-dir DIR          where reservations and migrations are kept across restarts\n"
+	"                               (default " XEVF_DEFAULT_STATE_DIR ")\n"
+	"      --node-name NAME         this node's name in migration fingerprints (default: host name)\n"
+	"      --vfio-sim DIR           testing only: simulated VFIO migration devices, state files in DIR\n"
 	"      --check-config           validate the configuration, print it as the agent reads it, exit\n"
 	"      --json                   with discover: machine-readable output\n"
 	"  -V, --version                print the version and exit\n"
@@ -67,6 +78,14 @@ enum {
 	OPT_HTTP_ADDRESS,
 	OPT_HTTP_PORT,
 	OPT_STATUS_SOCKET,
+	OPT_MIGRATION_SOCKET,
+	OPT_MIGRATION_ADDRESS,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_STATE_DIR,
+	OPT_NODE_NAME,
+	OPT_VFIO_SIM,
 };
 
 static const struct option long_options[] = {
@@ -86,6 +105,14 @@ static const struct option long_options[] = {
 	{"http-address", required_argument, NULL, OPT_HTTP_ADDRESS},
 	{"http-port", required_argument, NULL, OPT_HTTP_PORT},
 	{"status-socket", required_argument, NULL, OPT_STATUS_SOCKET},
+	{"migration-socket", required_argument, NULL, OPT_MIGRATION_SOCKET},
+	{"migration-address", required_argument, NULL, OPT_MIGRATION_ADDRESS},
+	{"tls-ca", required_argument, NULL, OPT_TLS_CA},
+	{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	{"node-name", required_argument, NULL, OPT_NODE_NAME},
+	{"vfio-sim", required_argument, NULL, OPT_VFIO_SIM},
 	{"version", no_argument, NULL, 'V'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -396,6 +423,30 @@ int main(int argc, char **argv)
 		}
 		case OPT_STATUS_SOCKET:
 			o.status_socket = optarg;
+			break;
+		case OPT_MIGRATION_SOCKET:
+			o.migration_socket = optarg;
+			break;
+		case OPT_MIGRATION_ADDRESS:
+			o.migration_address = optarg;
+			break;
+		case OPT_TLS_CA:
+			o.tls_ca = optarg;
+			break;
+		case OPT_TLS_CERT:
+			o.tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			o.tls_key = optarg;
+			break;
+		case OPT_STATE_DIR:
+			o.state_dir = optarg;
+			break;
+		case OPT_NODE_NAME:
+			o.node_name = optarg;
+			break;
+		case OPT_VFIO_SIM:
+			o.vfio_sim = optarg;
 			break;
 		case 'V':
 			printf("xevf-agent %s\n", XEVF_VERSION);

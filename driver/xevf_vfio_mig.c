@@ -263,6 +263,11 @@ static int reset_device(struct xevf_mig_device *dev, struct xevf_err *err)
 	return 0;
 }
 
+int xevf_mig_reset(struct xevf_mig_device *dev, struct xevf_err *err)
+{
+	return reset_device(dev, err);
+}
+
 /* Next state on the shortest path from -> to over defined arcs (BFS); -1 if none */
 static int next_hop(uint64_t flags, uint32_t from, uint32_t to)
 {

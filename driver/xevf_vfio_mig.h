@@ -117,6 +117,10 @@ int xevf_mig_step(struct xevf_mig_device *dev, uint32_t to, int *data_fd, struct
 int xevf_mig_recover(struct xevf_mig_device *dev, uint32_t wanted, bool *reset_used,
 		     struct xevf_err *err) XEVF_MUST_CHECK;
 
+/* VFIO_DEVICE_RESET: back to RUNNING with a fresh state. For discarding a
+ * restored state that must not run; the engine itself resets only as the last resort. */
+int xevf_mig_reset(struct xevf_mig_device *dev, struct xevf_err *err) XEVF_MUST_CHECK;
+
 /* Source side: saves the device state into sink. Success leaves the device in
  * STOP (its state is now elsewhere); failure leaves it RUNNING again. */
 int xevf_mig_save(struct xevf_mig_device *dev, const struct xevf_mig_options *opts,

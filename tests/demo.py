@@ -55,7 +55,10 @@ def main():
 
     say("Starting xevf-agent (its log lines are prefixed with 'agent |')")
     agent = subprocess.Popen([args.agent, "--plugin-dir", plugin_dir, "--sysfs-root", host.sys,
-                              "--dev-root", host.dev, "--rescan-interval", "200"],
+                              "--dev-root", host.dev, "--rescan-interval", "200",
+                              "--status-socket", os.path.join(root, "status.sock"),
+                              "--migration-socket", os.path.join(root, "migration.sock"),
+                              "--state-dir", os.path.join(root, "state")],
                              stderr=subprocess.PIPE, text=True)
 
     def pump():

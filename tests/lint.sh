@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 flags="-std=c11 -D_GNU_SOURCE -I$build/gen -Idriver -Iagent -DXEVF_VERSION=\"lint\" \
- $(pkg-config --cflags grpc libprotobuf-c libkmod libpci json-c libmicrohttpd libcurl)"
+ $(pkg-config --cflags grpc libprotobuf-c libkmod libpci json-c libmicrohttpd libcurl libcrypto)"
 sources=$(ls driver/*.c agent/*.c)
 echo "== clang-tidy"
 # shellcheck disable=SC2086

@@ -51,7 +51,7 @@ for values in "" tests/helm/values/*.yaml; do
 		bad "Kubernetes API schemas ($name)"
 		echo "$out"
 	fi
-	if out=$(python3 tests/helm/check_render.py "$agent" <"$rendered" 2>&1); then
+	if out=$(/usr/bin/python3 tests/helm/check_render.py "$agent" <"$rendered" 2>&1); then
 		ok "rendered pod matches the agent ($name)"
 		echo "$out" | sed 's/^/    /'
 	else
@@ -82,7 +82,7 @@ else
 	head -40 "$tools/drift.diff"
 fi
 for f in deploy/kubevirt/*.yaml; do
-	if out=$(python3 tests/helm/check_kubevirt.py "$f" "$chart/values.yaml" 2>&1); then
+	if out=$(/usr/bin/python3 tests/helm/check_kubevirt.py "$f" "$chart/values.yaml" 2>&1); then
 		ok "$f: $out"
 	else
 		bad "$f: $out"

@@ -120,7 +120,9 @@ class World:
                 "--rescan-interval", "200", "--http-port", "0",
                 # never the host's own modules: tests must not load anything into this kernel
                 "--modules-root", str(self.tmp / "no-modules"), "--kernel-release", "test",
-                "--status-socket", str(self.tmp / ("status%d.sock" % len(self.agents)))] + list(extra)
+                "--status-socket", str(self.tmp / ("status%d.sock" % len(self.agents))),
+                "--migration-socket", str(self.tmp / ("migration%d.sock" % len(self.agents))),
+                "--state-dir", str(self.tmp / "state")] + list(extra)
 
     def start_agent(self, *extra, args=None):
         agent = Agent(args if args is not None else self.agent_args(*extra),

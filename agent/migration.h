@@ -1,0 +1,62 @@
+/* The Migration service: what lets a VM holding a VF move to another node.
+ *
+ * Served on a node-local unix socket and, for other agents, on a TCP port with
+ * mutual TLS (rpc.h). It describes VFs (their migration fingerprint), finds
+ * compatible free VFs on the target, reserves one for a migration so that the
+ * target pod's allocation gets it, moves VF state with the VFIO migration
+ * engine (driver/xevf_vfio_mig.h), and commits or aborts. Reservations and
+ * migration records live in <state dir>/migrations.json, written atomically;
+ * a corrupt file is set aside, never trusted.
+ *
+ * Threads: calls run on rpc threads; the agent's loop feeds the inventory and
+ * asks about reservations. One mutex guards the registry; device streams run
+ * outside it.
+ */
+#ifndef XEVF_MIGRATION_H
+#define XEVF_MIGRATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../driver/xevf_discovery.h"
+
+struct migration;
+
+struct migration_settings {
+	const char *unix_socket;      /* NULL/"" off */
+	const char *tcp_address;      /* NULL/"" off; needs the TLS files */
+	const char *tls_ca, *tls_cert, *tls_key;
+	const char *state_dir;
+	const char *node_name;        /* NULL: host name */
+	const char *vfio_sim_dir;     /* NULL: real VFIO devices */
+	const char *sysfs_root;
+	const char *dev_root;
+	const char *kernel_release;   /* NULL: uname */
+};
+
+/* One VF as the agent's last scan saw it. */
+struct migration_vf {
+	const struct xevf_vf *vf;
+	const struct xevf_pf *pf;
+	const char *resource;         /* the pool serving it, NULL if none */
+	bool busy;                    /* given to a container */
+};
+
+/* Loads the state file and starts listening. NULL and *error on failure. */
+struct migration *migration_start(const struct migration_settings *s, char **error);
+void migration_stop(struct migration *m);
+/* The TCP port actually bound (for tests with port 0), 0 if none */
+int migration_tcp_port(const struct migration *m);
+
+/* From the agent's loop after each scan (copies what it needs). */
+void migration_update(struct migration *m, const struct migration_vf *vfs, size_t n);
+/* Expires reservations; returns VFs freed by a committed source migration
+ * (their allocation records should go) as a malloc'd array of malloc'd ids. */
+size_t migration_tick(struct migration *m, char ***freed);
+
+/* Device-plugin hooks. A pending reservation is one whose target pod has not
+ * got its VF yet. */
+bool migration_reserved(struct migration *m, const char *vf, bool *pending);
+void migration_claim(struct migration *m, const char *vf);
+
+#endif

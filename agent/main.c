@@ -12,6 +12,7 @@
 #include "../driver/xevf_sriov.h"
 #include "http.h"
 #include "log.h"
+#include "migrate_cli.h"
 #include "prepare.h"
 
 #define EXIT_USAGE 2
@@ -22,6 +23,7 @@ static const char usage_text[] =
 	"                                         print Xe PFs and VFs with driver and health, then exit\n"
 	"       xevf-agent status [--json] [--status-socket PATH]\n"
 	"                                         ask the running agent for its pools, VFs, health, allocations\n"
+	"       xevf-agent migrate COMMAND ...    drive a VF migration between two agents (migrate --help)\n"
 	"       xevf-agent --version | --help\n"
 	"\n"
 	"Options (flags win over the config file):\n"
@@ -352,6 +354,8 @@ int main(int argc, char **argv)
 	int opt, json = 0, check_only = 0, discover = 0;
 
 	memset(&o, 0, sizeof(o));
+	if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+		return migrate_main(argc - 1, argv + 1);
 	if (argc > 1 && (strcmp(argv[1], "discover") == 0 || strcmp(argv[1], "status") == 0)) {
 		discover = strcmp(argv[1], "discover") == 0 ? 1 : 2;
 		argv[1] = argv[0];

@@ -131,7 +131,7 @@ static void record_free(struct record *r)
 static struct record *find_record(struct migration *m, const char *id)
 {
 	for (struct record *r = m->records; r; r = r->next)
-		if (!strcmp(r->id, id))
+		if ((strcmp(r->id, id) == 0))
 			return r;
 	return NULL;
 }
@@ -139,7 +139,7 @@ static struct record *find_record(struct migration *m, const char *id)
 static struct record *find_record_for_vf(struct migration *m, const char *vf, enum role role)
 {
 	for (struct record *r = m->records; r; r = r->next)
-		if (r->role == role && !strcmp(r->vf, vf))
+		if (r->role == role && (strcmp(r->vf, vf) == 0))
 			return r;
 	return NULL;
 }
@@ -147,7 +147,7 @@ static struct record *find_record_for_vf(struct migration *m, const char *vf, en
 static const struct vf_info *find_vf(const struct migration *m, const char *addr)
 {
 	for (size_t i = 0; i < m->nvfs; i++)
-		if (!strcmp(m->vfs[i].addr, addr))
+		if ((strcmp(m->vfs[i].addr, addr) == 0))
 			return &m->vfs[i];
 	return NULL;
 }
@@ -263,7 +263,7 @@ static bool parse_state(const char *text, struct record **out, char **why)
 		json_object *o = json_object_array_get_idx(list, i), *e, *c;
 		const char *id = jstr(o, "id"), *role = jstr(o, "role"), *vf = jstr(o, "vf"), *phase = jstr(o, "phase");
 		struct xevf_pci_addr addr;
-		if (!id || !valid_id(id) || !role || (strcmp(role, "source") && strcmp(role, "target")) || !vf ||
+		if (!id || !valid_id(id) || !role || ((strcmp(role, "source") != 0) && (strcmp(role, "target") != 0)) || !vf ||
 		    xevf_pci_addr_parse(vf, &addr) || !phase || strlen(phase) >= sizeof(head->phase) ||
 		    !json_object_object_get_ex(o, "expiresUnixMs", &e) || !json_object_is_type(e, json_type_int)) {
 			if (asprintf(why, "migrations[%zu] is incomplete or malformed", i) < 0)
@@ -276,7 +276,7 @@ static bool parse_state(const char *text, struct record **out, char **why)
 		*tail = r;
 		tail = &r->next;
 		r->id = strdup(id);
-		r->role = strcmp(role, "source") ? ROLE_TARGET : ROLE_SOURCE;
+		r->role = (strcmp(role, "source") != 0) ? ROLE_TARGET : ROLE_SOURCE;
 		snprintf(r->vf, sizeof(r->vf), "%s", vf);
 		r->resource = xstrdup(jstr(o, "resource"));
 		r->vm_namespace = xstrdup(jstr(o, "vmNamespace"));
@@ -326,9 +326,9 @@ static void load_state(struct migration *m)
 	size_t n = 0;
 	for (struct record *r = recs; r; r = r->next) {
 		/* a stream cut by the restart: the device was released with the process */
-		if (!strcmp(r->phase, "saving") || !strcmp(r->phase, "saved"))
+		if ((strcmp(r->phase, "saving") == 0) || (strcmp(r->phase, "saved") == 0))
 			snprintf(r->phase, sizeof(r->phase), "%s", "interrupted");
-		if (!strcmp(r->phase, "restoring") || !strcmp(r->phase, "restored"))
+		if ((strcmp(r->phase, "restoring") == 0) || (strcmp(r->phase, "restored") == 0))
 			snprintf(r->phase, sizeof(r->phase), "%s", "reserved");
 		n++;
 	}
@@ -376,7 +376,7 @@ static struct device *device_get(struct migration *m, const struct vf_info *vf, 
 	struct device *d;
 
 	for (d = m->devices; d; d = d->next)
-		if (!strcmp(d->addr, vf->addr) && d->open)
+		if ((strcmp(d->addr, vf->addr) == 0) && d->open)
 			return d;
 	d = calloc(1, sizeof(*d));
 	if (!d) {
@@ -421,7 +421,7 @@ static void device_put(struct migration *m, const char *addr)
 		return;
 	for (struct device **pp = &m->devices; *pp; pp = &(*pp)->next) {
 		struct device *d = *pp;
-		if (!strcmp(d->addr, addr) && !d->busy) {
+		if ((strcmp(d->addr, addr) == 0) && !d->busy) {
 			*pp = d->next;
 			xevf_mig_close(&d->dev);
 			free(d);
@@ -509,10 +509,10 @@ static void fingerprint_fill_fields(struct migration *m, const struct vf_info *v
 static void fingerprint_fill(struct migration *m, const struct vf_info *vf, Xevf__Migration__V1__Fingerprint *fp)
 {
 	fingerprint_fill_fields(m, vf, fp);
-	char **fields[] = {&fp->vf, &fp->node, &fp->pf, &fp->driver, &fp->driver_version, &fp->pf_driver,
+	char **strs[] = {&fp->vf, &fp->node, &fp->pf, &fp->driver, &fp->driver_version, &fp->pf_driver,
 			   &fp->pf_driver_version, &fp->firmware_version, &fp->resource_name, &fp->not_migratable_reason};
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		empty_if_null(fields[i]);
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		empty_if_null(strs[i]);
 }
 
 static void fingerprint_fill_fields(struct migration *m, const struct vf_info *vf, Xevf__Migration__V1__Fingerprint *fp)
@@ -534,7 +534,7 @@ static void fingerprint_fill_fields(struct migration *m, const struct vf_info *v
 	fp->firmware_version = firmware_version(m, vf->pf);
 	fp->resource_name = strdup(vf->resource ? vf->resource : "");
 	if (vf->nprov) {
-		fp->provisioning = calloc(vf->nprov, sizeof(*fp->provisioning));
+		fp->provisioning = calloc(vf->nprov, sizeof(Xevf__Migration__V1__KeyValue *));
 		for (size_t i = 0; fp->provisioning && i < vf->nprov; i++) {
 			Xevf__Migration__V1__KeyValue *kv = malloc(sizeof(*kv));
 			if (!kv)
@@ -554,18 +554,17 @@ static void fingerprint_fill_fields(struct migration *m, const struct vf_info *v
 		return;
 	}
 	struct device *d = device_get(m, vf, &err);
-	if (d && !d->busy && xevf_mig_probe(&d->dev, vf->driver, &err) == 0) {
+	/* a device busy with a stream was probed when the stream started */
+	bool known = d && (d->busy || xevf_mig_probe(&d->dev, vf->driver, &err) == 0);
+	if (known) {
 		fp->migration_flags = d->dev.flags;
 		fp->migratable = 1;
 	} else if (err.errnum == EBUSY) {
 		/* a VM holds it: the driver is the migration driver, the flags are QEMU's to read */
 		fp->migratable = 1;
-	} else if (!d || !d->busy) {
+	} else {
 		fp->migratable = 0;
 		fp->not_migratable_reason = strdup(xevf_err_msg(&err));
-	} else {
-		fp->migration_flags = d->dev.flags;
-		fp->migratable = 1;
 	}
 	if (d)
 		device_put(m, vf->addr);
@@ -574,10 +573,10 @@ static void fingerprint_fill_fields(struct migration *m, const struct vf_info *v
 
 static void fingerprint_clear(Xevf__Migration__V1__Fingerprint *fp)
 {
-	char **fields[] = {&fp->vf, &fp->node, &fp->pf, &fp->driver, &fp->driver_version, &fp->pf_driver,
-			   &fp->pf_driver_version, &fp->firmware_version, &fp->resource_name, &fp->not_migratable_reason};
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		free_field(*fields[i]);
+	char *strs[] = {fp->vf, fp->node, fp->pf, fp->driver, fp->driver_version, fp->pf_driver,
+			fp->pf_driver_version, fp->firmware_version, fp->resource_name, fp->not_migratable_reason};
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		free_field(strs[i]);
 	for (size_t i = 0; i < fp->n_provisioning; i++) {
 		free(fp->provisioning[i]->key);
 		free(fp->provisioning[i]->value);
@@ -586,7 +585,7 @@ static void fingerprint_clear(Xevf__Migration__V1__Fingerprint *fp)
 	free(fp->provisioning);
 }
 
-static bool str_eq(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
+static bool str_eq(const char *a, const char *b) { return (strcmp(a ? a : "", b ? b : "") == 0); }
 
 /* Why candidate (this node) cannot take src's state; NULL when it can. Lock held. */
 static char *incompatibility(struct migration *m, const struct vf_info *vf, const Xevf__Migration__V1__Fingerprint *src)
@@ -600,7 +599,7 @@ static char *incompatibility(struct migration *m, const struct vf_info *vf, cons
 	if (vf->busy)
 		return strdup("in use by a container");
 	for (struct record *r = m->records; r; r = r->next)
-		if (!strcmp(r->vf, vf->addr))
+		if ((strcmp(r->vf, vf->addr) == 0))
 			return asprintf(&why, "%s migration %s", r->role == ROLE_TARGET ? "reserved for" : "the source of",
 					r->id) < 0 ? NULL : why;
 	fingerprint_fill(m, vf, &fp);
@@ -637,10 +636,10 @@ static char *incompatibility(struct migration *m, const struct vf_info *vf, cons
 			const char *key = i < src->n_provisioning ? src->provisioning[i]->key : fp.provisioning[i]->key;
 			const char *want = NULL, *have = NULL;
 			for (size_t k = 0; k < src->n_provisioning; k++)
-				if (!strcmp(src->provisioning[k]->key, key))
+				if ((strcmp(src->provisioning[k]->key, key) == 0))
 					want = src->provisioning[k]->value;
 			for (size_t k = 0; k < fp.n_provisioning; k++)
-				if (!strcmp(fp.provisioning[k]->key, key))
+				if ((strcmp(fp.provisioning[k]->key, key) == 0))
 					have = fp.provisioning[k]->value;
 			if (!str_eq(want, have))
 				rc = asprintf(&why, "provisioning %s is %s, the source has %s", key, have ? have : "(unset)",
@@ -697,7 +696,7 @@ static void handle_describe(struct migration *m, struct rpc_call *call, const Xe
 	}
 	fingerprint_fill(m, vf, &fp);
 	pthread_mutex_unlock(&m->lock);
-	rpc_call_finish(call, GRPC_STATUS_OK, NULL, &fp.base);
+	rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&fp);
 	fingerprint_clear(&fp);
 }
 
@@ -709,7 +708,7 @@ static void handle_check(struct migration *m, struct rpc_call *call, const Xevf_
 		return;
 	}
 	pthread_mutex_lock(&m->lock);
-	resp.candidates = calloc(m->nvfs + 1, sizeof(*resp.candidates));
+	resp.candidates = calloc(m->nvfs + 1, sizeof(Xevf__Migration__V1__Candidate *));
 	for (size_t i = 0; resp.candidates && i < m->nvfs; i++) {
 		Xevf__Migration__V1__Candidate *c = malloc(sizeof(*c));
 		if (!c)
@@ -722,7 +721,7 @@ static void handle_check(struct migration *m, struct rpc_call *call, const Xevf_
 		resp.candidates[resp.n_candidates++] = c;
 	}
 	pthread_mutex_unlock(&m->lock);
-	rpc_call_finish(call, GRPC_STATUS_OK, NULL, &resp.base);
+	rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&resp);
 	for (size_t i = 0; i < resp.n_candidates; i++) {
 		free_field(resp.candidates[i]->reason);
 		free(resp.candidates[i]);
@@ -736,7 +735,6 @@ static void handle_reserve(struct migration *m, struct rpc_call *call, const Xev
 	struct record *r;
 	char *reasons = NULL;
 	size_t rlen = 0;
-	FILE *rs;
 
 	if (!valid_id(req->migration_id)) {
 		finish_status(call, GRPC_STATUS_INVALID_ARGUMENT,
@@ -758,7 +756,7 @@ static void handle_reserve(struct migration *m, struct rpc_call *call, const Xev
 		return;
 	}
 	if (!r) {
-		rs = open_memstream(&reasons, &rlen);
+		FILE *rs = open_memstream(&reasons, &rlen);
 		for (size_t i = 0; i < m->nvfs && !r; i++) {
 			char *why = incompatibility(m, &m->vfs[i], req->source);
 			if (!why) {
@@ -802,7 +800,7 @@ static void handle_reserve(struct migration *m, struct rpc_call *call, const Xev
 	res.phase = strdup(r->phase);
 	pthread_mutex_unlock(&m->lock);
 	if (res.migration_id && res.vf && res.resource_name && res.phase)
-		rpc_call_finish(call, GRPC_STATUS_OK, NULL, &res.base);
+		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&res);
 	else
 		finish_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 	free(res.migration_id);
@@ -836,10 +834,10 @@ static int save_sink(void *ctx, const char *phase, const void *buf, size_t len, 
 	chunk.migration_id = (char *)s->id;
 	chunk.vf = (char *)s->vf;
 	chunk.offset = s->offset;
-	chunk.data.data = (uint8_t *)(uintptr_t)buf;
+	chunk.data.data = (uint8_t *)buf; /* only read by the packer */
 	chunk.data.len = len;
 	chunk.phase = (char *)phase;
-	if (rpc_call_send(s->call, &chunk.base) < 0)
+	if (rpc_call_send(s->call, (const ProtobufCMessage *)&chunk) < 0)
 		return xevf_err_set(err, ECONNRESET, "the receiver of migration %s went away", s->id);
 	EVP_DigestUpdate(s->sha, buf, len);
 	s->offset += len;
@@ -852,14 +850,14 @@ static void sha_hex(EVP_MD_CTX *sha, char out[65])
 	unsigned n = 0;
 	EVP_DigestFinal_ex(sha, d, &n);
 	for (unsigned i = 0; i < n && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", d[i]);
+		snprintf(out + (size_t)2 * i, 3, "%02x", d[i]);
 	out[64] = 0;
 }
 
 static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__SaveStateRequest *req)
 {
 	struct xevf_err err = XEVF_ERR_INIT;
-	struct xevf_mig_report rep;
+	struct xevf_mig_report rep = {0};
 	struct device *d;
 	struct record *r;
 	const struct vf_info *vf;
@@ -882,7 +880,7 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 		finish_status(call, GRPC_STATUS_NOT_FOUND, "no VF %.64s on node %s", req->vf, m->node);
 		return;
 	}
-	if (r && (r->role != ROLE_SOURCE || strcmp(r->vf, vf->addr) || !strcmp(r->phase, "saving"))) {
+	if (r && (r->role != ROLE_SOURCE || (strcmp(r->vf, vf->addr) != 0) || (strcmp(r->phase, "saving") == 0))) {
 		pthread_mutex_unlock(&m->lock);
 		finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s is %s of VF %s (%s)", r->id,
 			      role_name(r->role), r->vf, r->phase);
@@ -940,7 +938,7 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 		last.total_bytes = s.offset;
 		last.sha256 = digest;
 		last.phase = "stopcopy";
-		if (rpc_call_send(call, &last.base) < 0) {
+		if (rpc_call_send(call, (const ProtobufCMessage *)&last) < 0) {
 			rc = xevf_err_set(&err, ECONNRESET, "the receiver went away before the final chunk");
 			bool reset_used;
 			struct xevf_err rerr = XEVF_ERR_INIT;
@@ -1027,7 +1025,7 @@ static ssize_t restore_source(void *ctx, void *buf, size_t cap, struct xevf_err 
 			if (c->total_bytes != s->offset)
 				rc = xevf_err_set(err, EBADMSG, "migration %s: %llu bytes received, the source sent %llu", s->id,
 						  (unsigned long long)s->offset, (unsigned long long)c->total_bytes);
-			else if (!c->sha256 || strcmp(c->sha256, digest))
+			else if (!c->sha256 || (strcmp(c->sha256, digest) != 0))
 				rc = xevf_err_set(err, EBADMSG,
 						  "migration %s: SHA-256 of the state stream is %s, the source's is %.64s: "
 						  "corrupted in transit; nothing is resumed", s->id, digest, c->sha256 ? c->sha256 : "");
@@ -1050,7 +1048,7 @@ static ssize_t restore_source(void *ctx, void *buf, size_t cap, struct xevf_err 
 static void handle_restore(struct migration *m, struct rpc_call *call)
 {
 	struct xevf_err err = XEVF_ERR_INIT;
-	struct xevf_mig_report rep;
+	struct xevf_mig_report rep = {0};
 	struct restore_ctx s = {.call = call};
 	struct xevf_mig_options opts = {.chunk_size = MAX_CHUNK};
 	ProtobufCMessage *msg = NULL;
@@ -1065,7 +1063,7 @@ static void handle_restore(struct migration *m, struct rpc_call *call)
 	s.pending = (Xevf__Migration__V1__StateChunk *)msg;
 	pthread_mutex_lock(&m->lock);
 	r = valid_id(s.pending->migration_id) ? find_record(m, s.pending->migration_id) : NULL;
-	if (!r || r->role != ROLE_TARGET || (strcmp(r->phase, "reserved") && strcmp(r->phase, "restored"))) {
+	if (!r || r->role != ROLE_TARGET || ((strcmp(r->phase, "reserved") != 0) && (strcmp(r->phase, "restored") != 0))) {
 		pthread_mutex_unlock(&m->lock);
 		finish_status(call, GRPC_STATUS_FAILED_PRECONDITION,
 			      "migration %.128s has no reservation on node %s to restore into (Reserve first)",
@@ -1111,7 +1109,7 @@ static void handle_restore(struct migration *m, struct rpc_call *call)
 		resp.vf = r->vf;
 		resp.bytes = rep.restored_bytes;
 		resp.device_state = (char *)state;
-		rpc_call_finish(call, GRPC_STATUS_OK, NULL, &resp.base);
+		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&resp);
 		pthread_mutex_unlock(&m->lock);
 	} else {
 		/* the reservation stays: a new attempt may follow, or Abort */
@@ -1135,7 +1133,7 @@ static void handle_restore(struct migration *m, struct rpc_call *call)
 static struct device *find_device(struct migration *m, const char *addr)
 {
 	for (struct device *d = m->devices; d; d = d->next)
-		if (!strcmp(d->addr, addr) && d->open)
+		if ((strcmp(d->addr, addr) == 0) && d->open)
 			return d;
 	return NULL;
 }
@@ -1149,15 +1147,15 @@ static void finish_migration(struct migration *m, struct rpc_call *call, struct 
 	bool reset_used = false;
 	int rc = 0;
 
-	if (!d && vf && (!strcmp(r->phase, "saved") || !strcmp(r->phase, "restored")))
+	if (!d && vf && ((strcmp(r->phase, "saved") == 0) || (strcmp(r->phase, "restored") == 0)))
 		d = device_get(m, vf, &err);
 	if (commit) {
-		if (r->role == ROLE_TARGET && strcmp(r->phase, "restored")) {
+		if (r->role == ROLE_TARGET && (strcmp(r->phase, "restored") != 0)) {
 			finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s: nothing restored yet (%s)", r->id,
 				      r->phase);
 			return;
 		}
-		if (r->role == ROLE_SOURCE && strcmp(r->phase, "saved")) {
+		if (r->role == ROLE_SOURCE && (strcmp(r->phase, "saved") != 0)) {
 			finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s: the state is not saved yet (%s)",
 				      r->id, r->phase);
 			return;
@@ -1171,7 +1169,7 @@ static void finish_migration(struct migration *m, struct rpc_call *call, struct 
 	} else if (d) {
 		if (r->role == ROLE_SOURCE) /* the VM keeps running here, with its state */
 			rc = xevf_mig_recover(&d->dev, XEVF_MIG_RUNNING, &reset_used, &err);
-		else if (strcmp(r->phase, "reserved")) { /* a restored foreign state must never run */
+		else if ((strcmp(r->phase, "reserved") != 0)) { /* a restored foreign state must never run */
 			rc = xevf_mig_reset(&d->dev, &err);
 			reset_used = rc == 0;
 		}
@@ -1194,7 +1192,7 @@ static void finish_migration(struct migration *m, struct rpc_call *call, struct 
 		 r->id, role_name(r->role), r->vf, state, reset_used ? "yes" : "no");
 	end_record(m, r, commit ? "committed" : "aborted");
 	status_of(r, state, &st);
-	rpc_call_finish(call, GRPC_STATUS_OK, NULL, &st.base);
+	rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
 	device_put(m, r->vf);
 	xevf_err_clear(&err);
 }
@@ -1206,14 +1204,14 @@ static void handle_ref(struct migration *m, struct rpc_call *call, const char *m
 	struct record *r = valid_id(req->migration_id) ? find_record(m, req->migration_id) : NULL;
 	if (!r) {
 		for (struct record *e = m->ended; e && valid_id(req->migration_id); e = e->next)
-			if (!strcmp(e->id, req->migration_id)) {
+			if ((strcmp(e->id, req->migration_id) == 0)) {
 				Xevf__Migration__V1__MigrationStatus st;
 				status_of(e, "", &st);
-				if (!strcmp(method, "Abort") && !strcmp(e->phase, "committed"))
+				if ((strcmp(method, "Abort") == 0) && (strcmp(e->phase, "committed") == 0))
 					finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s is already committed",
 						      e->id);
 				else /* Commit/Abort/Release are idempotent */
-					rpc_call_finish(call, GRPC_STATUS_OK, NULL, &st.base);
+					rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
 				pthread_mutex_unlock(&m->lock);
 				return;
 			}
@@ -1221,14 +1219,14 @@ static void handle_ref(struct migration *m, struct rpc_call *call, const char *m
 		finish_status(call, GRPC_STATUS_NOT_FOUND, "no migration %.128s on node %s", req->migration_id, m->node);
 		return;
 	}
-	if (!strcmp(r->phase, "saving") || !strcmp(r->phase, "restoring")) {
-		if (!strcmp(method, "Abort")) {
+	if ((strcmp(r->phase, "saving") == 0) || (strcmp(r->phase, "restoring") == 0)) {
+		if ((strcmp(method, "Abort") == 0)) {
 			/* the stream sees it at its next chunk and recovers the device */
 			r->abort_requested = true;
 			Xevf__Migration__V1__MigrationStatus st;
 			status_of(r, "", &st);
 			st.phase = "aborting";
-			rpc_call_finish(call, GRPC_STATUS_OK, NULL, &st.base);
+			rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
 			log_info("migration_abort_requested", "migration=%s vf=%s", r->id, r->vf);
 		} else {
 			finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s is %s; wait for it or Abort", r->id,
@@ -1237,8 +1235,8 @@ static void handle_ref(struct migration *m, struct rpc_call *call, const char *m
 		pthread_mutex_unlock(&m->lock);
 		return;
 	}
-	if (!strcmp(method, "Release")) {
-		if (r->role != ROLE_TARGET || strcmp(r->phase, "reserved")) {
+	if ((strcmp(method, "Release") == 0)) {
+		if (r->role != ROLE_TARGET || (strcmp(r->phase, "reserved") != 0)) {
 			finish_status(call, GRPC_STATUS_FAILED_PRECONDITION,
 				      "migration %s: only a reservation with nothing restored can be released (%s %s); use Abort",
 				      r->id, role_name(r->role), r->phase);
@@ -1247,10 +1245,10 @@ static void handle_ref(struct migration *m, struct rpc_call *call, const char *m
 			log_info("reservation_released", "migration=%s vf=%s", r->id, r->vf);
 			end_record(m, r, "released");
 			status_of(r, "", &st);
-			rpc_call_finish(call, GRPC_STATUS_OK, NULL, &st.base);
+			rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
 		}
 	} else {
-		finish_migration(m, call, r, !strcmp(method, "Commit"));
+		finish_migration(m, call, r, (strcmp(method, "Commit") == 0));
 	}
 	pthread_mutex_unlock(&m->lock);
 }
@@ -1264,11 +1262,12 @@ static void handle_list(struct migration *m, struct rpc_call *call)
 	n = m->nended;
 	for (struct record *r = m->records; r; r = r->next)
 		n++;
-	resp.migrations = calloc(n + 1, sizeof(*resp.migrations));
+	resp.migrations = calloc(n + 1, sizeof(Xevf__Migration__V1__MigrationStatus *));
 	Xevf__Migration__V1__MigrationStatus *sts = calloc(n + 1, sizeof(*sts));
 	if (resp.migrations && sts) {
 		for (struct record *r = m->records; r; r = r->next) {
-			status_of(r, "", &sts[resp.n_migrations]);
+			struct device *d = find_device(m, r->vf);
+			status_of(r, d && !d->busy ? xevf_mig_state_name(d->dev.state) : "", &sts[resp.n_migrations]);
 			resp.migrations[resp.n_migrations] = &sts[resp.n_migrations];
 			resp.n_migrations++;
 		}
@@ -1278,7 +1277,7 @@ static void handle_list(struct migration *m, struct rpc_call *call)
 			resp.n_migrations++;
 		}
 	}
-	rpc_call_finish(call, GRPC_STATUS_OK, NULL, &resp.base);
+	rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&resp);
 	pthread_mutex_unlock(&m->lock);
 	free(resp.migrations);
 	free(sts);
@@ -1296,21 +1295,21 @@ static void handle(struct rpc_call *call, void *ctx)
 		finish_status(call, GRPC_STATUS_UNIMPLEMENTED, "unknown service method %.128s", full);
 		return;
 	}
-	if (!strcmp(method, "RestoreState")) {
+	if ((strcmp(method, "RestoreState") == 0)) {
 		handle_restore(m, call);
 		return;
 	}
-	if (!strcmp(method, "Describe"))
+	if ((strcmp(method, "Describe") == 0))
 		desc = &xevf__migration__v1__describe_request__descriptor;
-	else if (!strcmp(method, "CheckTarget"))
+	else if ((strcmp(method, "CheckTarget") == 0))
 		desc = &xevf__migration__v1__check_target_request__descriptor;
-	else if (!strcmp(method, "Reserve"))
+	else if ((strcmp(method, "Reserve") == 0))
 		desc = &xevf__migration__v1__reserve_request__descriptor;
-	else if (!strcmp(method, "SaveState"))
+	else if ((strcmp(method, "SaveState") == 0))
 		desc = &xevf__migration__v1__save_state_request__descriptor;
-	else if (!strcmp(method, "Release") || !strcmp(method, "Commit") || !strcmp(method, "Abort"))
+	else if ((strcmp(method, "Release") == 0) || (strcmp(method, "Commit") == 0) || (strcmp(method, "Abort") == 0))
 		desc = &xevf__migration__v1__migration_ref__descriptor;
-	else if (!strcmp(method, "List"))
+	else if ((strcmp(method, "List") == 0))
 		desc = &xevf__migration__v1__list_request__descriptor;
 	if (!desc) {
 		finish_status(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method %.128s", method);
@@ -1401,7 +1400,7 @@ size_t migration_tick(struct migration *m, char ***freed)
 	pthread_mutex_lock(&m->lock);
 	for (struct record *r = m->records, *next; r; r = next) {
 		next = r->next;
-		if (r->role == ROLE_TARGET && !strcmp(r->phase, "reserved") && r->expires_unix_ms < now) {
+		if (r->role == ROLE_TARGET && (strcmp(r->phase, "reserved") == 0) && r->expires_unix_ms < now) {
 			log_info("reservation_expired", "migration=%s vf=%s vm=%s/%s", r->id, r->vf,
 				 r->vm_namespace ? r->vm_namespace : "", r->vm_name ? r->vm_name : "");
 			device_put(m, r->vf);
@@ -1423,7 +1422,7 @@ bool migration_reserved(struct migration *m, const char *vf, bool *pending)
 		return false;
 	pthread_mutex_lock(&m->lock);
 	for (struct record *r = m->records; r && !found; r = r->next)
-		if (r->role == ROLE_TARGET && !strcmp(r->vf, vf)) {
+		if (r->role == ROLE_TARGET && (strcmp(r->vf, vf) == 0)) {
 			found = true;
 			if (pending)
 				*pending = !r->claimed;
@@ -1438,7 +1437,7 @@ void migration_claim(struct migration *m, const char *vf)
 		return;
 	pthread_mutex_lock(&m->lock);
 	for (struct record *r = m->records; r; r = r->next)
-		if (r->role == ROLE_TARGET && !strcmp(r->vf, vf) && !r->claimed) {
+		if (r->role == ROLE_TARGET && (strcmp(r->vf, vf) == 0) && !r->claimed) {
 			r->claimed = true;
 			(void)persist(m);
 			log_info("reservation_claimed", "migration=%s vf=%s vm=%s/%s", r->id, r->vf,

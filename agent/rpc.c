@@ -322,9 +322,11 @@ const char *rpc_call_peer(const struct rpc_call *call) { return call->peer; }
 int rpc_call_recv(struct rpc_call *c, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
 {
 	grpc_byte_buffer *bb = NULL;
-	grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
+	grpc_op op;
 
 	*out = NULL;
+	memset(&op, 0, sizeof(op));
+	op.op = GRPC_OP_RECV_MESSAGE;
 	op.data.recv_message.recv_message = &bb;
 	if (!run_batch(c->call, c->cq, &op, 1))
 		return -1;
@@ -560,7 +562,6 @@ int rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
 	      struct rpc_result *res)
 {
 	struct rpc_stream *st = rpc_stream_open(ch, method, timeout_ms);
-	int rc;
 
 	*reply = NULL;
 	res->status = GRPC_STATUS_UNKNOWN;
@@ -569,10 +570,8 @@ int rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
 		res->details = strdup("cannot create the call");
 		return -1;
 	}
-	if (rpc_stream_send(st, req) == 0 && rpc_stream_close_send(st) == 0) {
-		rc = rpc_stream_recv(st, reply_desc, reply);
-		(void)rc;
-	}
+	if (rpc_stream_send(st, req) == 0 && rpc_stream_close_send(st) == 0)
+		(void)rpc_stream_recv(st, reply_desc, reply); /* the status says what went wrong */
 	rpc_stream_finish(st, res);
 	if (res->status != GRPC_STATUS_OK && *reply) {
 		protobuf_c_message_free_unpacked(*reply, NULL);

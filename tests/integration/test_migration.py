@@ -1,0 +1,419 @@
+"""Live migration between two agents on two simulated hosts, each with its own
+kubelet simulator, on one machine. The source and target agents serve the
+Migration service on a unix socket and on a TCP port with mutual TLS; VFIO
+devices are the strict simulated devices (--vfio-sim), whose state lives in
+files the tests read and write."""
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from conftest import AGENT, World
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sim"))
+from migration_client import MigrationClient, mig_api  # noqa: E402
+from kubelet_sim import api  # noqa: E402
+
+RESOURCE = "intel.com/xe_vf"
+ENV = "PCI_RESOURCE_INTEL_COM_XE_VF"
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_cert(d, name, ca):
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+            "-subj", "/CN=" + name, cwd=d)
+    with open(os.path.join(d, name + ".ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+    openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key", "-CAcreateserial",
+            "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext", cwd=d)
+    return tuple(os.path.join(d, name + s) for s in (".crt", ".key"))
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("certs"))
+    out = {}
+    for ca in ("ca", "rogue-ca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca + ".key", "-out", ca + ".crt",
+                "-days", "2", "-subj", "/CN=" + ca, cwd=d)
+    out["ca"] = os.path.join(d, "ca.crt")
+    for name in ("agent-a", "agent-b", "operator"):
+        out[name] = make_cert(d, name, "ca")
+    out["rogue"] = make_cert(d, "rogue", "rogue-ca")
+    return out
+
+
+class Node:
+    """A simulated node: host, kubelet simulator, agent with the Migration service."""
+
+    def __init__(self, tmp, name, certs, device_ids=None, vfs=2):
+        self.name = name
+        # unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="xevf-%s-" % name[-1]))
+        self.world = World(self.dir)
+        self.world.create_host(pfs=1, vfs=vfs, device_ids=device_ids, extra_devices=False)
+        self.world.start_kubelet()
+        self.sim = str(self.dir / "vfio-sim")
+        os.makedirs(self.sim)
+        self.sock = str(self.dir / "migration.sock")
+        self.certs = certs
+        self.cert = certs["agent-a" if name == "node-a" else "agent-b"]
+        self.agent = None
+        self.port = None
+
+    def vfs(self):
+        return sorted(self.world.host.vfs_of("0000:03:00.0"))
+
+    def state_file(self, vf):
+        return os.path.join(self.sim, vf + ".state")
+
+    def start(self):
+        args = self.world.agent_args(
+            "--node-name", self.name, "--vfio-sim", self.sim, "--migration-address", "127.0.0.1:0",
+            "--tls-ca", self.certs["ca"], "--tls-cert", self.cert[0], "--tls-key", self.cert[1])
+        args[args.index("--migration-socket") + 1] = self.sock
+        args[args.index("--state-dir") + 1] = str(self.dir / "state")
+        self.agent = self.world.start_agent(args=args)
+        _, line = self.agent.wait_log(r"event=migration_serving .*tcp_port=(\d+)", timeout=10)
+        self.port = int(re.search(r"tcp_port=(\d+)", line).group(1))
+        self.world.kubelet.wait_registration(RESOURCE)
+        return self
+
+    def restart(self):
+        self.agent.stop()
+        return self.start()
+
+    def local(self):
+        return MigrationClient(self.sock)
+
+    def remote(self, cert=None, ca=None):
+        """A peer on the TCP port (another agent, by default with a valid certificate)."""
+        crt, key = cert or self.certs["operator"]
+        return MigrationClient("127.0.0.1:%d" % self.port, tls=(ca or self.certs["ca"], crt, key))
+
+    def plugin(self):
+        return self.world.client()
+
+    def close(self):
+        if self.agent and self.agent.proc.poll() is None:
+            self.agent.stop()  # fails on sanitizer findings
+        self.world.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def nodes(tmp_path, certs):
+    api()
+    mig_api()
+    made = []
+
+    def make(name, **kw):
+        n = Node(tmp_path, name, certs, **kw)
+        made.append(n)
+        return n.start()
+
+    yield make
+    for n in made:
+        n.close()
+
+
+def cli(*args, check=True):
+    r = subprocess.run([AGENT, "migrate", *args], capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise AssertionError("migrate %s failed (%d): %s%s" % (args[0], r.returncode, r.stdout, r.stderr))
+    return r
+
+
+def tls_args(node):
+    crt, key = node.certs["operator"]
+    return ["--tls-ca", node.certs["ca"], "--tls-cert", crt, "--tls-key", key]
+
+
+def phases(client):
+    return {m.migration_id: (m.role, m.vf, m.phase, m.device_state) for m in client.list()}
+
+
+def test_full_migration_with_the_cli(nodes):
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[0]
+    state = os.urandom(3 * 1024 * 1024 + 17)  # the VM's GPU state, several chunks and a PRE_COPY phase
+    with open(src.state_file(vf), "wb") as f:
+        f.write(state)
+    src.agent.stop()
+    src.start()  # the simulated device loads its state when the agent opens it
+    # the source VM's pod holds the VF
+    resp = src.plugin().allocate([[vf]])
+    assert resp.container_responses[0].envs[ENV] == vf
+    target = "127.0.0.1:%d" % dst.port
+
+    out = cli("check", "--vf", vf, "--source", src.sock, "--target", target, *tls_args(dst)).stdout
+    assert "2 of 2 VFs on %s can take %s" % (target, vf) in out
+
+    out = cli("reserve", "--id", "mig-1", "--vf", vf, "--vm", "default/vm1", "--ttl", "120", "--source", src.sock,
+              "--target", target, *tls_args(dst)).stdout
+    reserved = re.search(r"reserved (\S+) on", out).group(1)
+    assert reserved in dst.vfs()
+    # the target pod (virt-launcher) is admitted: the kubelet asks, the agent prefers the reserved VF
+    pref = dst.plugin().preferred(dst.vfs(), [], 1)
+    assert list(pref.container_responses[0].deviceIDs) == [reserved]
+    resp = dst.plugin().allocate([[reserved]])
+    assert resp.container_responses[0].envs[ENV] == reserved
+    dst.agent.wait_log(r"event=reservation_claimed migration=mig-1 vf=" + re.escape(reserved))
+
+    out = cli("send", "--id", "mig-1", "--vf", vf, "--source", src.sock, "--target", target, "--chunk-size", "65536",
+              *tls_args(dst)).stdout
+    assert "restored into %s" % reserved in out and "(device STOP)" in out
+    assert phases(src.local())["mig-1"][2] == "saved"
+    assert phases(dst.local())["mig-1"][2] == "restored"
+
+    out = cli("commit", "--id", "mig-1", "--source", src.sock, "--target", target, *tls_args(dst)).stdout
+    assert "target VF %s: committed, device RUNNING" % reserved in out
+    assert "source VF %s: committed, device RUNNING" % vf in out
+    # the target VF runs exactly the source's state; the source VF was wiped
+    with open(dst.state_file(reserved), "rb") as f:
+        assert f.read() == state
+    with open(src.state_file(vf), "rb") as f:
+        assert f.read() == b""
+    # the source VF is free and healthy again: another pod can have it
+    src.agent.wait_log(r"event=vf_released_by_migration vf=" + re.escape(vf))
+    pref = src.plugin().preferred(src.vfs(), [], 1)
+    assert len(pref.container_responses[0].deviceIDs) == 1
+    fp = src.local().describe(vf)
+    assert fp.migratable and fp.node == "node-a"
+    assert [m.phase for m in src.local().list()] == ["committed"]
+    src.agent.wait_log(r"event=migration_committed migration=mig-1 role=source vf=%s device_state=RUNNING reset=yes"
+                       % re.escape(vf))
+    dst.agent.wait_log(r"event=migration_committed migration=mig-1 role=target vf=%s device_state=RUNNING reset=no"
+                       % re.escape(reserved))
+
+
+def test_incompatible_target_is_refused_with_its_reason(nodes):
+    src = nodes("node-a")
+    dst = nodes("node-b", device_ids=[0x56C1])
+    vf = src.vfs()[0]
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    check = peer.check(fp)
+    assert len(check.candidates) == 2
+    for c in check.candidates:
+        assert not c.compatible
+        assert c.reason == "device id 0x56c1 differs from the source's 0x56c0"
+    with pytest.raises(grpc.RpcError) as e:
+        peer.reserve("mig-x", fp)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no compatible free VF on node node-b for migration mig-x" in e.value.details()
+    assert "device id 0x56c1 differs" in e.value.details()
+    # the CLI says the same, and fails
+    r = cli("check", "--vf", vf, "--source", src.sock, "--target", "127.0.0.1:%d" % dst.port, *tls_args(dst),
+            check=False)
+    assert r.returncode == 1 and "0 of 2 VFs" in r.stdout and "device id 0x56c1 differs" in r.stdout
+
+
+def test_not_migratable_vf_says_why(nodes):
+    src = nodes("node-a")
+    vf = src.vfs()[1]
+    src.world.host.bind(vf, "vfio-pci")
+    deadline = time.monotonic() + 5
+    while src.local().describe(vf).driver != "vfio-pci":  # the next rescan sees it
+        assert time.monotonic() < deadline, "the agent did not see the VF move to vfio-pci"
+        time.sleep(0.1)
+    fp = src.local().describe(vf)
+    assert not fp.migratable
+    assert "not migratable: bound to vfio-pci" in fp.not_migratable_reason
+    assert "CONFIG_XE_VFIO_PCI" in fp.not_migratable_reason
+    r = cli("reserve", "--id", "m", "--vf", vf, "--vm", "a/b", "--source", src.sock, "--target", src.sock,
+            check=False)
+    assert r.returncode == 1 and "not migratable" in r.stderr
+
+
+def test_abort_mid_stream_keeps_the_source_running_and_frees_the_reservation(nodes):
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[0]
+    state = os.urandom(4 * 1024 * 1024)
+    with open(src.state_file(vf), "wb") as f:
+        f.write(state)
+    src.restart()
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    reserved = peer.reserve("mig-2", fp, ttl=120).vf
+    save = src.local().save("mig-2", vf, chunk_size=16384)
+    got = [next(save) for _ in range(5)]
+    assert all(len(c.data) == 16384 for c in got)
+    # the orchestrator gives up: abort on both sides while the stream runs
+    assert src.local().abort("mig-2").phase in ("aborting", "aborted")
+    assert peer.abort("mig-2").phase == "aborted"
+    with pytest.raises(grpc.RpcError) as e:
+        for _ in save:
+            pass
+    assert e.value.code() == grpc.StatusCode.ABORTED
+    assert "aborted" in e.value.details() and "the source VF is RUNNING" in e.value.details()
+    src.agent.wait_log(r"event=save_failed migration=mig-2 .*device_state=RUNNING")
+    assert phases(src.local())["mig-2"][2] == "aborted"
+    # the VM's state is untouched and the VF runs: a new save starts from RUNNING and carries it whole
+    with open(src.state_file(vf), "rb") as f:
+        assert f.read() == state
+    chunks = list(src.local().save("mig-3", vf, chunk_size=1 << 20))
+    assert b"".join(c.data for c in chunks)[16:-8] == state  # the simulated stream: header, state, checksum
+    assert src.local().abort("mig-3").phase == "aborted"
+    # the reservation is gone: the VF is free for others
+    assert all(c.compatible for c in peer.check(fp).candidates)
+    assert "mig-2" not in [m.migration_id for m in dst.local().list() if m.phase == "reserved"]
+    assert reserved in dst.vfs()
+
+
+def test_target_restart_keeps_the_reservation(nodes):
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[0]
+    with open(src.state_file(vf), "wb") as f:
+        f.write(b"state before the restart" * 100)
+    src.restart()
+    fp = src.local().describe(vf)
+    reserved = dst.remote().reserve("mig-4", fp, vm=("prod", "db"), ttl=300).vf
+    dst.restart()
+    dst.agent.wait_log(r"event=state_loaded .*migrations=1")
+    st = phases(dst.local())["mig-4"]
+    assert st[:3] == ("target", reserved, "reserved")
+    check = {c.vf: c for c in dst.remote().check(fp).candidates}
+    assert not check[reserved].compatible and check[reserved].reason == "reserved for migration mig-4"
+    # and the migration completes after the restart
+    out = cli("send", "--id", "mig-4", "--vf", vf, "--source", src.sock, "--target", "127.0.0.1:%d" % dst.port,
+              *tls_args(dst)).stdout
+    assert "restored into " + reserved in out
+    cli("commit", "--id", "mig-4", "--source", src.sock, "--target", "127.0.0.1:%d" % dst.port, *tls_args(dst))
+    with open(dst.state_file(reserved), "rb") as f:
+        assert f.read() == b"state before the restart" * 100
+
+
+def test_wrong_client_certificate_is_refused(nodes, certs):
+    dst = nodes("node-b")
+    vf = dst.vfs()[0]
+    # a certificate from another CA
+    with pytest.raises(grpc.RpcError) as e:
+        dst.remote(cert=certs["rogue"]).describe(vf, timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    # no client certificate at all
+    ch = grpc.secure_channel("127.0.0.1:%d" % dst.port,
+                             grpc.ssl_channel_credentials(root_certificates=open(certs["ca"], "rb").read()))
+    pb = mig_api()
+    call = ch.unary_unary("/xevf.migration.v1.Migration/Describe", request_serializer=pb.DescribeRequest.SerializeToString,
+                          response_deserializer=pb.Fingerprint.FromString)
+    with pytest.raises(grpc.RpcError) as e:
+        call(pb.DescribeRequest(vf=vf), timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    # plaintext to the TLS port
+    plain = grpc.insecure_channel("127.0.0.1:%d" % dst.port)
+    with pytest.raises(grpc.RpcError):
+        plain.unary_unary("/xevf.migration.v1.Migration/List", request_serializer=pb.ListRequest.SerializeToString,
+                          response_deserializer=pb.ListResponse.FromString)(pb.ListRequest(), timeout=5)
+    # none of them reached the service (it logs every call it answers with an error or a stream);
+    # a valid peer does
+    with open(dst.agent.log_path) as f:
+        assert "migration_call_refused" not in f.read()
+    assert dst.remote().describe(vf).vf == vf
+    # the CLI refuses TCP without TLS files
+    r = cli("list", "--source", "127.0.0.1:%d" % dst.port, check=False)
+    assert r.returncode == 1 and "mutual TLS" in r.stderr
+
+
+def _restore(peer, mid, chunks):
+    pb = mig_api()
+    return peer.restore([pb.StateChunk(migration_id=mid, offset=c.offset, data=c.data, phase=c.phase, last=c.last,
+                                       total_bytes=c.total_bytes, sha256=c.sha256) for c in chunks])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted", "reordered"])
+def test_damaged_state_stream_is_rejected_and_nothing_resumes(nodes, damage):
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[0]
+    with open(src.state_file(vf), "wb") as f:
+        f.write(os.urandom(200000))
+    src.restart()
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    reserved = peer.reserve("mig-5", fp).vf
+    with open(dst.state_file(reserved), "wb") as f:
+        f.write(b"the target's own state")
+    dst.restart()
+    chunks = list(src.local().save("mig-5", vf, chunk_size=32768))
+    assert chunks[-1].last and len(chunks[-1].sha256) == 64
+    if damage == "truncated":
+        chunks = chunks[:-2]
+        expect = "without its final chunk (truncated); nothing is resumed"
+    elif damage == "corrupted":
+        data = bytearray(chunks[2].data)
+        data[100] ^= 0x01
+        chunks[2].data = bytes(data)
+        expect = "corrupted in transit; nothing is resumed"
+    else:
+        chunks[1], chunks[2] = chunks[2], chunks[1]
+        expect = "lost or reordered data"
+    with pytest.raises(grpc.RpcError) as e:
+        _restore(dst.remote(), "mig-5", chunks)
+    assert e.value.code() == grpc.StatusCode.DATA_LOSS
+    assert expect in e.value.details()
+    # the target VF never ran the partial state; the reservation stands for a retry
+    with open(dst.state_file(reserved), "rb") as f:
+        assert f.read() in (b"the target's own state", b"")
+    st = phases(dst.local())["mig-5"]
+    assert st[2] == "reserved"
+    dst.agent.wait_log(r"event=restore_failed migration=mig-5 .*reset=yes")
+    # a clean retry goes through (the saved source is in STOP: STOP -> STOP_COPY again)
+    good = list(src.local().save("mig-5", vf, chunk_size=32768))
+    assert _restore(dst.remote(), "mig-5", good).bytes == good[-1].total_bytes
+    assert dst.remote().commit("mig-5").device_state == "RUNNING"
+
+
+def test_corrupt_state_file_is_set_aside(nodes):
+    dst = nodes("node-b")
+    dst.agent.stop()
+    state = dst.dir / "state" / "migrations.json"
+    state.write_text('{"version": 1, "migrations": [{"id": "x", "role": "target"')
+    dst.start()
+    dst.agent.wait_log(r"event=state_corrupt .*moved_to=.*migrations\.json\.corrupt-")
+    assert not state.exists()
+    aside = [p for p in os.listdir(dst.dir / "state") if ".corrupt-" in p]
+    assert len(aside) == 1
+    assert (dst.dir / "state" / aside[0]).read_text().startswith('{"version": 1')  # kept for inspection
+    assert len(dst.local().list()) == 0  # nothing from it was trusted
+    # and the service works: a reservation is written to a fresh, valid file
+    fp = dst.local().describe(dst.vfs()[0])
+    dst.local().reserve("after-corruption", fp)
+    assert '"id":"after-corruption"' in state.read_text().replace(" ", "")
+
+
+def test_reservations_steer_allocations_and_expire(nodes):
+    src, dst = nodes("node-a"), nodes("node-b", vfs=3)
+    fp = src.local().describe(src.vfs()[0])
+    peer = dst.remote()
+    r1 = peer.reserve("mig-6", fp, ttl=300).vf
+    # the target pod's allocation gets the reserved VF
+    assert list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs) == [r1]
+    dst.plugin().allocate([[r1]])
+    # once its target pod has it, a reserved VF is offered to nobody else while unreserved ones remain
+    # (e.g. the target pod restarted and the kubelet lists the VF as available again)
+    others = [v for v in dst.vfs() if v != r1]
+    for _ in range(3):
+        got = list(dst.plugin().preferred(dst.vfs(), [], 2).container_responses[0].deviceIDs)
+        assert sorted(got) == others
+    # ... and only when nothing else is left
+    got = list(dst.plugin().preferred(dst.vfs(), [], 3).container_responses[0].deviceIDs)
+    assert sorted(got) == dst.vfs()
+    # a reservation expires after its ttl; the VF is free again
+    r2 = peer.reserve("mig-7", fp, ttl=1).vf
+    assert r2 != r1
+    dst.agent.wait_log(r"event=reservation_expired migration=mig-7 vf=" + re.escape(r2), timeout=5)
+    cands = {c.vf: c for c in peer.check(fp).candidates}
+    assert cands[r2].compatible
+    assert "mig-7" not in [m.migration_id for m in peer.list() if m.phase == "reserved"]
+    # Release ends a reservation at once
+    assert peer.release("mig-6").phase == "released"

@@ -351,7 +351,8 @@ static struct steered *steer_reservations(struct migration *m, V1beta1__Preferre
 		size_t nres = 0;
 		if (!avail || !reserved || !must)
 			continue;
-		memcpy(must, cr->must_include_deviceids, nmust * sizeof(char *));
+		if (nmust)
+			memcpy(must, cr->must_include_deviceids, nmust * sizeof(char *));
 		for (size_t i = 0; i < n; i++) {
 			bool pending = false;
 			char *id = cr->available_deviceids[i];

@@ -121,11 +121,10 @@ static int describe(const struct endpoint *src, const char *vf, Xevf__Migration_
 static void print_fingerprint(const Xevf__Migration__V1__Fingerprint *fp)
 {
 	printf("vf %s on %s: %04x:%04x rev %02x, PF %s (0x%04x), driver %s (%s), PF driver %s (%s), firmware %s, "
-	       "migration flags 0x%llx, %s%s%s\n",
+	       "migration flags 0x%llx, %s\n",
 	       fp->vf, fp->node, fp->vendor_id, fp->device_id, fp->revision, fp->pf, fp->pf_device_id, fp->driver,
 	       fp->driver_version, fp->pf_driver, fp->pf_driver_version, *fp->firmware_version ? fp->firmware_version : "not shown",
-	       (unsigned long long)fp->migration_flags, fp->migratable ? "migratable" : "not migratable",
-	       fp->migratable ? "" : ": ", fp->migratable ? "" : fp->not_migratable_reason);
+	       (unsigned long long)fp->migration_flags, fp->migratable ? "migratable" : fp->not_migratable_reason);
 	for (size_t i = 0; i < fp->n_provisioning; i++)
 		printf("  provisioning %s = %s\n", fp->provisioning[i]->key, fp->provisioning[i]->value);
 }
@@ -213,11 +212,12 @@ static int transfer(const struct opts *o, const struct endpoint *src, const stru
 		bytes += c->data.len;
 		chunks++;
 		if (restore) {
+			char *own_id = c->migration_id, *own_vf = c->vf;
 			c->migration_id = (char *)o->id; /* the same id on both sides */
 			c->vf = (char *)"";
 			got = rpc_stream_send(restore, msg);
-			c->migration_id = NULL;
-			c->vf = NULL;
+			c->migration_id = own_id;
+			c->vf = own_vf;
 		} else {
 			got = write_record(f, msg) == 0 ? 0 : -1;
 		}

@@ -42,6 +42,7 @@ struct vf_info {
 	char *resource;
 	int vendor_id, device_id, revision, pf_device_id, numa_node;
 	char *driver, *pf_driver;
+	bool vfio;                /* bound to vfio-pci or a VFIO variant driver */
 	bool variant;
 	bool healthy;
 	bool busy;
@@ -57,6 +58,7 @@ struct device {
 	struct xevf_vfio_sim *sim;
 	struct xevf_mig_device dev;
 	bool open;
+	bool variant;             /* opened while bound to a migration driver */
 	bool busy;                /* a stream is using it */
 	struct device *next;
 };
@@ -370,20 +372,40 @@ static void end_record(struct migration *m, struct record *r, const char *phase)
 
 /* ---- devices ----------------------------------------------------------------------------- */
 
+static struct device *find_device(struct migration *m, const char *addr)
+{
+	for (struct device *d = m->devices; d; d = d->next)
+		if ((strcmp(d->addr, addr) == 0) && d->open)
+			return d;
+	return NULL;
+}
+
 /* Opens (or finds) the VF's VFIO device. Lock held. */
 static struct device *device_get(struct migration *m, const struct vf_info *vf, struct xevf_err *err)
 {
 	struct device *d;
 
-	for (d = m->devices; d; d = d->next)
-		if ((strcmp(d->addr, vf->addr) == 0) && d->open)
-			return d;
+	for (struct device **pp = &m->devices; *pp; pp = &(*pp)->next) {
+		d = *pp;
+		if (strcmp(d->addr, vf->addr) != 0 || !d->open)
+			continue;
+		if (d->sim && d->variant != vf->variant && !d->busy) {
+			/* rebound to another driver: a simulated device follows, as a real one would */
+			*pp = d->next;
+			xevf_mig_close(&d->dev);
+			xevf_vfio_sim_free(d->sim);
+			free(d);
+			break;
+		}
+		return d;
+	}
 	d = calloc(1, sizeof(*d));
 	if (!d) {
 		xevf_err_set(err, ENOMEM, "%s: out of memory", vf->addr);
 		return NULL;
 	}
 	snprintf(d->addr, sizeof(d->addr), "%s", vf->addr);
+	d->variant = vf->variant;
 	if (m->s.vfio_sim_dir) {
 		char *file = NULL;
 		uint64_t flags = vf->variant ? XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_PRE_COPY : 0;
@@ -545,11 +567,21 @@ static void fingerprint_fill_fields(struct migration *m, const struct vf_info *v
 			fp->provisioning[fp->n_provisioning++] = kv;
 		}
 	}
-	if (!vf->variant) {
+	if (!vf->vfio) {
 		fp->migratable = 0;
 		if (asprintf(&fp->not_migratable_reason,
-			     "%s: not migratable: bound to %s, not a VFIO migration driver (xe-vfio-pci; CONFIG_XE_VFIO_PCI "
+			     "%s: not migratable: bound to %s, not to a VFIO driver (xe-vfio-pci migrates; CONFIG_XE_VFIO_PCI "
 			     "is off by default in the kernel)", vf->addr, vf->driver ? vf->driver : "no driver") < 0)
+			fp->not_migratable_reason = NULL;
+		return;
+	}
+	if (vf->busy && !find_device(m, vf->addr)) {
+		/* a container (a VM) has it: opening its VFIO group could stand in QEMU's way, so the
+		 * driver tells; the device's own flags are QEMU's to read */
+		fp->migratable = vf->variant;
+		if (!vf->variant && asprintf(&fp->not_migratable_reason,
+					     "%s: not migratable: its driver (%s) offers no VFIO migration; Xe VFs migrate "
+					     "only when bound to xe-vfio-pci (CONFIG_XE_VFIO_PCI)", vf->addr, vf->driver) < 0)
 			fp->not_migratable_reason = NULL;
 		return;
 	}
@@ -1130,13 +1162,6 @@ static void handle_restore(struct migration *m, struct rpc_call *call)
 	xevf_err_clear(&err);
 }
 
-static struct device *find_device(struct migration *m, const char *addr)
-{
-	for (struct device *d = m->devices; d; d = d->next)
-		if ((strcmp(d->addr, addr) == 0) && d->open)
-			return d;
-	return NULL;
-}
 
 /* Commit or abort. Lock held on entry and exit. */
 static void finish_migration(struct migration *m, struct rpc_call *call, struct record *r, bool commit)
@@ -1369,6 +1394,7 @@ void migration_update(struct migration *m, const struct migration_vf *vfs, size_
 		v->driver = xstrdup(vf->driver);
 		v->pf_driver = vfs[i].pf ? xstrdup(vfs[i].pf->driver) : NULL;
 		v->variant = vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT;
+		v->vfio = v->variant || vf->driver_kind == XEVF_DRIVER_VFIO_PCI;
 		v->healthy = vf->healthy;
 		v->busy = vfs[i].busy;
 		if (vf->iommu_group >= 0 && asprintf(&v->group, "%d", vf->iommu_group) < 0)

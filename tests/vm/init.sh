@@ -42,7 +42,7 @@ EOF
 
 /bin/kubelet_min /run/plugins 2 240 &
 KUBELET=$!
-/bin/xevf-agent --config /etc/xevf/config.json --plugin-dir /run/plugins &
+/bin/xevf-agent --config /etc/xevf/config.json --plugin-dir /run/plugins --state-dir /run/xevf-state &
 AGENT=$!
 
 wait_for() { # seconds, command...
@@ -82,6 +82,13 @@ if kill -0 $AGENT 2>/dev/null; then echo "XEVF-VM: agent alive after VF removal"
 # numVFs is configuration: the agent restores it and binds the new VFs
 if wait_for 60 vfs_bound_are 2; then echo "XEVF-VM: VFs restored"; fi
 sleep 2
+
+# The Migration service asks the real device: plain vfio-pci has no migration
+# support, so VFIO_DEVICE_FEATURE_MIGRATION answers ENOTTY. (A host loads the
+# type1 IOMMU backend on first use; this initramfs has no usermode modprobe.)
+modprobe vfio_iommu_type1 2>/dev/null
+VF0=$(basename "$(readlink /sys/bus/pci/devices/$PF/virtfn0)")
+echo "XEVF-VM: describe $VF0: $(/bin/xevf-agent migrate describe --vf "$VF0" 2>&1 | tr '\n' ' ')"
 
 kill -TERM $AGENT
 wait $AGENT

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rpc.h"
+#include "state_stream.h"
 #include "xevf/migration/v1/migration.pb-c.h"
 
 #define SERVICE "/xevf.migration.v1.Migration/"
@@ -300,6 +300,26 @@ out:
 	}
 	*out = head;
 	return ok;
+}
+
+int migration_state_parse(const char *text, size_t *count, char **why)
+{
+	struct record *recs;
+
+	*count = 0;
+	*why = NULL;
+	if (!parse_state(text, &recs, why)) {
+		if (!*why)
+			*why = strdup("unreadable");
+		return -1;
+	}
+	while (recs) {
+		struct record *n = recs->next;
+		record_free(recs);
+		recs = n;
+		(*count)++;
+	}
+	return 0;
 }
 
 static void load_state(struct migration *m)
@@ -847,8 +867,7 @@ struct save_ctx {
 	struct migration *m;
 	struct record *rec;
 	struct rpc_call *call;
-	EVP_MD_CTX *sha;
-	uint64_t offset;
+	struct state_stream stream;
 	const char *id, *vf;
 };
 
@@ -865,25 +884,14 @@ static int save_sink(void *ctx, const char *phase, const void *buf, size_t len, 
 		return xevf_err_set(err, ECANCELED, "migration %s aborted", s->id);
 	chunk.migration_id = (char *)s->id;
 	chunk.vf = (char *)s->vf;
-	chunk.offset = s->offset;
+	chunk.offset = s->stream.offset;
 	chunk.data.data = (uint8_t *)buf; /* only read by the packer */
 	chunk.data.len = len;
 	chunk.phase = (char *)phase;
 	if (rpc_call_send(s->call, (const ProtobufCMessage *)&chunk) < 0)
 		return xevf_err_set(err, ECONNRESET, "the receiver of migration %s went away", s->id);
-	EVP_DigestUpdate(s->sha, buf, len);
-	s->offset += len;
+	state_stream_add(&s->stream, buf, len);
 	return 0;
-}
-
-static void sha_hex(EVP_MD_CTX *sha, char out[65])
-{
-	unsigned char d[EVP_MAX_MD_SIZE];
-	unsigned n = 0;
-	EVP_DigestFinal_ex(sha, d, &n);
-	for (unsigned i = 0; i < n && i < 32; i++)
-		snprintf(out + (size_t)2 * i, 3, "%02x", d[i]);
-	out[64] = 0;
 }
 
 static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__SaveStateRequest *req)
@@ -956,19 +964,17 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 	s.rec = r;
 	s.id = r->id;
 	s.vf = r->vf;
-	s.sha = EVP_MD_CTX_new();
-	int rc = s.sha && EVP_DigestInit_ex(s.sha, EVP_sha256(), NULL) ? xevf_mig_save(&d->dev, &opts, save_sink, &s, &rep, &err)
-								       : xevf_err_set(&err, ENOMEM, "no SHA-256 context");
+	int rc = state_stream_init(&s.stream) == 0 ? xevf_mig_save(&d->dev, &opts, save_sink, &s, &rep, &err)
+						   : xevf_err_set(&err, ENOMEM, "no SHA-256 context");
 	if (rc == 0) {
 		Xevf__Migration__V1__StateChunk last = XEVF__MIGRATION__V1__STATE_CHUNK__INIT;
-		char digest[65];
-		sha_hex(s.sha, digest);
+		state_stream_finish(&s.stream);
 		last.migration_id = r->id;
 		last.vf = r->vf;
-		last.offset = s.offset;
+		last.offset = s.stream.offset;
 		last.last = 1;
-		last.total_bytes = s.offset;
-		last.sha256 = digest;
+		last.total_bytes = s.stream.offset;
+		last.sha256 = s.stream.digest;
 		last.phase = "stopcopy";
 		if (rpc_call_send(call, (const ProtobufCMessage *)&last) < 0) {
 			rc = xevf_err_set(&err, ECONNRESET, "the receiver went away before the final chunk");
@@ -980,14 +986,14 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 			xevf_err_clear(&rerr);
 		}
 	}
-	EVP_MD_CTX_free(s.sha);
+	state_stream_free(&s.stream);
 	pthread_mutex_lock(&m->lock);
 	d->busy = false;
 	if (rc == 0) {
 		snprintf(r->phase, sizeof(r->phase), "%s", "saved");
 		(void)persist(m);
 		log_info("saved", "migration=%s vf=%s bytes=%llu precopy_bytes=%llu chunks=%u device_state=%s", r->id, r->vf,
-			 (unsigned long long)s.offset, (unsigned long long)rep.precopy_bytes, rep.chunks,
+			 (unsigned long long)s.stream.offset, (unsigned long long)rep.precopy_bytes, rep.chunks,
 			 xevf_mig_state_name(d->dev.state));
 		pthread_mutex_unlock(&m->lock);
 		rpc_call_finish(call, GRPC_STATUS_OK, NULL, NULL);
@@ -1010,68 +1016,38 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 struct restore_ctx {
 	struct rpc_call *call;
 	Xevf__Migration__V1__StateChunk *pending; /* the first chunk, read before the restore starts */
-	EVP_MD_CTX *sha;
-	uint64_t offset;
-	bool done;
+	struct state_stream stream;
 	const char *id;
 };
 
 static ssize_t restore_source(void *ctx, void *buf, size_t cap, struct xevf_err *err)
 {
 	struct restore_ctx *s = ctx;
-	Xevf__Migration__V1__StateChunk *c;
 
 	for (;;) {
-		if (s->done)
+		Xevf__Migration__V1__StateChunk *c = s->pending;
+		if (s->stream.done)
 			return 0;
-		c = s->pending;
 		s->pending = NULL;
 		if (!c) {
 			ProtobufCMessage *msg;
 			int got = rpc_call_recv(s->call, &xevf__migration__v1__state_chunk__descriptor, &msg);
 			if (got < 0)
 				return xevf_err_set(err, ECONNRESET, "migration %s: the state stream broke off at byte %llu", s->id,
-						    (unsigned long long)s->offset);
+						    (unsigned long long)s->stream.offset);
 			if (got == 0)
 				return xevf_err_set(err, EPROTO,
 						    "migration %s: the state stream ended at byte %llu without its final chunk "
-						    "(truncated); nothing is resumed", s->id, (unsigned long long)s->offset);
+						    "(truncated); nothing is resumed", s->id, (unsigned long long)s->stream.offset);
 			c = (Xevf__Migration__V1__StateChunk *)msg;
 		}
-		if (c->offset != s->offset || c->data.len > cap) {
-			int rc = xevf_err_set(err, EPROTO, "migration %s: chunk at offset %llu, expected %llu%s", s->id,
-					      (unsigned long long)c->offset, (unsigned long long)s->offset,
-					      c->data.len > cap ? " (chunk too large)" : " (lost or reordered data)");
-			protobuf_c_message_free_unpacked(&c->base, NULL);
-			return rc;
-		}
-		if (c->data.len) {
-			memcpy(buf, c->data.data, c->data.len);
-			EVP_DigestUpdate(s->sha, c->data.data, c->data.len);
-			s->offset += c->data.len;
-		}
-		if (c->last) {
-			char digest[65];
-			int rc = 0;
-			sha_hex(s->sha, digest);
-			if (c->total_bytes != s->offset)
-				rc = xevf_err_set(err, EBADMSG, "migration %s: %llu bytes received, the source sent %llu", s->id,
-						  (unsigned long long)s->offset, (unsigned long long)c->total_bytes);
-			else if (!c->sha256 || (strcmp(c->sha256, digest) != 0))
-				rc = xevf_err_set(err, EBADMSG,
-						  "migration %s: SHA-256 of the state stream is %s, the source's is %.64s: "
-						  "corrupted in transit; nothing is resumed", s->id, digest, c->sha256 ? c->sha256 : "");
-			s->done = true;
-			size_t n = c->data.len;
-			protobuf_c_message_free_unpacked(&c->base, NULL);
-			if (rc)
-				return rc;
-			if (n)
-				return (ssize_t)n;
-			return 0;
-		}
+		int rc = state_stream_accept(&s->stream, c, cap, s->id, err);
 		size_t n = c->data.len;
+		if (rc == 0 && n)
+			memcpy(buf, c->data.data, n);
 		protobuf_c_message_free_unpacked(&c->base, NULL);
+		if (rc < 0)
+			return rc;
 		if (n)
 			return (ssize_t)n;
 	}
@@ -1119,12 +1095,10 @@ static void handle_restore(struct migration *m, struct rpc_call *call)
 	pthread_mutex_unlock(&m->lock);
 
 	s.id = r->id;
-	s.sha = EVP_MD_CTX_new();
 	log_info("restore_started", "migration=%s vf=%s peer=%s", r->id, r->vf, rpc_call_peer(call));
-	int rc = s.sha && EVP_DigestInit_ex(s.sha, EVP_sha256(), NULL)
-			 ? xevf_mig_restore(&d->dev, &opts, restore_source, &s, &rep, &err)
-			 : xevf_err_set(&err, ENOMEM, "no SHA-256 context");
-	EVP_MD_CTX_free(s.sha);
+	int rc = state_stream_init(&s.stream) == 0 ? xevf_mig_restore(&d->dev, &opts, restore_source, &s, &rep, &err)
+						   : xevf_err_set(&err, ENOMEM, "no SHA-256 context");
+	state_stream_free(&s.stream);
 	if (s.pending)
 		protobuf_c_message_free_unpacked(&s.pending->base, NULL);
 

@@ -59,4 +59,8 @@ size_t migration_tick(struct migration *m, char ***freed);
 bool migration_reserved(struct migration *m, const char *vf, bool *pending);
 void migration_claim(struct migration *m, const char *vf);
 
+/* Parses the text of a state file (NUL-terminated) the way a start does:
+ * 0 and the number of migrations in it, or -1 and why (malloc'd). */
+int migration_state_parse(const char *text, size_t *count, char **why);
+
 #endif

@@ -6,7 +6,7 @@ packages=(
 	build-essential pkg-config
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libkmod-dev libpci-dev libjson-c-dev
 	libcmocka-dev protobuf-compiler python3-grpcio python3-protobuf python3-pytest
-	libmicrohttpd-dev libcurl4-openssl-dev python3-prometheus-client python3-yaml unzip
+	libmicrohttpd-dev libcurl4-openssl-dev libssl-dev openssl python3-prometheus-client python3-yaml unzip
 	valgrind clang libclang-rt-14-dev clang-tidy cppcheck kmod
 	qemu-system-x86 busybox-static cpio
 )

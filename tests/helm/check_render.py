@@ -82,11 +82,30 @@ def main():
     host_mount(cfg["procRoot"], "/proc", read_only=True)
     status_dir = cfg["statusSocket"].rsplit("/", 1)[0]
     host_mount(status_dir, status_dir)
+    host_mount(cfg["stateDir"], cfg["stateDir"])  # reservations must outlive the pod
+    if cfg.get("migrationSocket"):
+        if cfg["migrationSocket"].rsplit("/", 1)[0] != status_dir:
+            fail("the migration socket is not in the host-mounted socket dir")
+    if cfg.get("migrationAddress"):
+        port = int(cfg["migrationAddress"].rsplit(":", 1)[1])
+        if port not in [p["containerPort"] for p in ctr.get("ports", [])]:
+            fail(f"the migration port {port} is not declared")
+        for key in ("tlsCA", "tlsCert", "tlsKey"):
+            d = cfg[key].rsplit("/", 1)[0]
+            if d not in mounts or "secret" not in vols[mounts[d]["name"]]:
+                fail(f"{key} {cfg[key]} is not on a mounted Secret")
+        print(f"ok migration on port {port}, mutual TLS from Secret "
+              f"{vols[mounts[cfg['tlsCA'].rsplit('/', 1)[0]]['name']]['secret']['secretName']}")
+    env = {e["name"] for e in ctr.get("env", [])}
+    for a in ctr.get("args", []):
+        for var in re.findall(r"\$\((\w+)\)", a):
+            if var not in env:
+                fail(f"argument {a} uses $({var}), which the container's env does not define")
     if "configMap" not in vols[mounts[config_dir]["name"]]:
         fail(f"{config_dir} is not the ConfigMap")
     if vols[mounts[config_dir]["name"]]["configMap"]["name"] != cm["metadata"]["name"]:
         fail("the DaemonSet mounts another ConfigMap than the chart renders")
-    print("ok host mounts: plugin dir, /sys, /dev, modules (ro), /proc (ro), status dir, config")
+    print("ok host mounts: plugin dir, /sys, /dev, modules (ro), /proc (ro), status dir, state dir, config")
 
     port = cfg["httpPort"]
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):

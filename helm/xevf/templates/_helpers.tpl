@@ -40,6 +40,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "httpAddress" "0.0.0.0"
   "httpPort" (int .Values.metrics.port)
   "statusSocket" (printf "%s/status.sock" .Values.statusSocketDir)
+  "stateDir" .Values.stateDir
   "pools" $pools -}}
+{{- if .Values.migration.enabled }}
+{{- $_ := set $cfg "migrationSocket" (printf "%s/migration.sock" .Values.statusSocketDir) -}}
+{{- if .Values.migration.tlsSecret }}
+{{- $_ := set $cfg "migrationAddress" (printf "0.0.0.0:%d" (int .Values.migration.port)) -}}
+{{- $_ := set $cfg "tlsCA" "/etc/xevf/tls/ca.crt" -}}
+{{- $_ := set $cfg "tlsCert" "/etc/xevf/tls/tls.crt" -}}
+{{- $_ := set $cfg "tlsKey" "/etc/xevf/tls/tls.key" -}}
+{{- end }}
+{{- else }}
+{{- $_ := set $cfg "migrationSocket" "" -}}
+{{- end }}
 {{- toPrettyJson $cfg -}}
 {{- end -}}

@@ -66,6 +66,25 @@ static bool run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op 
 	return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
+/* One message on a call, with the initial metadata the first time; 0 or -1 */
+static int send_message(grpc_call *call, grpc_completion_queue *cq, bool *sent_initial, const ProtobufCMessage *msg)
+{
+	grpc_op ops[2];
+	size_t n = 0;
+	grpc_byte_buffer *bb = rpc_pack(msg);
+	bool ok;
+
+	memset(ops, 0, sizeof(ops));
+	if (!*sent_initial)
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n++].data.send_message.send_message = bb;
+	ok = run_batch(call, cq, ops, n);
+	*sent_initial = true;
+	grpc_byte_buffer_destroy(bb);
+	return ok ? 0 : -1;
+}
+
 static void drain_destroy(grpc_completion_queue *cq)
 {
 	grpc_completion_queue_shutdown(cq);
@@ -339,20 +358,7 @@ int rpc_call_recv(struct rpc_call *c, const ProtobufCMessageDescriptor *desc, Pr
 
 int rpc_call_send(struct rpc_call *c, const ProtobufCMessage *msg)
 {
-	grpc_op ops[2];
-	size_t n = 0;
-	grpc_byte_buffer *bb = rpc_pack(msg);
-	bool ok;
-
-	memset(ops, 0, sizeof(ops));
-	if (!c->sent_initial)
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[n].op = GRPC_OP_SEND_MESSAGE;
-	ops[n++].data.send_message.send_message = bb;
-	ok = run_batch(c->call, c->cq, ops, n);
-	c->sent_initial = true;
-	grpc_byte_buffer_destroy(bb);
-	return ok ? 0 : -1;
+	return send_message(c->call, c->cq, &c->sent_initial, msg);
 }
 
 void rpc_call_finish(struct rpc_call *c, grpc_status_code status, const char *message, const ProtobufCMessage *reply)
@@ -464,20 +470,7 @@ struct rpc_stream *rpc_stream_open(grpc_channel *ch, const char *method, int tim
 
 int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
 {
-	grpc_op ops[2];
-	size_t n = 0;
-	grpc_byte_buffer *bb = rpc_pack(msg);
-	bool ok;
-
-	memset(ops, 0, sizeof(ops));
-	if (!st->sent_initial)
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[n].op = GRPC_OP_SEND_MESSAGE;
-	ops[n++].data.send_message.send_message = bb;
-	ok = run_batch(st->call, st->cq, ops, n);
-	st->sent_initial = true;
-	grpc_byte_buffer_destroy(bb);
-	return ok ? 0 : -1;
+	return send_message(st->call, st->cq, &st->sent_initial, msg);
 }
 
 int rpc_stream_close_send(struct rpc_stream *st)

@@ -1,8 +1,8 @@
 #include "xevf_vfio_mig.h"
+#include "xevf_vfio_uapi.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/vfio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +10,6 @@
 #include <unistd.h>
 
 /* Newer than the uAPI header of older kernels (added in Linux 6.2) */
-#ifndef VFIO_MIG_GET_PRECOPY_INFO
-struct vfio_precopy_info {
-	__u32 argsz;
-	__u32 flags;
-	__aligned_u64 initial_bytes;
-	__aligned_u64 dirty_bytes;
-};
-#define VFIO_MIG_GET_PRECOPY_INFO _IO(VFIO_TYPE, VFIO_BASE + 21)
-#endif
 
 #define DEFAULT_CHUNK ((size_t)256 * 1024)
 #define MAX_CHUNK ((size_t)16 * 1024 * 1024)
@@ -374,6 +365,54 @@ static int drain(struct xevf_mig_device *dev, int data_fd, const char *phase, ch
 	return 0;
 }
 
+/* The common start of save and restore: the device probed and idle (RUNNING
+ * or STOP, not in another session), a chunk buffer in *buf. */
+static int begin(struct xevf_mig_device *dev, const char *what, size_t cap, uint32_t *now, char **buf,
+		 struct xevf_mig_report *rep, struct xevf_err *err)
+{
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	*buf = NULL;
+	if (!dev->probed && (rc = xevf_mig_probe(dev, NULL, err)) < 0)
+		return rc;
+	if ((rc = xevf_mig_get_state(dev, now, err)) < 0)
+		return rc;
+	if (*now != XEVF_MIG_RUNNING && *now != XEVF_MIG_STOP)
+		return xevf_err_set(err, EBUSY, "%s: cannot %s: the device is in %s, not RUNNING or STOP "
+				    "(another migration is in progress?)", dev->name, what, xevf_mig_state_name(*now));
+	*buf = malloc(cap);
+	if (!*buf)
+		return xevf_err_set(err, ENOMEM, "%s: out of memory for a %zu-byte chunk", dev->name, cap);
+	return 0;
+}
+
+/* After a failed save or restore: closes what is open and brings the device
+ * back, walking back to RUNNING or, with `reset`, by VFIO_DEVICE_RESET. err
+ * keeps the first cause and gains the recovery's, if that fails too. */
+static int after_failure(struct xevf_mig_device *dev, int data_fd, char *buf, bool reset, int rc,
+			 struct xevf_mig_report *rep, struct xevf_err *err)
+{
+	struct xevf_err rerr = XEVF_ERR_INIT;
+	int r;
+
+	if (data_fd >= 0)
+		close(data_fd);
+	free(buf);
+	if (reset) {
+		r = reset_device(dev, &rerr);
+		rep->reset_used = r == 0;
+	} else {
+		r = xevf_mig_recover(dev, XEVF_MIG_RUNNING, &rep->reset_used, &rerr);
+	}
+	if (r < 0 && err)
+		xevf_err_set(err, err->errnum ? err->errnum : rerr.errnum, "%s; recovery failed too: %s", xevf_err_msg(err),
+			     xevf_err_msg(&rerr));
+	xevf_err_clear(&rerr);
+	rep->final_state = dev->state;
+	return rc < 0 ? rc : -EIO;
+}
+
 int xevf_mig_save(struct xevf_mig_device *dev, const struct xevf_mig_options *opts,
 		  xevf_mig_sink_fn sink, void *ctx, struct xevf_mig_report *rep, struct xevf_err *err)
 {
@@ -386,17 +425,8 @@ int xevf_mig_save(struct xevf_mig_device *dev, const struct xevf_mig_options *op
 
 	if (!rep)
 		rep = &local;
-	memset(rep, 0, sizeof(*rep));
-	if (!dev->probed && (rc = xevf_mig_probe(dev, NULL, err)) < 0)
+	if ((rc = begin(dev, "save", cap, &now, &buf, rep, err)) < 0)
 		return rc;
-	if ((rc = xevf_mig_get_state(dev, &now, err)) < 0)
-		return rc;
-	if (now != XEVF_MIG_RUNNING && now != XEVF_MIG_STOP)
-		return xevf_err_set(err, EBUSY, "%s: cannot save: the device is in %s, not RUNNING or STOP "
-				    "(another migration is in progress?)", dev->name, xevf_mig_state_name(now));
-	buf = malloc(cap);
-	if (!buf)
-		return xevf_err_set(err, ENOMEM, "%s: out of memory for a %zu-byte chunk", dev->name, cap);
 
 	if (now == XEVF_MIG_RUNNING && (dev->flags & XEVF_MIG_F_PRE_COPY) && (!opts || opts->precopy)) {
 		if ((rc = xevf_mig_step(dev, XEVF_MIG_PRE_COPY, &data_fd, err)) < 0)
@@ -429,19 +459,8 @@ int xevf_mig_save(struct xevf_mig_device *dev, const struct xevf_mig_options *op
 	return 0;
 
 fail:
-	if (data_fd >= 0)
-		close(data_fd);
-	free(buf);
-	/* the source VM keeps its VF: back to RUNNING, err keeps the first cause */
-	{
-		struct xevf_err rerr = XEVF_ERR_INIT;
-		if (xevf_mig_recover(dev, XEVF_MIG_RUNNING, &rep->reset_used, &rerr) < 0 && err)
-			xevf_err_set(err, err->errnum ? err->errnum : rerr.errnum, "%s; recovery failed too: %s",
-				     xevf_err_msg(err), xevf_err_msg(&rerr));
-		xevf_err_clear(&rerr);
-	}
-	rep->final_state = dev->state;
-	return rc < 0 ? rc : -EIO;
+	/* the source VM keeps its VF: back to RUNNING */
+	return after_failure(dev, data_fd, buf, false, rc, rep, err);
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -470,17 +489,8 @@ int xevf_mig_restore(struct xevf_mig_device *dev, const struct xevf_mig_options 
 
 	if (!rep)
 		rep = &local;
-	memset(rep, 0, sizeof(*rep));
-	if (!dev->probed && (rc = xevf_mig_probe(dev, NULL, err)) < 0)
+	if ((rc = begin(dev, "restore", cap, &now, &buf, rep, err)) < 0)
 		return rc;
-	if ((rc = xevf_mig_get_state(dev, &now, err)) < 0)
-		return rc;
-	if (now != XEVF_MIG_RUNNING && now != XEVF_MIG_STOP)
-		return xevf_err_set(err, EBUSY, "%s: cannot restore: the device is in %s, not RUNNING or STOP",
-				    dev->name, xevf_mig_state_name(now));
-	buf = malloc(cap);
-	if (!buf)
-		return xevf_err_set(err, ENOMEM, "%s: out of memory for a %zu-byte chunk", dev->name, cap);
 	if (now == XEVF_MIG_RUNNING && (rc = xevf_mig_step(dev, XEVF_MIG_STOP, NULL, err)) < 0)
 		goto fail;
 	resuming = true;
@@ -515,21 +525,7 @@ int xevf_mig_restore(struct xevf_mig_device *dev, const struct xevf_mig_options 
 	return 0;
 
 fail:
-	if (data_fd >= 0)
-		close(data_fd);
-	free(buf);
-	{
-		/* never run a partial or rejected state: the uAPI aborts RESUMING by reset;
-		 * before RESUMING nothing was loaded and walking back is enough */
-		struct xevf_err rerr = XEVF_ERR_INIT;
-		int r = resuming ? reset_device(dev, &rerr) : xevf_mig_recover(dev, XEVF_MIG_RUNNING, &rep->reset_used, &rerr);
-		if (resuming && r == 0)
-			rep->reset_used = true;
-		if (r < 0 && err)
-			xevf_err_set(err, err->errnum ? err->errnum : rerr.errnum, "%s; and %s", xevf_err_msg(err),
-				     xevf_err_msg(&rerr));
-		xevf_err_clear(&rerr);
-	}
-	rep->final_state = dev->state;
-	return rc < 0 ? rc : -EIO;
+	/* never run a partial or rejected state: the uAPI aborts RESUMING by reset;
+	 * before RESUMING nothing was loaded and walking back is enough */
+	return after_failure(dev, data_fd, buf, resuming, rc, rep, err);
 }

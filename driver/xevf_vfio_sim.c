@@ -1,24 +1,14 @@
 #include "xevf_vfio_sim.h"
+#include "xevf_vfio_uapi.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/vfio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#ifndef VFIO_MIG_GET_PRECOPY_INFO
-struct vfio_precopy_info {
-	__u32 argsz;
-	__u32 flags;
-	__aligned_u64 initial_bytes;
-	__aligned_u64 dirty_bytes;
-};
-#define VFIO_MIG_GET_PRECOPY_INFO _IO(VFIO_TYPE, VFIO_BASE + 21)
-#endif
 
 #define SIM_HDR 16        /* magic + u64 length */
 #define SIM_TRAILER 8     /* u64 FNV-1a of the content */

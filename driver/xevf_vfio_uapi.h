@@ -1,0 +1,18 @@
+/* linux/vfio.h, plus the parts of the migration uAPI that older kernel
+ * headers lack (PRE_COPY arrived in Linux 6.2; Debian 12's headers are 6.1). */
+#ifndef XEVF_VFIO_UAPI_H
+#define XEVF_VFIO_UAPI_H
+
+#include <linux/vfio.h>
+
+#ifndef VFIO_MIG_GET_PRECOPY_INFO
+struct vfio_precopy_info {
+	__u32 argsz;
+	__u32 flags;
+	__aligned_u64 initial_bytes;
+	__aligned_u64 dirty_bytes;
+};
+#define VFIO_MIG_GET_PRECOPY_INFO _IO(VFIO_TYPE, VFIO_BASE + 21)
+#endif
+
+#endif

@@ -428,3 +428,89 @@ def test_reservations_steer_allocations_and_expire(nodes):
     assert "mig-7" not in [m.migration_id for m in peer.list() if m.phase == "reserved"]
     # Release ends a reservation at once
     assert peer.release("mig-6").phase == "released"
+
+
+def _provision(node, vf_index, **values):
+    prof = os.path.join(node.world.host.devdir("0000:03:00.0"), "sriov_admin", "vf%d" % vf_index, "profile")
+    os.makedirs(prof, exist_ok=True)
+    for k, v in values.items():
+        with open(os.path.join(prof, k), "w") as f:
+            f.write(v + "\n")
+
+
+def _guc(node, version):
+    d = os.path.join(node.world.host.sys, "kernel", "debug", "dri", "0000:03:00.0", "gt0", "uc")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "guc_info"), "w") as f:
+        f.write("GuC firmware: xe/bmg_guc_70.bin\n\tstatus: RUNNING\n\tversion: wanted 70.44.1, found %s\n" % version)
+
+
+def test_firmware_and_provisioning_take_part_in_compatibility(nodes):
+    src, dst = nodes("node-a"), nodes("node-b")
+    for n in (src, dst):
+        _guc(n, "70.44.1")
+        for i in (1, 2):
+            _provision(n, i, vram_quota="4294967296", exec_quantum_ms="25")
+    vf = src.vfs()[0]
+    time.sleep(0.6)  # the next rescan reads the provisioning
+    fp = src.local().describe(vf)
+    assert fp.firmware_version == "70.44.1"
+    assert {kv.key: kv.value for kv in fp.provisioning} == {"exec_quantum_ms": "25", "vram_quota": "4294967296"}
+    assert all(c.compatible for c in dst.remote().check(fp).candidates)
+    # one target VF with another VRAM quota, and then the target's GuC updated
+    _provision(dst, 1, vram_quota="2147483648")
+    time.sleep(0.6)
+    cands = {c.vf: c for c in dst.remote().check(fp).candidates}
+    assert cands[dst.vfs()[0]].reason == "provisioning vram_quota is 2147483648, the source has 4294967296"
+    assert cands[dst.vfs()[1]].compatible
+    _guc(dst, "70.45.0")
+    reasons = {c.reason for c in dst.remote().check(fp).candidates}
+    assert "GuC firmware 70.45.0 differs from the source's 70.44.1" in reasons
+
+
+def test_save_to_a_file_restore_from_it_and_metrics(nodes):
+    from prometheus_client.parser import text_string_to_metric_families
+    import urllib.request
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[1]
+    state = os.urandom(700000)
+    with open(src.state_file(vf), "wb") as f:
+        f.write(state)
+    src.restart()
+    target = "127.0.0.1:%d" % dst.port
+    cli("reserve", "--id", "cold-1", "--vf", vf, "--vm", "ns/stopped-vm", "--source", src.sock, "--target", target,
+        *tls_args(dst))
+    saved = str(dst.dir / "cold-1.state")
+    out = cli("save", "--id", "cold-1", "--vf", vf, "--source", src.sock, "--to-file", saved).stdout
+    assert "saved 700024 bytes" in out  # header, state and checksum of the simulated device
+    # a damaged file is refused before anything reaches the target
+    with open(saved, "rb") as f:
+        blob = f.read()
+    with open(saved + ".cut", "wb") as f:
+        f.write(blob[:-5])
+    r = cli("restore", "--id", "cold-1", "--from-file", saved + ".cut", "--target", target, *tls_args(dst), check=False)
+    assert r.returncode == 1 and "the file ends inside a record (truncated)" in r.stderr
+    out = cli("restore", "--id", "cold-1", "--from-file", saved, "--target", target, *tls_args(dst)).stdout
+    assert "restored 700024 bytes into" in out and "(device STOP)" in out
+    out = cli("list", "--source", target, *tls_args(dst)).stdout
+    assert "migration cold-1 target VF" in out and "restored" in out and "VM ns/stopped-vm" in out
+    cli("commit", "--id", "cold-1", "--source", src.sock, "--target", target, *tls_args(dst))
+    reserved = [m.vf for m in dst.local().list() if m.migration_id == "cold-1"][0]
+    with open(dst.state_file(reserved), "rb") as f:
+        assert f.read() == state
+    # a second, aborted one; then the counters by outcome
+    cli("reserve", "--id", "cold-2", "--vf", src.vfs()[0], "--vm", "ns/other", "--source", src.sock,
+        "--target", target, *tls_args(dst))
+    out = cli("abort", "--id", "cold-2", "--target", target, *tls_args(dst)).stdout
+    assert "target VF" in out and "aborted" in out
+    for node, want in ((src, {"committed": 1}), (dst, {"committed": 1, "aborted": 1})):
+        _, line = node.agent.wait_log(r"event=http_serving .*port=(\d+)")
+        port = int(re.search(r"port=(\d+)", line).group(1))
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+        got = {}
+        for fam in text_string_to_metric_families(text):
+            if fam.name == "xevf_migrations":
+                for s in fam.samples:
+                    if s.name == "xevf_migrations_total":
+                        got[s.labels["outcome"]] = s.value
+        assert got == want, (node.name, got)

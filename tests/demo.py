@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 """Live demo: xevf-agent on a simulated host with two Xe PFs, talking to the
 kubelet simulator. Shows registration, the device list, a preferred allocation,
-an Allocate as KubeVirt would get it, and a VF turning unhealthy and back.
+an Allocate as KubeVirt would get it, a VF turning unhealthy and back, and the
+allocated VF's state moved to a second simulated node's agent (live-migration
+coordination over mutual TLS, simulated VFIO migration devices).
 
 Usage: tests/demo.py PATH/TO/xevf-agent [--keep DIR]
 """
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +39,101 @@ def show_devices(devices):
         print("   %-14s %-9s numa %s" % (dev_id, health, ",".join(map(str, numa)) or "-"), flush=True)
 
 
+def openssl(cwd, *args):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(d):
+    """A CA and certificates for the two agents and the operator."""
+    os.makedirs(d, exist_ok=True)
+    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+            "-subj", "/CN=xevf-demo-ca")
+    for name in ("node-b", "operator"):
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+        openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+                "-subj", "/CN=" + name)
+        openssl(d, "x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", name + ".crt", "-days", "1", "-extfile", name + ".ext")
+
+
+def demo_migration(agent_path, root, vf, failures):
+    """The VM that got `vf` moves to node-b: check, reserve, the target pod's allocation, the state, commit."""
+    say("Live migration: a second simulated node (node-b) with its own kubelet and agent; mutual TLS between them")
+    certs = os.path.join(root, "certs")
+    make_certs(certs)
+    host_b = SimHost(os.path.join(root, "host-b")).create(pfs=1, vfs=2, extra_devices=False)
+    plugins_b = os.path.join(root, "device-plugins-b")
+    os.makedirs(plugins_b, exist_ok=True)
+    os.makedirs(os.path.join(root, "vfio-sim-b"), exist_ok=True)
+    kubelet_b = KubeletSim(plugins_b).start()
+    log_b = open(os.path.join(root, "agent-b.log"), "w")
+    agent_b = subprocess.Popen([agent_path, "--plugin-dir", plugins_b, "--sysfs-root", host_b.sys, "--dev-root",
+                                host_b.dev, "--http-port", "-1", "--status-socket", "", "--node-name", "node-b",
+                                "--migration-socket", os.path.join(root, "migration-b.sock"),
+                                "--state-dir", os.path.join(root, "state-b"),
+                                "--vfio-sim", os.path.join(root, "vfio-sim-b"),
+                                "--migration-address", "127.0.0.1:0", "--tls-ca", os.path.join(certs, "ca.crt"),
+                                "--tls-cert", os.path.join(certs, "node-b.crt"),
+                                "--tls-key", os.path.join(certs, "node-b.key")], stderr=log_b)
+    try:
+        kubelet_b.wait_registration(RESOURCE, timeout=10)
+        port = None
+        for _ in range(50):
+            m = re.search(r"event=migration_serving .*tcp_port=(\d+)", open(log_b.name).read())
+            if m:
+                port = int(m.group(1))
+                break
+            time.sleep(0.1)
+        target = "127.0.0.1:%d" % port
+        tls = ["--tls-ca", os.path.join(certs, "ca.crt"), "--tls-cert", os.path.join(certs, "operator.crt"),
+               "--tls-key", os.path.join(certs, "operator.key")]
+        source = ["--source", os.path.join(root, "migration.sock")]
+        state = os.urandom(2 * 1024 * 1024)
+        with open(os.path.join(root, "vfio-sim", vf + ".state"), "wb") as f:
+            f.write(state)  # the simulated device's state: what the VM did with the GPU
+
+        def migrate(*a):
+            cmd = [agent_path, "migrate", *a]
+            print("   $ xevf-agent migrate " + " ".join(x if "/" not in x or x == "default/vm1" else "..." for x in a),
+                  flush=True)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            for line in (r.stdout + r.stderr).splitlines():
+                print("     " + line, flush=True)
+            if r.returncode != 0:
+                raise RuntimeError("migrate %s failed" % a[0])
+            return r.stdout
+
+        migrate("describe", "--vf", vf, *source)
+        migrate("check", "--vf", vf, *source, "--target", target, *tls)
+        out = migrate("reserve", "--id", "demo-1", "--vf", vf, "--vm", "default/vm1", "--ttl", "120", *source,
+                      "--target", target, *tls)
+        reserved = re.search(r"reserved (\S+) on", out).group(1)
+        client_b = PluginClient(os.path.join(plugins_b, "xevf-intel.com_xe_vf.sock"))
+        pref = client_b.preferred(sorted(host_b.vfs_of("0000:03:00.0")), [], 1)
+        got = list(pref.container_responses[0].deviceIDs)
+        say("node-b's kubelet admits the target pod: GetPreferredAllocation -> %s (the reserved VF)" % got[0])
+        resp = client_b.allocate([got])
+        print("   env  %s" % dict(resp.container_responses[0].envs))
+        client_b.close()
+        if got != [reserved]:
+            failures.append("the target pod did not get the reserved VF")
+        say("Moving the VF's state (PRE_COPY, STOP_COPY -> RESUMING, SHA-256 checked) and committing")
+        migrate("send", "--id", "demo-1", "--vf", vf, *source, "--target", target, *tls, "--chunk-size", "262144")
+        migrate("commit", "--id", "demo-1", *source, "--target", target, *tls)
+        with open(os.path.join(root, "vfio-sim-b", reserved + ".state"), "rb") as f:
+            same = f.read() == state
+        print("   node-b's %s now runs the 2 MiB state of node-a's %s: %s" % (reserved, vf, "identical" if same
+                                                                              else "DIFFERENT"))
+        if not same:
+            failures.append("the state did not arrive intact")
+    finally:
+        agent_b.send_signal(signal.SIGTERM)
+        agent_b.wait(15)
+        kubelet_b.stop()
+        log_b.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("agent")
@@ -43,6 +141,7 @@ def main():
     args = ap.parse_args()
 
     root = args.keep or tempfile.mkdtemp(prefix="xevf-demo-")
+    os.makedirs(os.path.join(root, "vfio-sim"), exist_ok=True)
     host = SimHost(os.path.join(root, "host")).create(pfs=2, vfs=4)
     plugin_dir = os.path.join(root, "device-plugins")
     os.makedirs(plugin_dir, exist_ok=True)
@@ -58,7 +157,8 @@ def main():
                               "--dev-root", host.dev, "--rescan-interval", "200",
                               "--status-socket", os.path.join(root, "status.sock"),
                               "--migration-socket", os.path.join(root, "migration.sock"),
-                              "--state-dir", os.path.join(root, "state")],
+                              "--state-dir", os.path.join(root, "state"),
+                              "--vfio-sim", os.path.join(root, "vfio-sim"), "--node-name", "node-a"],
                              stderr=subprocess.PIPE, text=True)
 
     def pump():
@@ -103,6 +203,7 @@ def main():
         print("   ListAndWatch reported %s Healthy after %.0f ms" % (victim, (t1 - t0) * 1000))
         show_devices(devices)
         client.close()
+        demo_migration(args.agent, root, chosen[0], failures)
     except Exception as e:  # noqa: BLE001 - the demo reports any failure and exits non-zero
         failures.append(repr(e))
     finally:
@@ -119,7 +220,7 @@ def main():
     if failures:
         say("Demo FAILED: " + "; ".join(failures))
         return 1
-    say("Demo finished: registration, listing, allocation and live health all worked")
+    say("Demo finished: registration, listing, allocation, live health and a VF migration all worked")
     return 0
 
 

@@ -1005,7 +1005,7 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 		if (asprintf(&msg, "%s (the source VF is %s)", xevf_err_msg(&err), state) < 0)
 			msg = NULL;
 		end_record(m, r, r->abort_requested ? "aborted" : "failed");
-		device_put(m, vf->addr);
+		device_put(m, r->vf); /* vf may be stale: the inventory changes while streams run */
 		pthread_mutex_unlock(&m->lock);
 		rpc_call_finish(call, err.errnum == ENOTTY ? GRPC_STATUS_FAILED_PRECONDITION : GRPC_STATUS_ABORTED, msg, NULL);
 		free(msg);

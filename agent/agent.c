@@ -23,6 +23,7 @@
 #include "../driver/xevf_uevent.h"
 #include "../driver/xevf_vfio_driver.h"
 #include "http.h"
+#include "kube.h"
 #include "log.h"
 #include "metrics.h"
 #include "migration.h"
@@ -145,6 +146,7 @@ struct agent {
 	bool status_dirty;       /* the published status and gauges need refreshing */
 	struct http_server *http;
 	struct migration *migration; /* NULL when the Migration service could not start */
+	struct kube *kube;           /* NULL: no API server to tell pods apart */
 };
 
 static volatile sig_atomic_t got_term, got_hup;
@@ -330,9 +332,54 @@ struct steered {
 	size_t navail, nmust;
 };
 
-static struct steered *steer_reservations(struct migration *m, V1beta1__PreferredAllocationRequest *req,
+/* The pending pods that want the pool's resource, fetched once per request. */
+struct pod_view {
+	bool fetched, ok;
+	struct kube_pod *pods;
+	size_t n;
+};
+
+/* Does a reservation waiting for its target pod go to this allocation? With
+ * the API server: yes when a pod of the reservation's VM is among the pods
+ * waiting on this node for the resource, no when only others wait. Without
+ * it (or when it does not answer): yes, the next allocation is taken to be
+ * the target pod's, which virt-controller creates right after Reserve. */
+static bool offer_pending(struct agent *ag, const char *resource, const char *vf, const char *vm_ns,
+			  const char *vm_name, struct pod_view *v)
+{
+	size_t targets = 0;
+
+	if (!ag->kube)
+		return true;
+	if (!v->fetched) {
+		char *error = NULL;
+		v->fetched = true;
+		v->ok = kube_pending_pods(ag->kube, resource, &v->pods, &v->n, &error) == 0;
+		if (!v->ok)
+			log_warn("kube_pods_unavailable", "api=%s reason=\"%s\" action=\"offering reserved VFs to the next "
+				 "allocation\"", kube_api_url(ag->kube), error ? error : "?");
+		free(error);
+	}
+	if (!v->ok || v->n == 0)
+		return true;
+	for (size_t i = 0; i < v->n; i++)
+		if (kube_pod_runs_vm(&v->pods[i], vm_ns, vm_name)) {
+			if (!targets)
+				log_info("reservation_preferred", "vf=%s pod=%s/%s", vf, v->pods[i].namespace_, v->pods[i].name);
+			targets++;
+		}
+	if (targets)
+		return true;
+	log_info("reservation_withheld", "vf=%s vm=%s/%s pending_pods=%zu first=%s/%s reason=\"not the migration's "
+		 "target pod\"", vf, vm_ns ? vm_ns : "", vm_name ? vm_name : "", v->n, v->pods[0].namespace_, v->pods[0].name);
+	return false;
+}
+
+static struct steered *steer_reservations(struct agent *ag, const char *resource, V1beta1__PreferredAllocationRequest *req,
 					  struct arena *a)
 {
+	struct migration *m = ag->migration;
+	struct pod_view view = {0};
 	struct steered *saved;
 
 	if (!m || !req->n_container_requests)
@@ -355,8 +402,8 @@ static struct steered *steer_reservations(struct migration *m, V1beta1__Preferre
 			memcpy(must, cr->must_include_deviceids, nmust * sizeof(char *));
 		for (size_t i = 0; i < n; i++) {
 			bool pending = false;
-			char *id = cr->available_deviceids[i];
-			if (!migration_reserved(m, id, &pending)) {
+			char *id = cr->available_deviceids[i], *vm_ns = NULL, *vm_name = NULL;
+			if (!migration_reserved_for(m, id, &pending, &vm_ns, &vm_name)) {
 				avail[nfree++] = id;
 				continue;
 			}
@@ -364,10 +411,14 @@ static struct steered *steer_reservations(struct migration *m, V1beta1__Preferre
 			bool already = false;
 			for (size_t k = 0; k < nmust; k++)
 				already |= strcmp(must[k], id) == 0;
-			if (pending && !already && nmust < (size_t)cr->allocation_size) {
+			if (pending && !already && nmust < (size_t)cr->allocation_size &&
+			    offer_pending(ag, resource, id, vm_ns, vm_name, &view)) {
 				must[nmust++] = id;
-				log_info("reservation_preferred", "vf=%s", id);
+				if (!ag->kube)
+					log_info("reservation_preferred", "vf=%s", id);
 			}
+			free(vm_ns);
+			free(vm_name);
 		}
 		/* reserved VFs only when the unreserved ones do not suffice */
 		if (nfree + (nmust - cr->n_must_include_deviceids) < (size_t)cr->allocation_size)
@@ -386,6 +437,7 @@ static struct steered *steer_reservations(struct migration *m, V1beta1__Preferre
 		cr->must_include_deviceids = must;
 		cr->n_must_include_deviceids = nmust;
 	}
+	kube_pods_free(view.pods, view.n);
 	return saved;
 }
 
@@ -472,8 +524,7 @@ static void handle_unary(struct call *c)
 		}
 	} else {
 		V1beta1__PreferredAllocationResponse *resp;
-		struct steered *saved =
-			steer_reservations(c->plugin->agent->migration, (V1beta1__PreferredAllocationRequest *)req, &a);
+		struct steered *saved = steer_reservations(c->plugin->agent, res, (V1beta1__PreferredAllocationRequest *)req, &a);
 		int code = plugin_preferred(pool, (V1beta1__PreferredAllocationRequest *)req, &a, &resp, &error);
 		unsteer((V1beta1__PreferredAllocationRequest *)req, saved);
 		if (code) {
@@ -1119,7 +1170,8 @@ int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, 
 	    dup_override(&cfg->tls_key, o->tls_key) ||
 	    dup_override(&cfg->state_dir, o->state_dir) ||
 	    dup_override(&cfg->node_name, o->node_name) ||
-	    dup_override(&cfg->vfio_sim, o->vfio_sim))
+	    dup_override(&cfg->vfio_sim, o->vfio_sim) || dup_override(&cfg->kube_api, o->kube_api) ||
+	    dup_override(&cfg->kube_token_file, o->kube_token_file) || dup_override(&cfg->kube_ca_file, o->kube_ca_file))
 		goto oom;
 	if (o->http_port_set) {
 		cfg->http_port = o->http_port;
@@ -1445,6 +1497,18 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 			log_error("migration_unavailable", "reason=\"%s\" action=\"serving devices without the Migration "
 				  "service; fix the setting and restart\"", error ? error : "?");
 		free(error);
+		if (ag.migration) {
+			struct kube_settings ks = {ag.cfg.kube_api, ag.cfg.kube_token_file, ag.cfg.kube_ca_file, ag.cfg.node_name};
+			ag.kube = kube_open(&ks, &error);
+			if (ag.kube)
+				log_info("kube_api", "url=%s node=%s use=\"which pending pod is a migration's target\"",
+					 kube_api_url(ag.kube), ag.cfg.node_name);
+			else
+				log_warn("kube_api_unavailable", "reason=\"%s\" action=\"a VF reserved for a migration goes to the "
+					 "next allocation of its pool\"", error ? error : "no API server configured (--kube-api) and "
+					 "not in a cluster");
+			free(error);
+		}
 	}
 	metrics_heartbeat(now_ms());
 	/* VFs ready before the kubelet hears of them: the first pass runs here. */
@@ -1475,6 +1539,7 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 		;
 	grpc_completion_queue_destroy(ag.cq);
 	migration_stop(ag.migration);
+	kube_close(ag.kube);
 	grpc_shutdown_blocking();
 	http_stop(ag.http);
 	metrics_reset();

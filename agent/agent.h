@@ -31,6 +31,7 @@ struct cli_overrides {
 	const char *state_dir;
 	const char *node_name;
 	const char *vfio_sim;
+	const char *kube_api, *kube_token_file, *kube_ca_file;
 	long http_port;      /* meaningful when http_port_set */
 	bool http_port_set;
 };

@@ -194,6 +194,9 @@ void config_free(struct agent_config *cfg)
 	free(cfg->state_dir);
 	free(cfg->node_name);
 	free(cfg->vfio_sim);
+	free(cfg->kube_api);
+	free(cfg->kube_token_file);
+	free(cfg->kube_ca_file);
 
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -442,6 +445,15 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 		} else if (strcmp(name, "vfioSim") == 0) {
 			if (get_string(v, name, &cfg->vfio_sim, error))
 				return -1;
+		} else if (strcmp(name, "kubeAPI") == 0) {
+			if (get_string(v, name, &cfg->kube_api, error))
+				return -1;
+		} else if (strcmp(name, "kubeTokenFile") == 0) {
+			if (get_string(v, name, &cfg->kube_token_file, error))
+				return -1;
+		} else if (strcmp(name, "kubeCAFile") == 0) {
+			if (get_string(v, name, &cfg->kube_ca_file, error))
+				return -1;
 		} else if (strcmp(name, "httpPort") == 0) {
 			if (!json_object_is_type(v, json_type_int))
 				return fail(error, "%s: expected an integer, found %s", name, type_name(v));
@@ -480,6 +492,7 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 			return fail(error, "%s: unknown key (known: pluginDir, sysfsRoot, devRoot, logLevel, "
 					   "rescanIntervalMs, modulesRoot, kernelRelease, procRoot, httpAddress, httpPort, statusSocket, "
 					   "migrationSocket, migrationAddress, tlsCA, tlsCert, tlsKey, stateDir, nodeName, vfioSim, "
+					   "kubeAPI, kubeTokenFile, kubeCAFile, "
 					   "pools)", name);
 		}
 	}

@@ -57,6 +57,7 @@ struct agent_config {
 	char *state_dir;           /* default /var/lib/xevf: reservations and migrations survive restarts */
 	char *node_name;           /* default: the host name */
 	char *vfio_sim;            /* tests only: simulated VFIO migration devices with state files here */
+	char *kube_api, *kube_token_file, *kube_ca_file; /* kube.h; NULL: in-cluster or none */
 };
 
 #define XEVF_DEFAULT_HTTP_PORT 9480

@@ -207,13 +207,14 @@ static size_t collect(char *data, size_t size, size_t n, void *userdata)
 	return add;
 }
 
-int http_get_unix(const char *socket_path, const char *path, char **body, char **error)
+int http_get(const struct http_request *req, char **body, char **error)
 {
 	CURL *curl;
 	CURLcode rc;
 	struct sink s = {0};
 	long code = -1;
-	char *url = NULL;
+	struct curl_slist *headers = NULL;
+	char *auth = NULL;
 
 	*body = NULL;
 	*error = NULL;
@@ -221,26 +222,49 @@ int http_get_unix(const char *socket_path, const char *path, char **body, char *
 		*error = strdup("libcurl could not start");
 		return -1;
 	}
-	if (asprintf(&url, "http://localhost%s", path) < 0)
-		url = NULL;
-	curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_path);
-	curl_easy_setopt(curl, CURLOPT_URL, url ? url : "http://localhost/");
+	if (req->unix_socket)
+		curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
+	if (req->bearer_token && asprintf(&auth, "Authorization: Bearer %s", req->bearer_token) >= 0)
+		headers = curl_slist_append(headers, auth);
+	headers = curl_slist_append(headers, "Accept: application/json");
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	if (req->ca_file)
+		curl_easy_setopt(curl, CURLOPT_CAINFO, req->ca_file);
+	curl_easy_setopt(curl, CURLOPT_URL, req->url);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 10000L);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	rc = curl_easy_perform(curl);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-	else if (asprintf(error, "%s: %s", socket_path,
+	else if (asprintf(error, "%s: %s", req->unix_socket ? req->unix_socket : req->url,
 			  s.too_big ? "the answer is too large" : curl_easy_strerror(rc)) < 0)
 		*error = NULL;
 	curl_easy_cleanup(curl);
 	curl_global_cleanup();
-	free(url);
+	curl_slist_free_all(headers);
+	if (auth) {
+		memset(auth, 0, strlen(auth)); /* a credential */
+		free(auth);
+	}
 	if (rc != CURLE_OK) {
 		free(s.buf);
 		return -1;
 	}
 	*body = s.buf ? s.buf : strdup("");
 	return (int)code;
+}
+
+int http_get_unix(const char *socket_path, const char *path, char **body, char **error)
+{
+	char *url = NULL;
+	int code;
+
+	if (asprintf(&url, "http://localhost%s", path) < 0)
+		url = NULL;
+	struct http_request req = {.url = url ? url : "http://localhost/", .unix_socket = socket_path};
+	code = http_get(&req, body, error);
+	free(url);
+	return code;
 }

@@ -17,4 +17,15 @@ void http_stop(struct http_server *h);
  * status, or -1 with *error set. */
 int http_get_unix(const char *socket_path, const char *path, char **body, char **error);
 
+struct http_request {
+	const char *url;
+	const char *unix_socket;   /* NULL: TCP */
+	const char *bearer_token;  /* NULL: none */
+	const char *ca_file;       /* NULL: the system's CAs */
+	long timeout_ms;           /* 0: 10 s */
+};
+/* GET with libcurl; the body (malloc'd, at most 8 MiB) and the HTTP status,
+ * or -1 with *error set. */
+int http_get(const struct http_request *req, char **body, char **error);
+
 #endif

@@ -56,6 +56,10 @@ static const char usage_text[] =
 	"                               (default " XEVF_DEFAULT_STATE_DIR ")\n"
 	"      --node-name NAME         this node's name in migration fingerprints (default: host name)\n"
 	"      --vfio-sim DIR           testing only: simulated VFIO migration devices, state files in DIR\n"
+	"      --kube-api URL           the API server, to tell which pending pod is a migration's target (default:\n"
+	"                               in-cluster when KUBERNETES_SERVICE_HOST is set, else none)\n"
+	"      --kube-token-file FILE   bearer token for it (default: the pod's service account token)\n"
+	"      --kube-ca-file FILE      CA of its certificate (default: the service account's ca.crt)\n"
 	"      --check-config           validate the configuration, print it as the agent reads it, exit\n"
 	"      --json                   with discover: machine-readable output\n"
 	"  -V, --version                print the version and exit\n"
@@ -88,6 +92,9 @@ enum {
 	OPT_STATE_DIR,
 	OPT_NODE_NAME,
 	OPT_VFIO_SIM,
+	OPT_KUBE_API,
+	OPT_KUBE_TOKEN_FILE,
+	OPT_KUBE_CA_FILE,
 };
 
 static const struct option long_options[] = {
@@ -115,6 +122,9 @@ static const struct option long_options[] = {
 	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 	{"node-name", required_argument, NULL, OPT_NODE_NAME},
 	{"vfio-sim", required_argument, NULL, OPT_VFIO_SIM},
+	{"kube-api", required_argument, NULL, OPT_KUBE_API},
+	{"kube-token-file", required_argument, NULL, OPT_KUBE_TOKEN_FILE},
+	{"kube-ca-file", required_argument, NULL, OPT_KUBE_CA_FILE},
 	{"version", no_argument, NULL, 'V'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -451,6 +461,15 @@ int main(int argc, char **argv)
 			break;
 		case OPT_VFIO_SIM:
 			o.vfio_sim = optarg;
+			break;
+		case OPT_KUBE_API:
+			o.kube_api = optarg;
+			break;
+		case OPT_KUBE_TOKEN_FILE:
+			o.kube_token_file = optarg;
+			break;
+		case OPT_KUBE_CA_FILE:
+			o.kube_ca_file = optarg;
 			break;
 		case 'V':
 			printf("xevf-agent %s\n", XEVF_VERSION);

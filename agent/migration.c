@@ -1415,20 +1415,33 @@ size_t migration_tick(struct migration *m, char ***freed)
 	return n;
 }
 
-bool migration_reserved(struct migration *m, const char *vf, bool *pending)
+bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, char **vm_namespace, char **vm_name)
 {
 	bool found = false;
+	if (vm_namespace)
+		*vm_namespace = NULL;
+	if (vm_name)
+		*vm_name = NULL;
 	if (!m)
 		return false;
 	pthread_mutex_lock(&m->lock);
 	for (struct record *r = m->records; r && !found; r = r->next)
-		if (r->role == ROLE_TARGET && (strcmp(r->vf, vf) == 0)) {
+		if (r->role == ROLE_TARGET && strcmp(r->vf, vf) == 0) {
 			found = true;
 			if (pending)
 				*pending = !r->claimed;
+			if (vm_namespace)
+				*vm_namespace = xstrdup(r->vm_namespace);
+			if (vm_name)
+				*vm_name = xstrdup(r->vm_name);
 		}
 	pthread_mutex_unlock(&m->lock);
 	return found;
+}
+
+bool migration_reserved(struct migration *m, const char *vf, bool *pending)
+{
+	return migration_reserved_for(m, vf, pending, NULL, NULL);
 }
 
 void migration_claim(struct migration *m, const char *vf)

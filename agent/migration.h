@@ -57,6 +57,8 @@ size_t migration_tick(struct migration *m, char ***freed);
 /* Device-plugin hooks. A pending reservation is one whose target pod has not
  * got its VF yet. */
 bool migration_reserved(struct migration *m, const char *vf, bool *pending);
+/* The same, with the reservation's VM (malloc'd copies; free them). */
+bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, char **vm_namespace, char **vm_name);
 void migration_claim(struct migration *m, const char *vf);
 
 /* Parses the text of a state file (NUL-terminated) the way a start does:

@@ -38,8 +38,10 @@ class Agent:
         self.proc = None
 
     def start(self):
+        # a CI job inside a cluster must not make the agents ask that cluster's API server
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")}
         self.proc = subprocess.Popen(WRAPPER + [AGENT] + self.args, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, errors="replace")
+                                     text=True, errors="replace", env=env)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         return self

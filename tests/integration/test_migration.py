@@ -13,6 +13,11 @@ import sys
 import time
 
 import grpc
+import http.server
+import json
+import threading
+import urllib.parse
+
 import pytest
 
 from conftest import AGENT, World
@@ -56,7 +61,7 @@ def certs(tmp_path_factory):
 class Node:
     """A simulated node: host, kubelet simulator, agent with the Migration service."""
 
-    def __init__(self, tmp, name, certs, device_ids=None, vfs=2):
+    def __init__(self, tmp, name, certs, device_ids=None, vfs=2, extra=()):
         self.name = name
         # unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="xevf-%s-" % name[-1]))
@@ -70,6 +75,7 @@ class Node:
         self.cert = certs["agent-a" if name == "node-a" else "agent-b"]
         self.agent = None
         self.port = None
+        self.extra = list(extra)
 
     def vfs(self):
         return sorted(self.world.host.vfs_of("0000:03:00.0"))
@@ -80,7 +86,7 @@ class Node:
     def start(self):
         args = self.world.agent_args(
             "--node-name", self.name, "--vfio-sim", self.sim, "--migration-address", "127.0.0.1:0",
-            "--tls-ca", self.certs["ca"], "--tls-cert", self.cert[0], "--tls-key", self.cert[1])
+            "--tls-ca", self.certs["ca"], "--tls-cert", self.cert[0], "--tls-key", self.cert[1], *self.extra)
         args[args.index("--migration-socket") + 1] = self.sock
         args[args.index("--state-dir") + 1] = str(self.dir / "state")
         self.agent = self.world.start_agent(args=args)
@@ -514,3 +520,82 @@ def test_save_to_a_file_restore_from_it_and_metrics(nodes):
                     if s.name == "xevf_migrations_total":
                         got[s.labels["outcome"]] = s.value
         assert got == want, (node.name, got)
+
+
+class FakeAPIServer:
+    """The Kubernetes API server's pod list, as far as the agent asks it."""
+
+    def __init__(self):
+        self.pods = []
+        self.seen = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.seen.append((self.path, self.headers.get("Authorization")))
+                body = json.dumps({"kind": "PodList", "apiVersion": "v1", "items": outer.pods}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def pod(ns, name, resource=RESOURCE, labels=None, phase="Pending"):
+    return {"metadata": {"namespace": ns, "name": name, "labels": labels or {}},
+            "spec": {"nodeName": "node-b", "containers": [
+                {"name": "compute", "resources": {"limits": {resource: "1"}, "requests": {resource: "1"}}}]},
+            "status": {"phase": phase}}
+
+
+def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
+    api_server = FakeAPIServer()
+    token = tmp_path / "token"
+    token.write_text("test-token\n")
+    try:
+        src = nodes("node-a")
+        dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, "--kube-token-file", str(token)])
+        dst.agent.wait_log(r"event=kube_api url=%s node=node-b" % re.escape(api_server.url))
+        fp = src.local().describe(src.vfs()[0])
+        reserved = dst.remote().reserve("mig-k", fp, vm=("prod", "db")).vf
+        # another pod (not the VM's) is being admitted: it does not get the reserved VF
+        api_server.pods = [pod("prod", "web-7d9f", labels={"app": "web"}),
+                           pod("prod", "virt-launcher-other-x1y2z", labels={"kubevirt.io/domain": "other"}),
+                           pod("prod", "db-backup", resource="example.com/other", labels={})]
+        got = list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs)
+        assert got != [reserved] and len(got) == 1
+        dst.agent.wait_log(r"event=reservation_withheld vf=%s vm=prod/db pending_pods=2 first=prod/web-7d9f"
+                           % re.escape(reserved))
+        # the VM's target virt-launcher pod is being admitted: it gets the reserved VF
+        api_server.pods.append(pod("prod", "virt-launcher-db-abcde", labels={"kubevirt.io/domain": "db"}))
+        got = list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs)
+        assert got == [reserved]
+        dst.agent.wait_log(r"event=reservation_preferred vf=%s pod=prod/virt-launcher-db-abcde" % re.escape(reserved))
+        # launcher pods are also known by name alone
+        api_server.pods = [pod("prod", "virt-launcher-db-q8w7e")]
+        assert list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs) == [reserved]
+        # what the agent asked: this node's pending pods, with its token
+        path, auth = api_server.seen[-1]
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)
+        assert urllib.parse.urlparse(path).path == "/api/v1/pods"
+        assert q["fieldSelector"] == ["spec.nodeName=node-b,status.phase=Pending"]
+        assert auth == "Bearer test-token"
+        # no answer from the API server: the next allocation is taken to be the target pod's, and it says so
+        api_server.stop()
+        api_server = None
+        assert list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs) == [reserved]
+        dst.agent.wait_log(r"event=kube_pods_unavailable .*action=\"offering reserved VFs to the next allocation\"")
+    finally:
+        if api_server:
+            api_server.stop()

@@ -1,0 +1,45 @@
+/* The little the agent asks the Kubernetes API server: which pods on this node
+ * are waiting (Pending) for a resource the agent serves. The device-plugin API
+ * never says which pod an allocation is for; this is how a VF reserved for a
+ * migration goes to the migrating VM's target pod and to no other.
+ *
+ * Read-only (pods: list), over HTTPS with the pod's service account, or a URL,
+ * token and CA given in the configuration. */
+#ifndef XEVF_KUBE_H
+#define XEVF_KUBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct kube;
+
+struct kube_settings {
+	const char *api_url;     /* NULL: in-cluster (KUBERNETES_SERVICE_HOST/PORT), else off */
+	const char *token_file;  /* NULL: the service account's */
+	const char *ca_file;     /* NULL: the service account's (in-cluster), else the system's */
+	const char *node_name;   /* this node, as the API server knows it */
+};
+
+struct kube_pod {
+	char *namespace_, *name;
+	char *vm_name;           /* the VM a virt-launcher pod runs (kubevirt.io/domain or vm.kubevirt.io/name), or NULL */
+};
+
+/* NULL with *error NULL when no API server is configured or found; NULL with
+ * *error when the settings are unusable. */
+struct kube *kube_open(const struct kube_settings *s, char **error);
+void kube_close(struct kube *k);
+const char *kube_api_url(const struct kube *k);
+
+/* Pending pods on this node that request `resource` (malloc'd array). */
+int kube_pending_pods(struct kube *k, const char *resource, struct kube_pod **pods, size_t *n, char **error);
+
+/* The parser behind it, for tests and fuzzing: a PodList's JSON. */
+int kube_parse_pending_pods(const char *json, size_t len, const char *resource, struct kube_pod **pods, size_t *n,
+			    char **error);
+void kube_pods_free(struct kube_pod *pods, size_t n);
+
+/* Is this pod a virt-launcher pod of VM namespace/name? */
+bool kube_pod_runs_vm(const struct kube_pod *p, const char *vm_namespace, const char *vm_name);
+
+#endif

@@ -1,0 +1,101 @@
+/* Which pending pods want a resource, and which of them runs a given VM. */
+#include "testutil.h"
+
+#include "kube.h"
+
+static const char pod_list[] =
+	"{\"kind\": \"PodList\", \"items\": ["
+	"{\"metadata\": {\"namespace\": \"prod\", \"name\": \"virt-launcher-db-abcde\", \"labels\": "
+	"{\"kubevirt.io/domain\": \"db\"}}, \"spec\": {\"containers\": [{\"resources\": {\"limits\": "
+	"{\"intel.com/xe_vf\": \"1\"}}}]}, \"status\": {\"phase\": \"Pending\"}},"
+	"{\"metadata\": {\"namespace\": \"prod\", \"name\": \"web\"}, \"spec\": {\"containers\": [{\"resources\": "
+	"{\"requests\": {\"intel.com/xe_vf\": \"2\"}}}]}},"
+	"{\"metadata\": {\"namespace\": \"prod\", \"name\": \"other-resource\"}, \"spec\": {\"containers\": "
+	"[{\"resources\": {\"limits\": {\"example.com/x\": \"1\"}}}]}},"
+	"{\"metadata\": {\"namespace\": \"prod\", \"name\": \"running\"}, \"spec\": {\"containers\": [{\"resources\": "
+	"{\"limits\": {\"intel.com/xe_vf\": \"1\"}}}]}, \"status\": {\"phase\": \"Running\"}},"
+	"{\"metadata\": {\"namespace\": \"prod\", \"name\": \"init-only\"}, \"spec\": {\"initContainers\": "
+	"[{\"resources\": {\"limits\": {\"intel.com/xe_vf\": \"1\"}}}], \"containers\": []}},"
+	"{\"metadata\": {\"name\": \"no-namespace\"}}, 42, null]}";
+
+static void test_pending_pods(void **state)
+{
+	(void)state;
+	struct kube_pod *pods;
+	size_t n;
+	char *error;
+
+	assert_int_equal(kube_parse_pending_pods(pod_list, strlen(pod_list), "intel.com/xe_vf", &pods, &n, &error), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(pods[0].name, "virt-launcher-db-abcde");
+	assert_string_equal(pods[0].vm_name, "db");
+	assert_string_equal(pods[1].name, "web");
+	assert_null(pods[1].vm_name);
+	assert_string_equal(pods[2].name, "init-only");
+	assert_true(kube_pod_runs_vm(&pods[0], "prod", "db"));
+	assert_false(kube_pod_runs_vm(&pods[0], "staging", "db"));
+	assert_false(kube_pod_runs_vm(&pods[0], "prod", "d"));
+	assert_false(kube_pod_runs_vm(&pods[1], "prod", "web"));
+	kube_pods_free(pods, n);
+
+	struct {
+		const char *json, *why;
+	} bad[] = {
+		{"", "the API server's answer is not JSON"},
+		{"{\"items\": [", "the API server's answer is not JSON"},
+		{"{\"kind\": \"Status\", \"code\": 403}", "the API server's answer has no items (not a PodList)"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(kube_parse_pending_pods(bad[i].json, strlen(bad[i].json), "r/x", &pods, &n, &error), -1);
+		assert_string_equal(error, bad[i].why);
+		assert_null(pods);
+		free(error);
+	}
+}
+
+static void test_launcher_pod_names(void **state)
+{
+	(void)state;
+	struct kube_pod p = {"prod", "virt-launcher-db-abcde", NULL};
+	assert_true(kube_pod_runs_vm(&p, "prod", "db"));
+	p.name = "virt-launcher-db-backup-abcde"; /* another VM's, named db-backup */
+	assert_false(kube_pod_runs_vm(&p, "prod", "db"));
+	assert_true(kube_pod_runs_vm(&p, "prod", "db-backup"));
+	p.name = "virt-launcher-db";
+	assert_false(kube_pod_runs_vm(&p, "prod", "db"));
+	p.name = "virt-launcher-db-abcde";
+	assert_false(kube_pod_runs_vm(&p, "prod", ""));
+	assert_false(kube_pod_runs_vm(&p, NULL, "db"));
+}
+
+static void test_open(void **state)
+{
+	(void)state;
+	char *error;
+	struct kube_settings none = {0};
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	assert_null(kube_open(&none, &error));
+	assert_null(error); /* not configured, not in a cluster: off, no error */
+	struct kube_settings no_node = {"https://api.example:6443", NULL, NULL, NULL};
+	assert_null(kube_open(&no_node, &error));
+	assert_non_null(strstr(error, "--node-name"));
+	free(error);
+	setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+	struct kube_settings in_cluster = {NULL, NULL, NULL, "node-1"};
+	struct kube *k = kube_open(&in_cluster, &error);
+	assert_non_null(k);
+	assert_string_equal(kube_api_url(k), "https://[fd00::1]:443");
+	kube_close(k);
+	unsetenv("KUBERNETES_SERVICE_HOST");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pending_pods),
+		cmocka_unit_test(test_launcher_pod_names),
+		cmocka_unit_test(test_open),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

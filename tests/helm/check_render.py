@@ -30,6 +30,9 @@ def main():
         by_kind.setdefault(d["kind"], []).append(d)
     if len(by_kind.get("DaemonSet", [])) != 1 or len(by_kind.get("ConfigMap", [])) != 1:
         fail(f"expected one DaemonSet and one ConfigMap, got {sorted(by_kind)}")
+    unexpected = set(by_kind) - {"DaemonSet", "ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    if unexpected:
+        fail(f"unexpected kinds {sorted(unexpected)}")
     ds = by_kind["DaemonSet"][0]
     cm = by_kind["ConfigMap"][0]
     pod = ds["spec"]["template"]["spec"]
@@ -96,6 +99,21 @@ def main():
                 fail(f"{key} {cfg[key]} is not on a mounted Secret")
         print(f"ok migration on port {port}, mutual TLS from Secret "
               f"{vols[mounts[cfg['tlsCA'].rsplit('/', 1)[0]]['name']]['secret']['secretName']}")
+    if cfg.get("migrationSocket"):
+        # least privilege: list pods, nothing else, bound to the pod's service account
+        sa = pod.get("serviceAccountName")
+        roles = by_kind.get("ClusterRole", [])
+        binds = by_kind.get("ClusterRoleBinding", [])
+        if not sa or len(roles) != 1 or len(binds) != 1:
+            fail(f"migration needs a service account that may list pods (sa={sa}, roles={len(roles)})")
+        if roles[0]["rules"] != [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]:
+            fail(f"the ClusterRole grants more than listing pods: {roles[0]['rules']}")
+        subj = binds[0]["subjects"][0]
+        if subj["name"] != sa or binds[0]["roleRef"]["name"] != roles[0]["metadata"]["name"]:
+            fail("the ClusterRoleBinding does not bind the DaemonSet's service account to the role")
+        print(f"ok RBAC: service account {sa} may list pods, nothing more")
+    elif by_kind.get("ClusterRole") or pod.get("automountServiceAccountToken") is not False:
+        fail("without migration the agent needs no API access: no RBAC, no token")
     env = {e["name"] for e in ctr.get("env", [])}
     for a in ctr.get("args", []):
         for var in re.findall(r"\$\((\w+)\)", a):

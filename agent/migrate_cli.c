@@ -31,8 +31,9 @@ static const char usage[] =
 	"                                               save the VF's device state into FILE\n"
 	"  restore  --id ID --from-file FILE --target EP\n"
 	"                                               load a saved state into the reserved target VF\n"
-	"  send     --id ID --vf PCI [--source EP] --target EP\n"
-	"                                               save and restore in one stream, source to target\n"
+	"  send     --id ID --vf PCI [--source EP] --target HOST:PORT\n"
+	"                                               the source agent streams the state straight into\n"
+	"                                               the target agent (mutual TLS, the agents' own certificates)\n"
 	"  commit   --id ID [--source EP] [--target EP] the target VF runs the state; the source VF is reset\n"
 	"  abort    --id ID [--source EP] [--target EP] the source VF runs on; the target VF is reset, released\n"
 	"  list     [--source EP]                       the agent's migrations\n"
@@ -178,104 +179,80 @@ int migrate_read_record(FILE *f, uint8_t **buf, size_t *len, char **error)
 	return 1;
 }
 
-/* Streams SaveState from src into a file or into the target's RestoreState. */
-static int transfer(const struct opts *o, const struct endpoint *src, const struct endpoint *dst)
+/* Streams SaveState from the source agent into a file. */
+static int save_to_file(const struct opts *o, const struct endpoint *src)
 {
 	Xevf__Migration__V1__SaveStateRequest req = XEVF__MIGRATION__V1__SAVE_STATE_REQUEST__INIT;
 	struct rpc_stream *save = rpc_stream_open(src->ch, SERVICE "SaveState", STREAM_TIMEOUT_MS);
-	struct rpc_stream *restore = dst ? rpc_stream_open(dst->ch, SERVICE "RestoreState", STREAM_TIMEOUT_MS) : NULL;
-	struct rpc_result res = {0}, res2 = {0};
+	struct rpc_result res = {0};
 	FILE *f = NULL;
 	uint64_t bytes = 0;
 	unsigned chunks = 0;
 	int rc = 1;
 
-	if (!save || (dst && !restore)) {
-		fprintf(stderr, "xevf-agent migrate: cannot start the streams\n");
-		goto out;
+	if (!save) {
+		fprintf(stderr, "xevf-agent migrate: cannot start the stream\n");
+		return 1;
 	}
-	if (o->to_file && !(f = fopen(o->to_file, "wbe"))) {
+	if (!(f = fopen(o->to_file, "wbe"))) {
 		fprintf(stderr, "xevf-agent migrate: cannot write %s: %s\n", o->to_file, strerror(errno));
-		goto out;
+		rpc_stream_cancel(save, &res);
+		rpc_result_clear(&res);
+		return 1;
 	}
 	req.migration_id = (char *)o->id;
 	req.vf = (char *)o->vf;
 	req.chunk_size = (uint32_t)o->chunk;
-	if (rpc_stream_send(save, (const ProtobufCMessage *)&req) < 0 || rpc_stream_close_send(save) < 0)
-		goto finish;
-	for (;;) {
+	bool ok = rpc_stream_send(save, (const ProtobufCMessage *)&req) == 0 && rpc_stream_close_send(save) == 0;
+	while (ok) {
 		ProtobufCMessage *msg;
-		int got = rpc_stream_recv(save, &xevf__migration__v1__state_chunk__descriptor, &msg);
-		if (got <= 0)
+		if (rpc_stream_recv(save, &xevf__migration__v1__state_chunk__descriptor, &msg) <= 0)
 			break;
-		Xevf__Migration__V1__StateChunk *c = (Xevf__Migration__V1__StateChunk *)msg;
-		bytes += c->data.len;
+		bytes += ((Xevf__Migration__V1__StateChunk *)msg)->data.len;
 		chunks++;
-		if (restore) {
-			char *own_id = c->migration_id, *own_vf = c->vf;
-			c->migration_id = (char *)o->id; /* the same id on both sides */
-			c->vf = (char *)"";
-			got = rpc_stream_send(restore, msg);
-			c->migration_id = own_id;
-			c->vf = own_vf;
-		} else {
-			got = write_record(f, msg) == 0 ? 0 : -1;
-		}
+		ok = write_record(f, msg) == 0;
 		protobuf_c_message_free_unpacked(msg, NULL);
-		if (got < 0) {
-			/* the target or the disk failed: stop the source, which then runs on */
-			rpc_stream_cancel(save, &res);
-			save = NULL;
-			break;
-		}
 	}
-finish:
-	if (save)
+	if (ok) {
 		rpc_stream_finish(save, &res);
-	save = NULL;
-	if (res.status != GRPC_STATUS_OK) {
-		report(src, "SaveState", &res);
-		if (restore)
-			rpc_stream_cancel(restore, &res2);
-		restore = NULL;
-		goto out;
-	}
-	if (restore) {
-		ProtobufCMessage *reply = NULL;
-		rpc_stream_close_send(restore);
-		if (rpc_stream_recv(restore, &xevf__migration__v1__restore_state_response__descriptor, &reply) > 0) {
-			Xevf__Migration__V1__RestoreStateResponse *r = (Xevf__Migration__V1__RestoreStateResponse *)reply;
-			printf("sent %llu bytes in %u chunks: %s restored into %s on %s (device %s)\n",
-			       (unsigned long long)bytes, chunks, o->id, r->vf, dst->name, r->device_state);
-			protobuf_c_message_free_unpacked(reply, NULL);
-		}
-		rpc_stream_finish(restore, &res2);
-		restore = NULL;
-		if (res2.status != GRPC_STATUS_OK) {
-			report(dst, "RestoreState", &res2);
-			goto out;
-		}
 	} else {
-		if (fclose(f) != 0) {
-			f = NULL;
-			fprintf(stderr, "xevf-agent migrate: writing %s: %s\n", o->to_file, strerror(errno));
-			goto out;
-		}
-		f = NULL;
+		/* the disk failed: stop the source, which then runs on */
+		fprintf(stderr, "xevf-agent migrate: writing %s: %s\n", o->to_file, strerror(errno));
+		rpc_stream_cancel(save, &res);
+	}
+	if (fclose(f) != 0 && ok) {
+		fprintf(stderr, "xevf-agent migrate: writing %s: %s\n", o->to_file, strerror(errno));
+		ok = false;
+	}
+	if (res.status != GRPC_STATUS_OK)
+		return report(src, "SaveState", &res);
+	if (ok) {
 		printf("saved %llu bytes in %u chunks of %s (%s) to %s\n", (unsigned long long)bytes, chunks, o->vf, o->id,
 		       o->to_file);
+		rc = 0;
 	}
-	rc = 0;
-out:
-	if (save)
-		rpc_stream_cancel(save, &res);
-	if (restore)
-		rpc_stream_cancel(restore, &res2);
-	if (f)
-		fclose(f);
 	rpc_result_clear(&res);
-	rpc_result_clear(&res2);
 	return rc;
+}
+
+/* Agent to agent: the source agent streams the state into the target agent. */
+static int send_state(const struct opts *o, const struct endpoint *src)
+{
+	Xevf__Migration__V1__SendStateRequest req = XEVF__MIGRATION__V1__SEND_STATE_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+
+	req.migration_id = (char *)o->id;
+	req.vf = (char *)o->vf;
+	req.target = (char *)o->target;
+	req.chunk_size = (uint32_t)o->chunk;
+	if (unary(src, "SendState", (const ProtobufCMessage *)&req, &xevf__migration__v1__send_state_response__descriptor,
+		  &reply))
+		return 1;
+	Xevf__Migration__V1__SendStateResponse *r = (Xevf__Migration__V1__SendStateResponse *)reply;
+	printf("%s sent %llu bytes of %s to %s: %s restored into %s (device %s)\n", src->name,
+	       (unsigned long long)r->bytes, o->vf, o->target, o->id, r->target_vf, r->target_device_state);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return 0;
 }
 
 static int restore_from_file(const struct opts *o, const struct endpoint *dst)
@@ -368,6 +345,11 @@ static int end_call(const struct endpoint *e, const char *method, const char *id
 	return 0;
 }
 
+static bool is(const char *cmd, const char *word)
+{
+	return strcmp(cmd, word) == 0;
+}
+
 static int need(const char *value, const char *flag, const char *cmd)
 {
 	if (value && *value)
@@ -382,42 +364,42 @@ static int run(const struct opts *o)
 	ProtobufCMessage *reply = NULL;
 	Xevf__Migration__V1__Fingerprint *fp = NULL;
 	const char *c = o->cmd;
-	bool use_src = (strcmp(c, "restore") != 0) && (strcmp(c, "release") != 0) && ((strcmp(c, "commit") != 0) && (strcmp(c, "abort") != 0) ? 1 : !o->target || o->source);
-	bool use_dst = (strcmp(c, "check") == 0) || (strcmp(c, "reserve") == 0) || (strcmp(c, "restore") == 0) || (strcmp(c, "send") == 0) ||
-		       (strcmp(c, "release") == 0) || (((strcmp(c, "commit") == 0) || (strcmp(c, "abort") == 0)) && o->target);
+	bool use_src = !is(c, "restore") && !is(c, "release") && (!is(c, "commit") && !is(c, "abort") ? 1 : !o->target || o->source);
+	bool use_dst = is(c, "check") || is(c, "reserve") || is(c, "restore") ||
+		       is(c, "release") || ((is(c, "commit") || is(c, "abort")) && o->target);
 	int rc = 1;
 
-	if (((strcmp(c, "describe") == 0) || (strcmp(c, "check") == 0) || (strcmp(c, "reserve") == 0) || (strcmp(c, "save") == 0) ||
-	     (strcmp(c, "send") == 0)) && need(o->vf, "--vf", c))
+	if ((is(c, "describe") || is(c, "check") || is(c, "reserve") || is(c, "save") ||
+	     is(c, "send")) && need(o->vf, "--vf", c))
 		return EXIT_USAGE;
-	if ((strcmp(c, "describe") != 0) && (strcmp(c, "check") != 0) && (strcmp(c, "list") != 0) && need(o->id, "--id", c))
+	if (!is(c, "describe") && !is(c, "check") && !is(c, "list") && need(o->id, "--id", c))
 		return EXIT_USAGE;
-	if (use_dst && need(o->target, "--target", c))
+	if ((use_dst || is(c, "send")) && need(o->target, "--target", c))
 		return EXIT_USAGE;
-	if ((strcmp(c, "reserve") == 0) && need(o->vm, "--vm", c))
+	if (is(c, "reserve") && need(o->vm, "--vm", c))
 		return EXIT_USAGE;
-	if ((strcmp(c, "save") == 0) && need(o->to_file, "--to-file", c))
+	if (is(c, "save") && need(o->to_file, "--to-file", c))
 		return EXIT_USAGE;
-	if ((strcmp(c, "restore") == 0) && need(o->from_file, "--from-file", c))
+	if (is(c, "restore") && need(o->from_file, "--from-file", c))
 		return EXIT_USAGE;
 	if (use_src && open_endpoint(o, o->source ? o->source : XEVF_DEFAULT_MIGRATION_SOCKET, &src) < 0)
 		goto out;
 	if (use_dst && open_endpoint(o, o->target, &dst) < 0)
 		goto out;
 
-	if ((strcmp(c, "describe") == 0)) {
+	if (is(c, "describe")) {
 		if (describe(&src, o->vf, &fp) == 0) {
 			print_fingerprint(fp);
 			rc = 0;
 		}
-	} else if ((strcmp(c, "check") == 0) || (strcmp(c, "reserve") == 0)) {
+	} else if (is(c, "check") || is(c, "reserve")) {
 		if (describe(&src, o->vf, &fp))
 			goto out;
 		if (!fp->migratable) {
 			fprintf(stderr, "xevf-agent migrate: %s\n", fp->not_migratable_reason);
 			goto out;
 		}
-		if ((strcmp(c, "check") == 0)) {
+		if (is(c, "check")) {
 			Xevf__Migration__V1__CheckTargetRequest req = XEVF__MIGRATION__V1__CHECK_TARGET_REQUEST__INIT;
 			req.source = fp;
 			if (unary(&dst, "CheckTarget", (const ProtobufCMessage *)&req, &xevf__migration__v1__check_target_response__descriptor, &reply))
@@ -454,23 +436,23 @@ static int run(const struct opts *o)
 				       r->resource_name, (long long)(r->expires_unix_ms / 1000 - (long long)time(NULL)));
 			}
 		}
-	} else if ((strcmp(c, "save") == 0)) {
-		rc = transfer(o, &src, NULL);
-	} else if ((strcmp(c, "send") == 0)) {
-		rc = transfer(o, &src, &dst);
-	} else if ((strcmp(c, "restore") == 0)) {
+	} else if (is(c, "save")) {
+		rc = save_to_file(o, &src);
+	} else if (is(c, "send")) {
+		rc = send_state(o, &src);
+	} else if (is(c, "restore")) {
 		rc = restore_from_file(o, &dst);
-	} else if ((strcmp(c, "release") == 0)) {
+	} else if (is(c, "release")) {
 		rc = end_call(&dst, "Release", o->id);
-	} else if ((strcmp(c, "commit") == 0) || (strcmp(c, "abort") == 0)) {
-		const char *method = (strcmp(c, "commit") == 0) ? "Commit" : "Abort";
+	} else if (is(c, "commit") || is(c, "abort")) {
+		const char *method = is(c, "commit") ? "Commit" : "Abort";
 		/* commit: target first (the VM runs there), then the source; abort: both, target first too */
 		rc = 0;
 		if (dst.ch)
 			rc |= end_call(&dst, method, o->id);
 		if (src.ch && !rc)
 			rc |= end_call(&src, method, o->id);
-	} else if ((strcmp(c, "list") == 0)) {
+	} else if (is(c, "list")) {
 		Xevf__Migration__V1__ListRequest req = XEVF__MIGRATION__V1__LIST_REQUEST__INIT;
 		if (unary(&src, "List", (const ProtobufCMessage *)&req, &xevf__migration__v1__list_response__descriptor, &reply) == 0) {
 			Xevf__Migration__V1__ListResponse *r = (Xevf__Migration__V1__ListResponse *)reply;

@@ -863,10 +863,14 @@ static void handle_reserve(struct migration *m, struct rpc_call *call, const Xev
 
 /* ---- state streams ---- */
 
+/* Where saved chunks go: the SaveState caller's stream, or a target agent's RestoreState */
+typedef int (*chunk_send_fn)(void *ctx, const ProtobufCMessage *chunk);
+
 struct save_ctx {
 	struct migration *m;
 	struct record *rec;
-	struct rpc_call *call;
+	chunk_send_fn send;
+	void *send_ctx;
 	struct state_stream stream;
 	const char *id, *vf;
 };
@@ -888,71 +892,78 @@ static int save_sink(void *ctx, const char *phase, const void *buf, size_t len, 
 	chunk.data.data = (uint8_t *)buf; /* only read by the packer */
 	chunk.data.len = len;
 	chunk.phase = (char *)phase;
-	if (rpc_call_send(s->call, (const ProtobufCMessage *)&chunk) < 0)
+	if (s->send(s->send_ctx, (const ProtobufCMessage *)&chunk) < 0)
 		return xevf_err_set(err, ECONNRESET, "the receiver of migration %s went away", s->id);
 	state_stream_add(&s->stream, buf, len);
 	return 0;
 }
 
-static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__SaveStateRequest *req)
+/* Ends a source migration that failed: the device runs again, the record ends. Lock held. */
+static void source_failed(struct migration *m, struct record *r, struct device *d, struct xevf_err *err)
 {
-	struct xevf_err err = XEVF_ERR_INIT;
+	bool reset_used = false;
+	struct xevf_err rerr = XEVF_ERR_INIT;
+
+	if (d->dev.state != XEVF_MIG_RUNNING && xevf_mig_recover(&d->dev, XEVF_MIG_RUNNING, &reset_used, &rerr) < 0)
+		log_error("source_recovery_failed", "migration=%s vf=%s reason=\"%s\"", r->id, r->vf, xevf_err_msg(&rerr));
+	xevf_err_clear(&rerr);
+	log_warn("save_failed", "migration=%s vf=%s reason=\"%s\" device_state=%s", r->id, r->vf, xevf_err_msg(err),
+		 xevf_mig_state_name(d->dev.state));
+	xevf_err_set(err, err->errnum, "%s (the source VF is %s)", xevf_err_msg(err), xevf_mig_state_name(d->dev.state));
+	end_record(m, r, r->abort_requested ? "aborted" : "failed");
+	device_put(m, r->vf);
+}
+
+/* Saves a VF's state for a migration into send, the final chunk with size and
+ * SHA-256 included. 0: the device is in STOP, the record "saved", *bytes sent.
+ * Else *code and err say why; the device runs again. */
+static int save_state(struct migration *m, const char *id, const char *vf_addr, uint32_t chunk_size, const char *peer,
+		      chunk_send_fn send, void *send_ctx, uint64_t *bytes, grpc_status_code *code, struct xevf_err *err)
+{
 	struct xevf_mig_report rep = {0};
-	struct device *d;
+	struct xevf_mig_options opts = {.precopy = true};
+	struct save_ctx s = {.m = m, .send = send, .send_ctx = send_ctx};
+	struct device *d = NULL;
 	struct record *r;
 	const struct vf_info *vf;
-	struct save_ctx s = {.m = m, .call = call};
-	struct xevf_mig_options opts = {.precopy = true};
 
-	if (!valid_id(req->migration_id)) {
-		finish_status(call, GRPC_STATUS_INVALID_ARGUMENT, "migration_id must be 1..%d characters of [A-Za-z0-9._-]",
-			      MAX_ID_LEN);
-		return;
-	}
-	opts.chunk_size = req->chunk_size ? req->chunk_size : DEFAULT_CHUNK;
+	*code = GRPC_STATUS_FAILED_PRECONDITION;
+	if (!valid_id(id))
+		return xevf_err_set(err, EINVAL, "migration_id must be 1..%d characters of [A-Za-z0-9._-]", MAX_ID_LEN);
+	opts.chunk_size = chunk_size ? chunk_size : DEFAULT_CHUNK;
 	if (opts.chunk_size > MAX_CHUNK)
 		opts.chunk_size = MAX_CHUNK;
 	pthread_mutex_lock(&m->lock);
-	vf = find_vf(m, req->vf);
-	r = find_record(m, req->migration_id);
+	vf = find_vf(m, vf_addr);
+	r = find_record(m, id);
+	struct record *other = vf ? find_record_for_vf(m, vf->addr, ROLE_SOURCE) : NULL;
+	int rc = 0;
 	if (!vf) {
-		pthread_mutex_unlock(&m->lock);
-		finish_status(call, GRPC_STATUS_NOT_FOUND, "no VF %.64s on node %s", req->vf, m->node);
-		return;
-	}
-	if (r && (r->role != ROLE_SOURCE || (strcmp(r->vf, vf->addr) != 0) || (strcmp(r->phase, "saving") == 0))) {
-		pthread_mutex_unlock(&m->lock);
-		finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s is %s of VF %s (%s)", r->id,
-			      role_name(r->role), r->vf, r->phase);
-		return;
-	}
-	struct record *other = find_record_for_vf(m, vf->addr, ROLE_SOURCE);
-	if (other && other != r) {
-		pthread_mutex_unlock(&m->lock);
-		finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "VF %s is already in migration %s", vf->addr, other->id);
-		return;
-	}
-	d = device_get(m, vf, &err);
-	if (!d || d->busy) {
-		pthread_mutex_unlock(&m->lock);
-		finish_status(call, d ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_FAILED_PRECONDITION, "%s",
-			      d ? "the VF's device is busy with another stream" : xevf_err_msg(&err));
-		xevf_err_clear(&err);
-		return;
-	}
-	if (!r) {
-		r = calloc(1, sizeof(*r));
-		if (!r) {
-			pthread_mutex_unlock(&m->lock);
-			finish_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-			return;
-		}
-		r->id = strdup(req->migration_id);
+		*code = GRPC_STATUS_NOT_FOUND;
+		rc = xevf_err_set(err, ENODEV, "no VF %.64s on node %s", vf_addr, m->node);
+	} else if (r && (r->role != ROLE_SOURCE || strcmp(r->vf, vf->addr) != 0 || strcmp(r->phase, "saving") == 0)) {
+		rc = xevf_err_set(err, EBUSY, "migration %s is %s of VF %s (%s)", r->id, role_name(r->role), r->vf, r->phase);
+	} else if (other && other != r) {
+		rc = xevf_err_set(err, EBUSY, "VF %s is already in migration %s", vf->addr, other->id);
+	} else if (!(d = device_get(m, vf, err))) {
+		rc = err->errnum ? -err->errnum : -EIO;
+	} else if (d->busy) {
+		*code = GRPC_STATUS_UNAVAILABLE;
+		rc = xevf_err_set(err, EBUSY, "the device of VF %s is busy with another stream", vf->addr);
+	} else if (!r && !(r = calloc(1, sizeof(*r)))) {
+		*code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+		rc = xevf_err_set(err, ENOMEM, "out of memory");
+	} else if (!r->id) {
+		r->id = strdup(id);
 		r->role = ROLE_SOURCE;
 		snprintf(r->vf, sizeof(r->vf), "%s", vf->addr);
 		r->resource = xstrdup(vf->resource);
 		r->next = m->records;
 		m->records = r;
+	}
+	if (rc < 0 || !r || !d) {
+		pthread_mutex_unlock(&m->lock);
+		return rc < 0 ? rc : -EIO;
 	}
 	snprintf(r->phase, sizeof(r->phase), "%s", "saving");
 	r->abort_requested = false;
@@ -960,12 +971,12 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 	(void)persist(m);
 	pthread_mutex_unlock(&m->lock);
 
-	log_info("save_started", "migration=%s vf=%s peer=%s", r->id, r->vf, rpc_call_peer(call));
+	log_info("save_started", "migration=%s vf=%s peer=%s", r->id, r->vf, peer);
 	s.rec = r;
 	s.id = r->id;
 	s.vf = r->vf;
-	int rc = state_stream_init(&s.stream) == 0 ? xevf_mig_save(&d->dev, &opts, save_sink, &s, &rep, &err)
-						   : xevf_err_set(&err, ENOMEM, "no SHA-256 context");
+	rc = state_stream_init(&s.stream) == 0 ? xevf_mig_save(&d->dev, &opts, save_sink, &s, &rep, err)
+					       : xevf_err_set(err, ENOMEM, "no SHA-256 context");
 	if (rc == 0) {
 		Xevf__Migration__V1__StateChunk last = XEVF__MIGRATION__V1__STATE_CHUNK__INIT;
 		state_stream_finish(&s.stream);
@@ -976,16 +987,10 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 		last.total_bytes = s.stream.offset;
 		last.sha256 = s.stream.digest;
 		last.phase = "stopcopy";
-		if (rpc_call_send(call, (const ProtobufCMessage *)&last) < 0) {
-			rc = xevf_err_set(&err, ECONNRESET, "the receiver went away before the final chunk");
-			bool reset_used;
-			struct xevf_err rerr = XEVF_ERR_INIT;
-			if (xevf_mig_recover(&d->dev, XEVF_MIG_RUNNING, &reset_used, &rerr) < 0)
-				log_error("source_recovery_failed", "migration=%s vf=%s reason=\"%s\"", r->id, r->vf,
-					  xevf_err_msg(&rerr));
-			xevf_err_clear(&rerr);
-		}
+		if (send(send_ctx, (const ProtobufCMessage *)&last) < 0)
+			rc = xevf_err_set(err, ECONNRESET, "the receiver went away before the final chunk");
 	}
+	*bytes = s.stream.offset;
 	state_stream_free(&s.stream);
 	pthread_mutex_lock(&m->lock);
 	d->busy = false;
@@ -993,23 +998,123 @@ static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__
 		snprintf(r->phase, sizeof(r->phase), "%s", "saved");
 		(void)persist(m);
 		log_info("saved", "migration=%s vf=%s bytes=%llu precopy_bytes=%llu chunks=%u device_state=%s", r->id, r->vf,
-			 (unsigned long long)s.stream.offset, (unsigned long long)rep.precopy_bytes, rep.chunks,
+			 (unsigned long long)*bytes, (unsigned long long)rep.precopy_bytes, rep.chunks,
 			 xevf_mig_state_name(d->dev.state));
-		pthread_mutex_unlock(&m->lock);
-		rpc_call_finish(call, GRPC_STATUS_OK, NULL, NULL);
 	} else {
-		const char *state = xevf_mig_state_name(d->dev.state);
-		log_warn("save_failed", "migration=%s vf=%s reason=\"%s\" device_state=%s", r->id, r->vf, xevf_err_msg(&err),
-			 state);
-		char *msg = NULL;
-		if (asprintf(&msg, "%s (the source VF is %s)", xevf_err_msg(&err), state) < 0)
-			msg = NULL;
-		end_record(m, r, r->abort_requested ? "aborted" : "failed");
-		device_put(m, r->vf); /* vf may be stale: the inventory changes while streams run */
-		pthread_mutex_unlock(&m->lock);
-		rpc_call_finish(call, err.errnum == ENOTTY ? GRPC_STATUS_FAILED_PRECONDITION : GRPC_STATUS_ABORTED, msg, NULL);
-		free(msg);
+		*code = err->errnum == ENOTTY ? GRPC_STATUS_FAILED_PRECONDITION : GRPC_STATUS_ABORTED;
+		source_failed(m, r, d, err);
 	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+static int send_to_caller(void *ctx, const ProtobufCMessage *chunk)
+{
+	return rpc_call_send(ctx, chunk);
+}
+
+static void handle_save(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__SaveStateRequest *req)
+{
+	struct xevf_err err = XEVF_ERR_INIT;
+	grpc_status_code code;
+	uint64_t bytes = 0;
+
+	if (save_state(m, req->migration_id, req->vf, req->chunk_size, rpc_call_peer(call), send_to_caller, call, &bytes,
+		       &code, &err) == 0)
+		rpc_call_finish(call, GRPC_STATUS_OK, NULL, NULL);
+	else
+		finish_status(call, code, "%s", xevf_err_msg(&err));
+	xevf_err_clear(&err);
+}
+
+struct target_stream {
+	struct rpc_stream *st;
+	bool broke; /* a send failed: the target ended the call or could not be reached */
+};
+
+static int send_to_target(void *ctx, const ProtobufCMessage *chunk)
+{
+	struct target_stream *ts = ctx;
+	if (rpc_stream_send(ts->st, chunk) == 0)
+		return 0;
+	ts->broke = true;
+	return -1;
+}
+
+/* Agent to agent: this (source) agent streams the VF's state into the target
+ * agent's RestoreState, over mutual TLS with its own certificate. */
+static void handle_send(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__SendStateRequest *req)
+{
+	Xevf__Migration__V1__SendStateResponse resp = XEVF__MIGRATION__V1__SEND_STATE_RESPONSE__INIT;
+	struct xevf_err err = XEVF_ERR_INIT;
+	struct rpc_tls tls = {m->s.tls_ca, m->s.tls_cert, m->s.tls_key};
+	struct rpc_result res = {0};
+	ProtobufCMessage *reply = NULL;
+	grpc_status_code code;
+	grpc_channel *ch;
+	struct rpc_stream *st;
+	char *error = NULL;
+	uint64_t bytes = 0;
+
+	if (!req->target || !*req->target || req->target[0] == '/' || strncmp(req->target, "unix:", 5) == 0) {
+		finish_status(call, GRPC_STATUS_INVALID_ARGUMENT, "SendState needs the target agent's HOST:PORT");
+		return;
+	}
+	if (!m->s.tls_ca || !m->s.tls_cert || !m->s.tls_key) {
+		finish_status(call, GRPC_STATUS_FAILED_PRECONDITION,
+			      "this agent has no TLS files (--tls-ca, --tls-cert, --tls-key): it cannot reach other agents");
+		return;
+	}
+	ch = rpc_channel_open(req->target, &tls, &error);
+	st = ch ? rpc_stream_open(ch, SERVICE "RestoreState", 600000) : NULL;
+	if (!st) {
+		finish_status(call, GRPC_STATUS_UNAVAILABLE, "target %.128s: %s", req->target, error ? error : "cannot open a stream");
+		free(error);
+		if (ch)
+			grpc_channel_destroy(ch);
+		return;
+	}
+	struct target_stream ts = {st, false};
+	int rc = save_state(m, req->migration_id, req->vf, req->chunk_size, rpc_call_peer(call), send_to_target, &ts,
+			    &bytes, &code, &err);
+	if (rc < 0 && ts.broke) {
+		/* the call is over on the target's side: its status says why */
+		rpc_stream_finish(st, &res);
+		finish_status(call, GRPC_STATUS_ABORTED, "target %.128s did not take the state: %s; %s", req->target,
+			      res.details && *res.details ? res.details : "no details", xevf_err_msg(&err));
+	} else if (rc < 0) {
+		rpc_stream_cancel(st, &res);
+		finish_status(call, code, "%s", xevf_err_msg(&err));
+	} else {
+		(void)rpc_stream_close_send(st);
+		(void)rpc_stream_recv(st, &xevf__migration__v1__restore_state_response__descriptor, &reply);
+		rpc_stream_finish(st, &res);
+		if (res.status == GRPC_STATUS_OK && reply) {
+			Xevf__Migration__V1__RestoreStateResponse *r = (Xevf__Migration__V1__RestoreStateResponse *)reply;
+			resp.migration_id = req->migration_id;
+			resp.bytes = bytes;
+			resp.target_vf = r->vf;
+			resp.target_device_state = r->device_state;
+			log_info("sent", "migration=%s vf=%s target=%s target_vf=%s bytes=%llu", req->migration_id, req->vf,
+				 req->target, r->vf, (unsigned long long)bytes);
+			rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&resp);
+		} else {
+			/* the target refused the state: the VM stays here, running */
+			pthread_mutex_lock(&m->lock);
+			struct record *r = find_record(m, req->migration_id);
+			struct device *d = r ? find_device(m, r->vf) : NULL;
+			xevf_err_set(&err, EREMOTEIO, "target %s did not take the state: %s", req->target,
+				     res.details && *res.details ? res.details : "no details");
+			if (r && d)
+				source_failed(m, r, d, &err);
+			pthread_mutex_unlock(&m->lock);
+			finish_status(call, GRPC_STATUS_ABORTED, "%s", xevf_err_msg(&err));
+		}
+	}
+	if (reply)
+		protobuf_c_message_free_unpacked(reply, NULL);
+	rpc_result_clear(&res);
+	grpc_channel_destroy(ch);
 	xevf_err_clear(&err);
 }
 
@@ -1294,21 +1399,23 @@ static void handle(struct rpc_call *call, void *ctx)
 		finish_status(call, GRPC_STATUS_UNIMPLEMENTED, "unknown service method %.128s", full);
 		return;
 	}
-	if ((strcmp(method, "RestoreState") == 0)) {
+	if (strcmp(method, "RestoreState") == 0) {
 		handle_restore(m, call);
 		return;
 	}
-	if ((strcmp(method, "Describe") == 0))
+	if (strcmp(method, "Describe") == 0)
 		desc = &xevf__migration__v1__describe_request__descriptor;
-	else if ((strcmp(method, "CheckTarget") == 0))
+	else if (strcmp(method, "CheckTarget") == 0)
 		desc = &xevf__migration__v1__check_target_request__descriptor;
-	else if ((strcmp(method, "Reserve") == 0))
+	else if (strcmp(method, "Reserve") == 0)
 		desc = &xevf__migration__v1__reserve_request__descriptor;
-	else if ((strcmp(method, "SaveState") == 0))
+	else if (strcmp(method, "SaveState") == 0)
 		desc = &xevf__migration__v1__save_state_request__descriptor;
-	else if ((strcmp(method, "Release") == 0) || (strcmp(method, "Commit") == 0) || (strcmp(method, "Abort") == 0))
+	else if (strcmp(method, "SendState") == 0)
+		desc = &xevf__migration__v1__send_state_request__descriptor;
+	else if (strcmp(method, "Release") == 0 || strcmp(method, "Commit") == 0 || strcmp(method, "Abort") == 0)
 		desc = &xevf__migration__v1__migration_ref__descriptor;
-	else if ((strcmp(method, "List") == 0))
+	else if (strcmp(method, "List") == 0)
 		desc = &xevf__migration__v1__list_request__descriptor;
 	if (!desc) {
 		finish_status(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method %.128s", method);
@@ -1327,6 +1434,8 @@ static void handle(struct rpc_call *call, void *ctx)
 		handle_reserve(m, call, (Xevf__Migration__V1__ReserveRequest *)req);
 	else if (desc == &xevf__migration__v1__save_state_request__descriptor)
 		handle_save(m, call, (Xevf__Migration__V1__SaveStateRequest *)req);
+	else if (desc == &xevf__migration__v1__send_state_request__descriptor)
+		handle_send(m, call, (Xevf__Migration__V1__SendStateRequest *)req);
 	else if (desc == &xevf__migration__v1__list_request__descriptor)
 		handle_list(m, call);
 	else

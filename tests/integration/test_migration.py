@@ -180,6 +180,8 @@ def test_full_migration_with_the_cli(nodes):
     out = cli("send", "--id", "mig-1", "--vf", vf, "--source", src.sock, "--target", target, "--chunk-size", "65536",
               *tls_args(dst)).stdout
     assert "restored into %s" % reserved in out and "(device STOP)" in out
+    # agent to agent: the target was reached by the source agent, with the source agent's certificate
+    dst.agent.wait_log(r"event=restore_started migration=mig-1 vf=%s peer=cn=agent-a" % re.escape(reserved))
     assert phases(src.local())["mig-1"][2] == "saved"
     assert phases(dst.local())["mig-1"][2] == "restored"
 
@@ -599,3 +601,25 @@ def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
     finally:
         if api_server:
             api_server.stop()
+
+
+def test_a_target_that_refuses_the_state_leaves_the_source_running(nodes):
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[0]
+    with open(src.state_file(vf), "wb") as f:
+        f.write(b"keep me" * 1000)
+    src.restart()
+    # no reservation on the target for this migration
+    r = cli("send", "--id", "mig-none", "--vf", vf, "--source", src.sock, "--target", "127.0.0.1:%d" % dst.port,
+            check=False)
+    assert r.returncode == 1
+    assert "target 127.0.0.1:%d did not take the state" % dst.port in r.stderr
+    assert "migration mig-none has no reservation on node node-b" in r.stderr
+    assert "(the source VF is RUNNING)" in r.stderr
+    assert phases(src.local())["mig-none"][2] == "failed"
+    with open(src.state_file(vf), "rb") as f:
+        assert f.read() == b"keep me" * 1000
+    # a target that does not answer
+    r = cli("send", "--id", "mig-none", "--vf", vf, "--source", src.sock, "--target", "127.0.0.1:1", check=False)
+    assert r.returncode == 1 and "target 127.0.0.1:1 did not take the state" in r.stderr
+    assert "(the source VF is RUNNING)" in r.stderr

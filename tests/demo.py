@@ -48,7 +48,7 @@ def make_certs(d):
     os.makedirs(d, exist_ok=True)
     openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
             "-subj", "/CN=xevf-demo-ca")
-    for name in ("node-b", "operator"):
+    for name in ("node-a", "node-b", "operator"):
         with open(os.path.join(d, name + ".ext"), "w") as f:
             f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
         openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
@@ -61,7 +61,6 @@ def demo_migration(agent_path, root, vf, failures):
     """The VM that got `vf` moves to node-b: check, reserve, the target pod's allocation, the state, commit."""
     say("Live migration: a second simulated node (node-b) with its own kubelet and agent; mutual TLS between them")
     certs = os.path.join(root, "certs")
-    make_certs(certs)
     host_b = SimHost(os.path.join(root, "host-b")).create(pfs=1, vfs=2, extra_devices=False)
     plugins_b = os.path.join(root, "device-plugins-b")
     os.makedirs(plugins_b, exist_ok=True)
@@ -118,8 +117,9 @@ def demo_migration(agent_path, root, vf, failures):
         client_b.close()
         if got != [reserved]:
             failures.append("the target pod did not get the reserved VF")
-        say("Moving the VF's state (PRE_COPY, STOP_COPY -> RESUMING, SHA-256 checked) and committing")
-        migrate("send", "--id", "demo-1", "--vf", vf, *source, "--target", target, *tls, "--chunk-size", "262144")
+        say("node-a's agent streams the VF's state to node-b's agent (PRE_COPY, STOP_COPY -> RESUMING, SHA-256 "
+            "checked, mutual TLS with its own certificate), then both commit")
+        migrate("send", "--id", "demo-1", "--vf", vf, *source, "--target", target, "--chunk-size", "262144")
         migrate("commit", "--id", "demo-1", *source, "--target", target, *tls)
         with open(os.path.join(root, "vfio-sim-b", reserved + ".state"), "rb") as f:
             same = f.read() == state
@@ -142,6 +142,8 @@ def main():
 
     root = args.keep or tempfile.mkdtemp(prefix="xevf-demo-")
     os.makedirs(os.path.join(root, "vfio-sim"), exist_ok=True)
+    certs = os.path.join(root, "certs")
+    make_certs(certs)  # the agents' mutual TLS, for the migration at the end
     host = SimHost(os.path.join(root, "host")).create(pfs=2, vfs=4)
     plugin_dir = os.path.join(root, "device-plugins")
     os.makedirs(plugin_dir, exist_ok=True)
@@ -158,7 +160,9 @@ def main():
                               "--status-socket", os.path.join(root, "status.sock"),
                               "--migration-socket", os.path.join(root, "migration.sock"),
                               "--state-dir", os.path.join(root, "state"),
-                              "--vfio-sim", os.path.join(root, "vfio-sim"), "--node-name", "node-a"],
+                              "--vfio-sim", os.path.join(root, "vfio-sim"), "--node-name", "node-a",
+                              "--tls-ca", os.path.join(certs, "ca.crt"), "--tls-cert", os.path.join(certs, "node-a.crt"),
+                              "--tls-key", os.path.join(certs, "node-a.key")],
                              stderr=subprocess.PIPE, text=True)
 
     def pump():

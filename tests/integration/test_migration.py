@@ -99,6 +99,12 @@ class Node:
         self.agent.stop()
         return self.start()
 
+    def give_state(self, vf, data):
+        """What the VM did with the GPU: the simulated device loads it when the restarted agent opens it."""
+        with open(self.state_file(vf), "wb") as f:
+            f.write(data)
+        self.restart()
+
     def local(self):
         return MigrationClient(self.sock)
 
@@ -154,10 +160,7 @@ def test_full_migration_with_the_cli(nodes):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]
     state = os.urandom(3 * 1024 * 1024 + 17)  # the VM's GPU state, several chunks and a PRE_COPY phase
-    with open(src.state_file(vf), "wb") as f:
-        f.write(state)
-    src.agent.stop()
-    src.start()  # the simulated device loads its state when the agent opens it
+    src.give_state(vf, state)
     # the source VM's pod holds the VF
     resp = src.plugin().allocate([[vf]])
     assert resp.container_responses[0].envs[ENV] == vf
@@ -259,9 +262,7 @@ def test_abort_mid_stream_keeps_the_source_running_and_frees_the_reservation(nod
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]
     state = os.urandom(4 * 1024 * 1024)
-    with open(src.state_file(vf), "wb") as f:
-        f.write(state)
-    src.restart()
+    src.give_state(vf, state)
     fp = src.local().describe(vf)
     peer = dst.remote()
     reserved = peer.reserve("mig-2", fp, ttl=120).vf
@@ -293,9 +294,7 @@ def test_abort_mid_stream_keeps_the_source_running_and_frees_the_reservation(nod
 def test_target_restart_keeps_the_reservation(nodes):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]
-    with open(src.state_file(vf), "wb") as f:
-        f.write(b"state before the restart" * 100)
-    src.restart()
+    src.give_state(vf, b"state before the restart" * 100)
     fp = src.local().describe(vf)
     reserved = dst.remote().reserve("mig-4", fp, vm=("prod", "db"), ttl=300).vf
     dst.restart()
@@ -354,9 +353,7 @@ def _restore(peer, mid, chunks):
 def test_damaged_state_stream_is_rejected_and_nothing_resumes(nodes, damage):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]
-    with open(src.state_file(vf), "wb") as f:
-        f.write(os.urandom(200000))
-    src.restart()
+    src.give_state(vf, os.urandom(200000))
     fp = src.local().describe(vf)
     peer = dst.remote()
     reserved = peer.reserve("mig-5", fp).vf
@@ -482,9 +479,7 @@ def test_save_to_a_file_restore_from_it_and_metrics(nodes):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[1]
     state = os.urandom(700000)
-    with open(src.state_file(vf), "wb") as f:
-        f.write(state)
-    src.restart()
+    src.give_state(vf, state)
     target = "127.0.0.1:%d" % dst.port
     cli("reserve", "--id", "cold-1", "--vf", vf, "--vm", "ns/stopped-vm", "--source", src.sock, "--target", target,
         *tls_args(dst))
@@ -606,9 +601,7 @@ def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
 def test_a_target_that_refuses_the_state_leaves_the_source_running(nodes):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]
-    with open(src.state_file(vf), "wb") as f:
-        f.write(b"keep me" * 1000)
-    src.restart()
+    src.give_state(vf, b"keep me" * 1000)
     # no reservation on the target for this migration
     r = cli("send", "--id", "mig-none", "--vf", vf, "--source", src.sock, "--target", "127.0.0.1:%d" % dst.port,
             check=False)

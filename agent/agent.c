@@ -1130,20 +1130,6 @@ static int dup_override(char **field, const char *value)
 	return *field ? 0 : -ENOMEM;
 }
 
-static int set_error(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int set_error(char **error, const char *fmt, ...)
-{
-	va_list ap;
-
-	free(*error);
-	*error = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(error, fmt, ap) < 0)
-		*error = NULL;
-	va_end(ap);
-	return -1;
-}
-
 int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, char **error)
 {
 	enum alloc_policy policy = ALLOC_PACK;
@@ -1152,9 +1138,9 @@ int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, 
 
 	memset(cfg, 0, sizeof(*cfg));
 	if (o->allocation_policy && !alloc_policy_parse(o->allocation_policy, &policy))
-		return set_error(error, "--allocation-policy: '%s' is not pack or spread", o->allocation_policy);
+		return xevf_msg_set(error, "--allocation-policy: '%s' is not pack or spread", o->allocation_policy);
 	if (o->resource_name && !config_valid_resource_name(o->resource_name, &why))
-		return set_error(error, "--resource-name: '%s' is not a valid extended resource name: %s",
+		return xevf_msg_set(error, "--resource-name: '%s' is not a valid extended resource name: %s",
 				 o->resource_name, why);
 	if (o->config_path && config_load_file(o->config_path, cfg, error))
 		return -1;
@@ -1194,12 +1180,12 @@ int agent_build_config(const struct cli_overrides *o, struct agent_config *cfg, 
 		for (size_t i = 0; i < cfg->npools; i++)
 			cfg->pools[i].policy = policy;
 	if (!log_level_parse(cfg->log_level, &level)) {
-		set_error(error, "logLevel: '%s' is not one of debug, info, warn, error", cfg->log_level);
+		xevf_msg_set(error, "logLevel: '%s' is not one of debug, info, warn, error", cfg->log_level);
 		goto fail;
 	}
 	return 0;
 oom:
-	set_error(error, "out of memory");
+	xevf_msg_set(error, "out of memory");
 fail:
 	config_free(cfg);
 	return -1;
@@ -1474,13 +1460,8 @@ int agent_run(const struct cli_overrides *o, struct agent_config *cfg)
 		 ag.cfg.npools, ag.cfg.plugin_dir, ag.cfg.sysfs_root, ag.cfg.dev_root, ag.cfg.rescan_interval_ms);
 	if (ag.cfg.http_port >= 0 || (ag.cfg.status_socket && *ag.cfg.status_socket)) {
 		if (ag.cfg.status_socket && *ag.cfg.status_socket) {
-			/* the socket's directory, e.g. /run/xevf, may not exist yet */
-			char *dir = strdup(ag.cfg.status_socket), *slash = dir ? strrchr(dir, '/') : NULL;
-			if (slash && slash != dir) {
-				*slash = '\0';
-				mkdir(dir, 0755);
-			}
-			free(dir);
+			/* the socket's directory, e.g. /run/xevf, may not exist yet; listening says if that fails */
+			(void)xevf_mkdir_parent(ag.cfg.status_socket, 0755);
 		}
 		(void)http_start(ag.cfg.http_address, (int)ag.cfg.http_port, ag.cfg.status_socket, &ag.http);
 	}

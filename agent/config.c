@@ -13,21 +13,6 @@
 /* A config file is a few kilobytes; anything this large is a mistake. */
 #define CONFIG_MAX_BYTES ((size_t)1024 * 1024)
 
-static int fail(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(char **error, const char *fmt, ...)
-{
-	if (error) {
-		va_list ap;
-		free(*error);
-		*error = NULL;
-		va_start(ap, fmt);
-		if (vasprintf(error, fmt, ap) < 0)
-			*error = NULL;
-		va_end(ap);
-	}
-	return -1;
-}
-
 const char *alloc_policy_name(enum alloc_policy p)
 {
 	return p == ALLOC_SPREAD ? "spread" : "pack";
@@ -227,12 +212,12 @@ static const char *type_name(json_object *v)
 static int get_string(json_object *v, const char *key, char **out, char **error)
 {
 	if (!json_object_is_type(v, json_type_string))
-		return fail(error, "%s: expected a string, found %s", key, type_name(v));
+		return xevf_msg_set(error, "%s: expected a string, found %s", key, type_name(v));
 	if (strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
-		return fail(error, "%s: must not contain a NUL character", key);
+		return xevf_msg_set(error, "%s: must not contain a NUL character", key);
 	free(*out);
 	*out = strdup(json_object_get_string(v));
-	return *out ? 0 : fail(error, "%s: out of memory", key);
+	return *out ? 0 : xevf_msg_set(error, "%s: out of memory", key);
 }
 
 static int get_string_array(json_object *v, const char *key, char ***out, size_t *n, char **error)
@@ -240,11 +225,11 @@ static int get_string_array(json_object *v, const char *key, char ***out, size_t
 	size_t len;
 
 	if (!json_object_is_type(v, json_type_array))
-		return fail(error, "%s: expected an array of strings, found %s", key, type_name(v));
+		return xevf_msg_set(error, "%s: expected an array of strings, found %s", key, type_name(v));
 	len = json_object_array_length(v);
 	*out = calloc(len ? len : 1, sizeof(**out));
 	if (!*out)
-		return fail(error, "%s: out of memory", key);
+		return xevf_msg_set(error, "%s: out of memory", key);
 	for (size_t i = 0; i < len; i++) {
 		char *item_key = key_index(key, i);
 		int rc = get_string(json_object_array_get_idx(v, i), item_key ? item_key : key, &(*out)[i], error);
@@ -276,7 +261,7 @@ static int parse_selector_key(const char *k, const char *name, json_object *v, s
 			for (size_t i = 0; i < sel->n_pf_addresses; i++) {
 				struct xevf_pci_addr a;
 				if (xevf_pci_addr_parse(sel->pf_addresses[i], &a))
-					return fail(error, "%s[%zu]: '%s' is not a PCI address like 0000:03:00.0",
+					return xevf_msg_set(error, "%s[%zu]: '%s' is not a PCI address like 0000:03:00.0",
 						    k, i, sel->pf_addresses[i]);
 				/* canonical lower case, to compare with what discovery reports */
 				xevf_pci_addr_format(&a, sel->pf_addresses[i]);
@@ -287,12 +272,12 @@ static int parse_selector_key(const char *k, const char *name, json_object *v, s
 			int rc = get_string_array(v, k, &ids, &n, error);
 			int *parsed = rc == 0 ? calloc(n ? n : 1, sizeof(int)) : NULL;
 			if (rc == 0 && !parsed)
-				rc = fail(error, "%s: out of memory", k);
+				rc = xevf_msg_set(error, "%s: out of memory", k);
 			free(sel->device_ids);
 			sel->device_ids = parsed;
 			for (size_t i = 0; rc == 0 && parsed && ids && i < n; i++) {
 				if (parse_device_id(ids[i], &sel->device_ids[i]))
-					rc = fail(error, "%s[%zu]: '%s' is not a PCI device id like 0x56c0", k, i, ids[i]);
+					rc = xevf_msg_set(error, "%s[%zu]: '%s' is not a PCI device id like 0x56c0", k, i, ids[i]);
 				else
 					sel->n_device_ids++;
 			}
@@ -305,7 +290,7 @@ static int parse_selector_key(const char *k, const char *name, json_object *v, s
 			if (get_string_array(v, k, &sel->drivers, &sel->n_drivers, error))
 				return -1;
 		} else {
-			return fail(error, "%s: unknown key (known: pfAddresses, deviceIds, drivers)", k);
+			return xevf_msg_set(error, "%s: unknown key (known: pfAddresses, deviceIds, drivers)", k);
 		}
 	}
 	return 0;
@@ -314,7 +299,7 @@ static int parse_selector_key(const char *k, const char *name, json_object *v, s
 static int parse_selector(json_object *obj, const char *key, struct pool_selector *sel, char **error)
 {
 	if (!json_object_is_type(obj, json_type_object))
-		return fail(error, "%s: expected an object, found %s", key, type_name(obj));
+		return xevf_msg_set(error, "%s: expected an object, found %s", key, type_name(obj));
 	json_object_object_foreach(obj, name, v) {
 		char *k = key_child(key, name);
 		int rc = parse_selector_key(k ? k : key, name, v, sel, error);
@@ -334,7 +319,7 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, struc
 			if (get_string(v, k, &pool->resource_name, error))
 				return -1;
 			if (!config_valid_resource_name(pool->resource_name, &why))
-				return fail(error, "%s: '%s' is not a valid extended resource name: %s", k,
+				return xevf_msg_set(error, "%s: '%s' is not a valid extended resource name: %s", k,
 					    pool->resource_name, why);
 		} else if (strcmp(name, "selector") == 0) {
 			if (parse_selector(v, k, &pool->selector, error))
@@ -346,16 +331,16 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, struc
 				return -1;
 			ok = alloc_policy_parse(p, &pool->policy);
 			if (!ok)
-				fail(error, "%s: '%s' is not an allocation policy (pack or spread)", k, p);
+				xevf_msg_set(error, "%s: '%s' is not an allocation policy (pack or spread)", k, p);
 			free(p);
 			if (!ok)
 				return -1;
 		} else if (strcmp(name, "numVFs") == 0) {
 			if (!json_object_is_type(v, json_type_int))
-				return fail(error, "%s: expected an integer, found %s", k, type_name(v));
+				return xevf_msg_set(error, "%s: expected an integer, found %s", k, type_name(v));
 			pool->num_vfs = (long)json_object_get_int64(v);
 			if (pool->num_vfs < 0 || pool->num_vfs > 4096)
-				return fail(error, "%s: %ld is not a number of VFs (0 to 4096)", k, pool->num_vfs);
+				return xevf_msg_set(error, "%s: %ld is not a number of VFs (0 to 4096)", k, pool->num_vfs);
 		} else if (strcmp(name, "fallback") == 0) {
 			char *f = NULL;
 			if (get_string(v, k, &f, error))
@@ -365,13 +350,13 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, struc
 			} else if (strcmp(f, "none") == 0) {
 				pool->fallback = FALLBACK_NONE;
 			} else {
-				fail(error, "%s: '%s' is not a fallback (vfio-pci or none)", k, f);
+				xevf_msg_set(error, "%s: '%s' is not a fallback (vfio-pci or none)", k, f);
 				free(f);
 				return -1;
 			}
 			free(f);
 		} else {
-			return fail(error, "%s: unknown key (known: resourceName, selector, allocationPolicy, numVFs, "
+			return xevf_msg_set(error, "%s: unknown key (known: resourceName, selector, allocationPolicy, numVFs, "
 					   "fallback)", k);
 		}
 	}
@@ -382,7 +367,7 @@ static int parse_pool(json_object *obj, const char *key, struct pool_config *poo
 {
 	pool->num_vfs = -1;
 	if (!json_object_is_type(obj, json_type_object))
-		return fail(error, "%s: expected an object, found %s", key, type_name(obj));
+		return xevf_msg_set(error, "%s: expected an object, found %s", key, type_name(obj));
 	json_object_object_foreach(obj, name, v) {
 		char *k = key_child(key, name);
 		int rc = parse_pool_key(k ? k : key, name, v, pool, error);
@@ -391,14 +376,14 @@ static int parse_pool(json_object *obj, const char *key, struct pool_config *poo
 			return -1;
 	}
 	if (!pool->resource_name)
-		return fail(error, "%s.resourceName: missing", key);
+		return xevf_msg_set(error, "%s.resourceName: missing", key);
 	return 0;
 }
 
 static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 {
 	if (!json_object_is_type(root, json_type_object))
-		return fail(error, "the top level must be a JSON object, found %s", type_name(root));
+		return xevf_msg_set(error, "the top level must be a JSON object, found %s", type_name(root));
 	json_object_object_foreach(root, name, v) {
 		if (strcmp(name, "pluginDir") == 0) {
 			if (get_string(v, name, &cfg->plugin_dir, error))
@@ -456,11 +441,11 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 				return -1;
 		} else if (strcmp(name, "httpPort") == 0) {
 			if (!json_object_is_type(v, json_type_int))
-				return fail(error, "%s: expected an integer, found %s", name, type_name(v));
+				return xevf_msg_set(error, "%s: expected an integer, found %s", name, type_name(v));
 			cfg->http_port = (long)json_object_get_int64(v);
 			cfg->http_port_set = true;
 			if (cfg->http_port < -1 || cfg->http_port > 65535)
-				return fail(error, "%s: %ld is not a port (-1 turns HTTP off)", name, cfg->http_port);
+				return xevf_msg_set(error, "%s: %ld is not a port (-1 turns HTTP off)", name, cfg->http_port);
 		} else if (strcmp(name, "procRoot") == 0) {
 			if (get_string(v, name, &cfg->proc_root, error))
 				return -1;
@@ -469,18 +454,18 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 				return -1;
 		} else if (strcmp(name, "rescanIntervalMs") == 0) {
 			if (!json_object_is_type(v, json_type_int))
-				return fail(error, "%s: expected an integer, found %s", name, type_name(v));
+				return xevf_msg_set(error, "%s: expected an integer, found %s", name, type_name(v));
 			cfg->rescan_interval_ms = (long)json_object_get_int64(v);
 			if (cfg->rescan_interval_ms < 50 || cfg->rescan_interval_ms > 600000)
-				return fail(error, "%s: %ld is out of range (50 to 600000)", name, cfg->rescan_interval_ms);
+				return xevf_msg_set(error, "%s: %ld is out of range (50 to 600000)", name, cfg->rescan_interval_ms);
 		} else if (strcmp(name, "pools") == 0) {
 			size_t n;
 			if (!json_object_is_type(v, json_type_array))
-				return fail(error, "pools: expected an array, found %s", type_name(v));
+				return xevf_msg_set(error, "pools: expected an array, found %s", type_name(v));
 			n = json_object_array_length(v);
 			cfg->pools = calloc(n ? n : 1, sizeof(*cfg->pools));
 			if (!cfg->pools)
-				return fail(error, "pools: out of memory");
+				return xevf_msg_set(error, "pools: out of memory");
 			for (size_t i = 0; i < n; i++) {
 				char k[64];
 				snprintf(k, sizeof(k), "pools[%zu]", i);
@@ -489,7 +474,7 @@ static int parse_root(json_object *root, struct agent_config *cfg, char **error)
 					return -1;
 			}
 		} else {
-			return fail(error, "%s: unknown key (known: pluginDir, sysfsRoot, devRoot, logLevel, "
+			return xevf_msg_set(error, "%s: unknown key (known: pluginDir, sysfsRoot, devRoot, logLevel, "
 					   "rescanIntervalMs, modulesRoot, kernelRelease, procRoot, httpAddress, httpPort, statusSocket, "
 					   "migrationSocket, migrationAddress, tlsCA, tlsCert, tlsKey, stateDir, nodeName, vfioSim, "
 					   "kubeAPI, kubeTokenFile, kubeCAFile, "
@@ -507,15 +492,15 @@ int config_parse_json(const char *text, size_t len, struct agent_config *cfg, ch
 
 	memset(cfg, 0, sizeof(*cfg));
 	if (len > CONFIG_MAX_BYTES)
-		return fail(error, "the configuration is larger than %zu bytes", CONFIG_MAX_BYTES);
+		return xevf_msg_set(error, "the configuration is larger than %zu bytes", CONFIG_MAX_BYTES);
 	tok = json_tokener_new();
 	if (!tok)
-		return fail(error, "out of memory");
+		return xevf_msg_set(error, "out of memory");
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	root = json_tokener_parse_ex(tok, text, (int)len);
 	if (!root || json_tokener_get_error(tok) != json_tokener_success) {
 		enum json_tokener_error e = json_tokener_get_error(tok);
-		fail(error, "not valid JSON at byte %zu: %s", json_tokener_get_parse_end(tok),
+		xevf_msg_set(error, "not valid JSON at byte %zu: %s", json_tokener_get_parse_end(tok),
 		     e == json_tokener_continue ? "unexpected end of input" : json_tokener_error_desc(e));
 		json_object_put(root);
 		json_tokener_free(tok);
@@ -525,7 +510,7 @@ int config_parse_json(const char *text, size_t len, struct agent_config *cfg, ch
 		if (!isspace((unsigned char)text[i])) {
 			json_object_put(root);
 			json_tokener_free(tok);
-			return fail(error, "unexpected text after the JSON document at byte %zu", i);
+			return xevf_msg_set(error, "unexpected text after the JSON document at byte %zu", i);
 		}
 	}
 	json_tokener_free(tok);
@@ -544,13 +529,13 @@ int config_load_file(const char *path, struct agent_config *cfg, char **error)
 
 	memset(cfg, 0, sizeof(*cfg));
 	if (xevf_read_text(path, CONFIG_MAX_BYTES, &text, &err)) {
-		rc = fail(error, "%s", xevf_err_msg(&err));
+		rc = xevf_msg_set(error, "%s", xevf_err_msg(&err));
 		xevf_err_clear(&err);
 		return rc;
 	}
 	rc = config_parse_json(text, strlen(text), cfg, &inner);
 	if (rc)
-		fail(error, "config file %s: %s", path, inner ? inner : "invalid");
+		xevf_msg_set(error, "config file %s: %s", path, inner ? inner : "invalid");
 	free(inner);
 	free(text);
 	return rc;
@@ -561,7 +546,7 @@ static int set_default(char **field, const char *value, char **error)
 	if (*field)
 		return 0;
 	*field = strdup(value);
-	return *field ? 0 : fail(error, "out of memory");
+	return *field ? 0 : xevf_msg_set(error, "out of memory");
 }
 
 int config_finish(struct agent_config *cfg, char **error)
@@ -584,7 +569,7 @@ int config_finish(struct agent_config *cfg, char **error)
 		free(cfg->pools); /* an empty "pools": [] leaves an empty array */
 		cfg->pools = calloc(1, sizeof(*cfg->pools));
 		if (!cfg->pools)
-			return fail(error, "out of memory");
+			return xevf_msg_set(error, "out of memory");
 		cfg->npools = 1;
 		cfg->pools[0].num_vfs = -1;
 		if (set_default(&cfg->pools[0].resource_name, XEVF_DEFAULT_RESOURCE, error))
@@ -601,15 +586,15 @@ int config_finish(struct agent_config *cfg, char **error)
 					for (size_t y = 0; !shared && y < b->n_pf_addresses; y++)
 						shared = strcmp(a->pf_addresses[x], b->pf_addresses[y]) == 0;
 				if (shared)
-					return fail(error, "pools[%zu].numVFs: %ld conflicts with pools[%zu].numVFs %ld on "
+					return xevf_msg_set(error, "pools[%zu].numVFs: %ld conflicts with pools[%zu].numVFs %ld on "
 							   "a PF both select; give them different pfAddresses", i,
 						    cfg->pools[i].num_vfs, j, cfg->pools[j].num_vfs);
 			}
 			if (strcmp(cfg->pools[i].resource_name, cfg->pools[j].resource_name) == 0)
-				return fail(error, "pools[%zu].resourceName: '%s' is already used by pools[%zu]", i,
+				return xevf_msg_set(error, "pools[%zu].resourceName: '%s' is already used by pools[%zu]", i,
 					    cfg->pools[i].resource_name, j);
 		}
 	if (cfg->plugin_dir[0] != '/')
-		return fail(error, "pluginDir: '%s' must be an absolute path", cfg->plugin_dir);
+		return xevf_msg_set(error, "pluginDir: '%s' must be an absolute path", cfg->plugin_dir);
 	return 0;
 }

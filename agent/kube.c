@@ -10,6 +10,7 @@
 #include "../driver/xevf_error.h"
 #include "../driver/xevf_sysfs.h"
 #include "http.h"
+#include "json_get.h"
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define MAX_TOKEN 65536
@@ -84,22 +85,6 @@ void kube_pods_free(struct kube_pod *pods, size_t n)
 	free(pods);
 }
 
-static json_object *path(json_object *o, const char *a, const char *b)
-{
-	json_object *v = NULL;
-	if (!o || !json_object_object_get_ex(o, a, &v))
-		return NULL;
-	if (b && !json_object_object_get_ex(v, b, &v))
-		return NULL;
-	return v;
-}
-
-static const char *str_at(json_object *o, const char *a, const char *b)
-{
-	json_object *v = path(o, a, b);
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
 static bool has_key(json_object *o, const char *key)
 {
 	json_object *v;
@@ -111,8 +96,8 @@ static bool requests(json_object *containers, const char *resource)
 	if (!containers || !json_object_is_type(containers, json_type_array))
 		return false;
 	for (size_t i = 0; i < json_object_array_length(containers); i++) {
-		json_object *res = path(json_object_array_get_idx(containers, i), "resources", NULL);
-		if (has_key(path(res, "limits", NULL), resource) || has_key(path(res, "requests", NULL), resource))
+		json_object *res = json_get(json_object_array_get_idx(containers, i), "resources");
+		if (has_key(json_get(res, "limits"), resource) || has_key(json_get(res, "requests"), resource))
 			return true;
 	}
 	return false;
@@ -138,7 +123,7 @@ int kube_parse_pending_pods(const char *json, size_t len, const char *resource, 
 		*error = strdup("the API server's answer is not JSON");
 		goto out;
 	}
-	items = path(root, "items", NULL);
+	items = json_get(root, "items");
 	if (!items || !json_object_is_type(items, json_type_array)) {
 		*error = strdup("the API server's answer has no items (not a PodList)");
 		goto out;
@@ -151,17 +136,17 @@ int kube_parse_pending_pods(const char *json, size_t len, const char *resource, 
 	}
 	for (size_t i = 0; i < count; i++) {
 		json_object *pod = json_object_array_get_idx(items, i);
-		const char *phase = str_at(pod, "status", "phase");
-		const char *ns = str_at(pod, "metadata", "namespace"), *name = str_at(pod, "metadata", "name");
+		json_object *meta = json_get(pod, "metadata"), *spec = json_get(pod, "spec");
+		const char *phase = json_get_string(json_get(pod, "status"), "phase");
+		const char *ns = json_get_string(meta, "namespace"), *name = json_get_string(meta, "name");
 		if (!ns || !name || (phase && strcmp(phase, "Pending") != 0))
 			continue;
-		if (!requests(path(pod, "spec", "containers"), resource) &&
-		    !requests(path(pod, "spec", "initContainers"), resource))
+		if (!requests(json_get(spec, "containers"), resource) && !requests(json_get(spec, "initContainers"), resource))
 			continue;
-		json_object *labels = path(pod, "metadata", "labels");
-		const char *vm = str_at(labels, "kubevirt.io/domain", NULL);
+		json_object *labels = json_get(meta, "labels");
+		const char *vm = json_get_string(labels, "kubevirt.io/domain");
 		if (!vm)
-			vm = str_at(labels, "vm.kubevirt.io/name", NULL);
+			vm = json_get_string(labels, "vm.kubevirt.io/name");
 		struct kube_pod *p = &(*pods)[*n];
 		p->namespace_ = strdup(ns);
 		p->name = strdup(name);

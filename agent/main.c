@@ -11,6 +11,7 @@
 #include "config.h"
 #include "../driver/xevf_sriov.h"
 #include "http.h"
+#include "json_get.h"
 #include "log.h"
 #include "migrate_cli.h"
 #include "prepare.h"
@@ -283,13 +284,6 @@ static int run_discover(const struct cli_overrides *o, int json)
 	return 0;
 }
 
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-	return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
-												  : NULL;
-}
-
 static int run_status(const char *socket_path, int json)
 {
 	char *body = NULL, *error = NULL;
@@ -319,24 +313,24 @@ static int run_status(const char *socket_path, int json)
 		json_object_put(root);
 		return 1;
 	}
-	printf("xevf-agent %s, plugin dir %s\n", jstr(root, "version") ? jstr(root, "version") : "?",
-	       jstr(root, "pluginDir") ? jstr(root, "pluginDir") : "?");
+	printf("xevf-agent %s, plugin dir %s\n", json_get_string(root, "version") ? json_get_string(root, "version") : "?",
+	       json_get_string(root, "pluginDir") ? json_get_string(root, "pluginDir") : "?");
 	for (size_t i = 0; i < json_object_array_length(pools); i++) {
 		json_object *p = json_object_array_get_idx(pools, i), *devs;
 		bool registered = json_object_object_get_ex(p, "registered", &v) && json_object_get_boolean(v);
 		long long allocations = json_object_object_get_ex(p, "allocations", &v) ? json_object_get_int64(v) : 0;
-		printf("pool %s: %s, %lld container allocation(s), socket %s\n", jstr(p, "resource"),
+		printf("pool %s: %s, %lld container allocation(s), socket %s\n", json_get_string(p, "resource"),
 		       registered ? "registered with the kubelet" : "NOT registered with the kubelet", allocations,
-		       jstr(p, "socket") ? jstr(p, "socket") : "?");
+		       json_get_string(p, "socket") ? json_get_string(p, "socket") : "?");
 		if (!json_object_object_get_ex(p, "devices", &devs))
 			continue;
 		for (size_t j = 0; j < json_object_array_length(devs); j++) {
 			json_object *d = json_object_array_get_idx(devs, j);
 			bool migratable = json_object_object_get_ex(d, "migratable", &v) && json_object_get_boolean(v);
 			bool allocated = json_object_object_get_ex(d, "allocatedRecently", &v) && json_object_get_boolean(v);
-			const char *reason = jstr(d, "reason");
-			printf("  %s  %-9s  pf %s  driver %s%s%s%s%s\n", jstr(d, "id"), jstr(d, "health"), jstr(d, "pf"),
-			       jstr(d, "driver") ? jstr(d, "driver") : "(none)", migratable ? "  migratable" : "",
+			const char *reason = json_get_string(d, "reason");
+			printf("  %s  %-9s  pf %s  driver %s%s%s%s%s\n", json_get_string(d, "id"), json_get_string(d, "health"), json_get_string(d, "pf"),
+			       json_get_string(d, "driver") ? json_get_string(d, "driver") : "(none)", migratable ? "  migratable" : "",
 			       allocated ? "  allocated" : "", reason ? "  reason: " : "", reason ? reason : "");
 		}
 	}

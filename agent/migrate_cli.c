@@ -364,9 +364,10 @@ static int run(const struct opts *o)
 	ProtobufCMessage *reply = NULL;
 	Xevf__Migration__V1__Fingerprint *fp = NULL;
 	const char *c = o->cmd;
-	bool use_src = !is(c, "restore") && !is(c, "release") && (!is(c, "commit") && !is(c, "abort") ? 1 : !o->target || o->source);
-	bool use_dst = is(c, "check") || is(c, "reserve") || is(c, "restore") ||
-		       is(c, "release") || ((is(c, "commit") || is(c, "abort")) && o->target);
+	/* commit and abort go to whichever sides are named (the source by default) */
+	bool ends = is(c, "commit") || is(c, "abort");
+	bool use_src = ends ? !o->target || o->source : !is(c, "restore") && !is(c, "release");
+	bool use_dst = ends ? o->target != NULL : is(c, "check") || is(c, "reserve") || is(c, "restore") || is(c, "release");
 	int rc = 1;
 
 	if ((is(c, "describe") || is(c, "check") || is(c, "reserve") || is(c, "save") ||

@@ -18,6 +18,7 @@
 #include "../driver/xevf_sysfs.h"
 #include "../driver/xevf_vfio_mig.h"
 #include "../driver/xevf_vfio_sim.h"
+#include "json_get.h"
 #include "log.h"
 #include "metrics.h"
 #include "rpc.h"
@@ -103,8 +104,6 @@ static int64_t unix_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
-
 static const char *role_name(enum role r) { return r == ROLE_SOURCE ? "source" : "target"; }
 
 static bool valid_id(const char *id)
@@ -164,13 +163,14 @@ static char *state_path(const struct migration *m, const char *suffix)
 	return p;
 }
 
-/* Writes the active records: temp file, fsync, rename, fsync of the directory. Lock held. */
+/* Writes the active records atomically (xevf_write_file_atomic). Lock held. */
 static int persist(struct migration *m)
 {
 	json_object *root = json_object_new_object(), *list = json_object_new_array();
-	char *path = state_path(m, NULL), *tmp = state_path(m, ".tmp");
+	char *path = state_path(m, NULL);
 	const char *text;
-	int fd = -1, rc = -1;
+	struct xevf_err err = XEVF_ERR_INIT;
+	int rc = -1;
 
 	json_object_object_add(root, "version", json_object_new_int(1));
 	for (struct record *r = m->records; r; r = r->next) {
@@ -188,57 +188,15 @@ static int persist(struct migration *m)
 	}
 	json_object_object_add(root, "migrations", list);
 	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY);
-	if (!path || !tmp)
-		goto out;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_error("state_write_failed", "file=%s reason=\"%s\" hint=\"is --state-dir writable?\"", tmp, strerror(errno));
-		goto out;
-	}
-	size_t len = strlen(text), done = 0;
-	while (done < len) {
-		ssize_t n = write(fd, text + done, len - done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_error("state_write_failed", "file=%s reason=\"%s\"", tmp, strerror(errno));
-			goto out;
-		}
-		done += (size_t)n;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		log_error("state_write_failed", "file=%s reason=\"fsync: %s\"", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		log_error("state_write_failed", "file=%s reason=\"rename: %s\"", path, strerror(errno));
-		goto out;
-	}
-	int dfd = open(m->s.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-	rc = 0;
-out:
-	if (fd >= 0) {
-		close(fd);
-		unlink(tmp);
-	}
+	if (path && xevf_write_file_atomic(path, text, strlen(text), &err) == 0)
+		rc = 0;
+	else
+		log_error("state_write_failed", "reason=\"%s\" hint=\"is --state-dir writable?\"",
+			  path ? xevf_err_msg(&err) : "out of memory");
+	xevf_err_clear(&err);
 	json_object_put(root);
 	free(path);
-	free(tmp);
 	return rc;
-}
-
-static const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
 }
 
 /* Parses the file into records; false when anything is off (then nothing is taken). */
@@ -263,7 +221,7 @@ static bool parse_state(const char *text, struct record **out, char **why)
 	}
 	for (size_t i = 0; i < json_object_array_length(list); i++) {
 		json_object *o = json_object_array_get_idx(list, i), *e, *c;
-		const char *id = jstr(o, "id"), *role = jstr(o, "role"), *vf = jstr(o, "vf"), *phase = jstr(o, "phase");
+		const char *id = json_get_string(o, "id"), *role = json_get_string(o, "role"), *vf = json_get_string(o, "vf"), *phase = json_get_string(o, "phase");
 		struct xevf_pci_addr addr;
 		if (!id || !valid_id(id) || !role || ((strcmp(role, "source") != 0) && (strcmp(role, "target") != 0)) || !vf ||
 		    xevf_pci_addr_parse(vf, &addr) || !phase || strlen(phase) >= sizeof(head->phase) ||
@@ -280,9 +238,9 @@ static bool parse_state(const char *text, struct record **out, char **why)
 		r->id = strdup(id);
 		r->role = (strcmp(role, "source") != 0) ? ROLE_TARGET : ROLE_SOURCE;
 		snprintf(r->vf, sizeof(r->vf), "%s", vf);
-		r->resource = xstrdup(jstr(o, "resource"));
-		r->vm_namespace = xstrdup(jstr(o, "vmNamespace"));
-		r->vm_name = xstrdup(jstr(o, "vmName"));
+		r->resource = xevf_strdup_or_null(json_get_string(o, "resource"));
+		r->vm_namespace = xevf_strdup_or_null(json_get_string(o, "vmNamespace"));
+		r->vm_name = xevf_strdup_or_null(json_get_string(o, "vmName"));
 		snprintf(r->phase, sizeof(r->phase), "%s", phase);
 		r->expires_unix_ms = json_object_get_int64(e);
 		r->claimed = json_object_object_get_ex(o, "claimed", &c) && json_object_get_boolean(c);
@@ -713,8 +671,7 @@ static void finish_status(struct rpc_call *call, grpc_status_code code, const ch
 	char *msg = NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0)
-		msg = NULL;
+	(void)xevf_msg_vset(&msg, fmt, ap);
 	va_end(ap);
 	log_warn("migration_call_refused", "method=%s peer=%s code=%d reason=\"%s\"", rpc_call_method(call),
 		 rpc_call_peer(call), (int)code, msg ? msg : "?");
@@ -818,9 +775,9 @@ static void handle_reserve(struct migration *m, struct rpc_call *call, const Xev
 				r->id = strdup(req->migration_id);
 				r->role = ROLE_TARGET;
 				snprintf(r->vf, sizeof(r->vf), "%s", m->vfs[i].addr);
-				r->resource = xstrdup(m->vfs[i].resource);
-				r->vm_namespace = xstrdup(req->vm_namespace);
-				r->vm_name = xstrdup(req->vm_name);
+				r->resource = xevf_strdup_or_null(m->vfs[i].resource);
+				r->vm_namespace = xevf_strdup_or_null(req->vm_namespace);
+				r->vm_name = xevf_strdup_or_null(req->vm_name);
 				snprintf(r->phase, sizeof(r->phase), "%s", "reserved");
 				r->expires_unix_ms = unix_ms() + (int64_t)ttl * 1000;
 				r->next = m->records;
@@ -957,7 +914,7 @@ static int save_state(struct migration *m, const char *id, const char *vf_addr, 
 		r->id = strdup(id);
 		r->role = ROLE_SOURCE;
 		snprintf(r->vf, sizeof(r->vf), "%s", vf->addr);
-		r->resource = xstrdup(vf->resource);
+		r->resource = xevf_strdup_or_null(vf->resource);
 		r->next = m->records;
 		m->records = r;
 	}
@@ -1468,14 +1425,14 @@ void migration_update(struct migration *m, const struct migration_vf *vfs, size_
 		struct vf_info *v = &info[i];
 		snprintf(v->addr, sizeof(v->addr), "%s", vf->addr);
 		snprintf(v->pf, sizeof(v->pf), "%s", vf->pf_addr);
-		v->resource = xstrdup(vfs[i].resource);
+		v->resource = xevf_strdup_or_null(vfs[i].resource);
 		v->vendor_id = vf->vendor_id;
 		v->device_id = vf->device_id;
 		v->revision = vf->revision;
 		v->numa_node = vf->numa_node;
 		v->pf_device_id = vfs[i].pf ? vfs[i].pf->device_id : -1;
-		v->driver = xstrdup(vf->driver);
-		v->pf_driver = vfs[i].pf ? xstrdup(vfs[i].pf->driver) : NULL;
+		v->driver = xevf_strdup_or_null(vf->driver);
+		v->pf_driver = vfs[i].pf ? xevf_strdup_or_null(vfs[i].pf->driver) : NULL;
 		v->variant = vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT;
 		v->vfio = v->variant || vf->driver_kind == XEVF_DRIVER_VFIO_PCI;
 		v->healthy = vf->healthy;
@@ -1484,8 +1441,8 @@ void migration_update(struct migration *m, const struct migration_vf *vfs, size_
 			v->group = NULL;
 		if (vf->nprovisioning && (v->prov = calloc(vf->nprovisioning, sizeof(*v->prov)))) {
 			for (size_t k = 0; k < vf->nprovisioning; k++) {
-				v->prov[k].key = xstrdup(vf->provisioning[k].key);
-				v->prov[k].value = xstrdup(vf->provisioning[k].value);
+				v->prov[k].key = xevf_strdup_or_null(vf->provisioning[k].key);
+				v->prov[k].value = xevf_strdup_or_null(vf->provisioning[k].value);
 			}
 			v->nprov = vf->nprovisioning;
 		}
@@ -1540,9 +1497,9 @@ bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, 
 			if (pending)
 				*pending = !r->claimed;
 			if (vm_namespace)
-				*vm_namespace = xstrdup(r->vm_namespace);
+				*vm_namespace = xevf_strdup_or_null(r->vm_namespace);
 			if (vm_name)
-				*vm_name = xstrdup(r->vm_name);
+				*vm_name = xevf_strdup_or_null(r->vm_name);
 		}
 	pthread_mutex_unlock(&m->lock);
 	return found;
@@ -1598,12 +1555,7 @@ struct migration *migration_start(const struct migration_settings *s, char **err
 		log_warn("state_dir_unusable", "dir=%s reason=\"%s\"", m->s.state_dir, strerror(errno));
 	load_state(m);
 	if (m->s.unix_socket && *m->s.unix_socket) {
-		char *dir = strdup(m->s.unix_socket), *slash = dir ? strrchr(dir, '/') : NULL;
-		if (slash && slash != dir) {
-			*slash = 0;
-			(void)mkdir(dir, 0755);
-		}
-		free(dir);
+		(void)xevf_mkdir_parent(m->s.unix_socket, 0755); /* listening below says what went wrong */
 		unlink(m->s.unix_socket);
 		if (asprintf(&unix_addr, "unix:%s", m->s.unix_socket) < 0)
 			unix_addr = NULL;

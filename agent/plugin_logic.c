@@ -74,11 +74,8 @@ static int fail(char **error, int code, const char *fmt, ...)
 {
 	va_list ap;
 
-	free(*error);
-	*error = NULL;
 	va_start(ap, fmt);
-	if (vasprintf(error, fmt, ap) < 0)
-		*error = NULL;
+	(void)xevf_msg_vset(error, fmt, ap);
 	va_end(ap);
 	return code;
 }

@@ -7,11 +7,6 @@
 
 #include "log.h"
 
-static char *dup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
 char *pool_env_name(const char *resource_name)
 {
 	static const char prefix[] = "PCI_RESOURCE_";
@@ -134,10 +129,10 @@ static int device_from_vf(struct pool_device *d, const struct xevf_vf *vf, const
 	d->numa_node = vf->numa_node;
 	d->healthy = vf->healthy;
 	d->migratable = vf->migration_capable;
-	d->reason = dup_or_null(!vf->healthy && note ? note : vf->reason);
-	d->driver = dup_or_null(vf->driver);
-	d->group_node = dup_or_null(vf->group_node);
-	d->cdev_node = dup_or_null(vf->cdev_node);
+	d->reason = xevf_strdup_or_null(!vf->healthy && note ? note : vf->reason);
+	d->driver = xevf_strdup_or_null(vf->driver);
+	d->group_node = xevf_strdup_or_null(vf->group_node);
+	d->cdev_node = xevf_strdup_or_null(vf->cdev_node);
 	if ((vf->reason && !d->reason && !note) || (vf->driver && !d->driver) ||
 	    (vf->group_node && !d->group_node) || (vf->cdev_node && !d->cdev_node)) {
 		device_free(d);
@@ -262,8 +257,8 @@ bool pool_update(struct pool *p, const struct xevf_host *host, bool *taken, cons
 	p->ndevs = n;
 	free(p->vfio_container_node);
 	free(p->iommufd_node);
-	p->vfio_container_node = dup_or_null(host->vfio_container_node);
-	p->iommufd_node = dup_or_null(host->iommufd_node);
+	p->vfio_container_node = xevf_strdup_or_null(host->vfio_container_node);
+	p->iommufd_node = xevf_strdup_or_null(host->iommufd_node);
 	if (visible)
 		p->generation++;
 	return visible;

@@ -44,17 +44,6 @@ ProtobufCMessage *rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_b
 	return msg;
 }
 
-static void set_error(char **error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_error(char **error, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	free(*error);
-	if (vasprintf(error, fmt, ap) < 0)
-		*error = NULL;
-	va_end(ap);
-}
-
 /* Runs one batch on a pluck queue and waits for it. */
 static bool run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops, size_t n)
 {
@@ -96,11 +85,11 @@ static char *read_pem(const char *path, const char *what, char **error)
 	char *text = NULL;
 	struct xevf_err err = XEVF_ERR_INIT;
 	if (!path || !*path) {
-		set_error(error, "TLS %s file not set", what);
+		(void)xevf_msg_set(error, "TLS %s file not set", what);
 		return NULL;
 	}
 	if (xevf_read_text(path, MAX_PEM, &text, &err) < 0) {
-		set_error(error, "TLS %s: %s", what, xevf_err_msg(&err));
+		(void)xevf_msg_set(error, "TLS %s: %s", what, xevf_err_msg(&err));
 		xevf_err_clear(&err);
 		return NULL;
 	}
@@ -247,7 +236,7 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 	if (bound_port)
 		*bound_port = 0;
 	if (!s) {
-		set_error(error, "out of memory");
+		(void)xevf_msg_set(error, "out of memory");
 		return NULL;
 	}
 	s->handler = handler;
@@ -262,7 +251,7 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 		int ok = grpc_server_add_http2_port(s->server, unix_addr, creds);
 		grpc_server_credentials_release(creds);
 		if (!ok) {
-			set_error(error, "cannot listen on %s", unix_addr);
+			(void)xevf_msg_set(error, "cannot listen on %s", unix_addr);
 			goto fail;
 		}
 	}
@@ -270,7 +259,7 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 		if (!tls || !(ca = read_pem(tls->ca_file, "CA", error)) || !(cert = read_pem(tls->cert_file, "certificate", error)) ||
 		    !(key = read_pem(tls->key_file, "key", error))) {
 			if (!*error)
-				set_error(error, "the TCP listener needs TLS files (CA, certificate, key)");
+				(void)xevf_msg_set(error, "the TCP listener needs TLS files (CA, certificate, key)");
 			goto fail;
 		}
 		grpc_ssl_pem_key_cert_pair pair = {key, cert};
@@ -280,7 +269,7 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 		if (creds)
 			grpc_server_credentials_release(creds);
 		if (!port) {
-			set_error(error, "cannot listen on %s with TLS (certificate %s, key %s, CA %s)", tcp_addr,
+			(void)xevf_msg_set(error, "cannot listen on %s with TLS (certificate %s, key %s, CA %s)", tcp_addr,
 				  tls->cert_file, tls->key_file, tls->ca_file);
 			goto fail;
 		}
@@ -293,7 +282,7 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 	free(key);
 	grpc_server_start(s->server);
 	if (pthread_create(&s->thread, NULL, serve, s) != 0) {
-		set_error(error, "cannot start the server thread");
+		(void)xevf_msg_set(error, "cannot start the server thread");
 		grpc_server_shutdown_and_notify(s->server, s->cq, s);
 		grpc_server_cancel_all_calls(s->server);
 		grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -402,7 +391,7 @@ grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, ch
 		char *ca, *cert = NULL, *key = NULL;
 		if (!tls || !(ca = read_pem(tls->ca_file, "CA", error))) {
 			if (!*error)
-				set_error(error, "%s: TCP peers are reached only over mutual TLS: give the CA, certificate and key",
+				(void)xevf_msg_set(error, "%s: TCP peers are reached only over mutual TLS: give the CA, certificate and key",
 					  target);
 			return NULL;
 		}
@@ -418,13 +407,13 @@ grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, ch
 		free(key);
 	}
 	if (!creds) {
-		set_error(error, "%s: cannot create channel credentials", target);
+		(void)xevf_msg_set(error, "%s: cannot create channel credentials", target);
 		return NULL;
 	}
 	ch = grpc_channel_create(target, creds, NULL);
 	grpc_channel_credentials_release(creds);
 	if (!ch)
-		set_error(error, "%s: cannot create a channel", target);
+		(void)xevf_msg_set(error, "%s: cannot create a channel", target);
 	return ch;
 }
 

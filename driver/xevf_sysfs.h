@@ -8,6 +8,7 @@
 #define XEVF_SYSFS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,5 +57,17 @@ int xevf_readlink_basename(const char *path, char **out, struct xevf_err *err) X
 int xevf_write_text(const char *path, const char *text, struct xevf_err *err) XEVF_MUST_CHECK;
 
 bool xevf_path_exists(const char *path);
+
+/* strdup that passes NULL through. */
+char *xevf_strdup_or_null(const char *s);
+
+/* Creates the directory that holds path (one level, e.g. /run/xevf for
+ * /run/xevf/status.sock); 0 when it exists or was made, else -errno. */
+int xevf_mkdir_parent(const char *path, mode_t mode);
+
+/* Replaces path's contents so that a crash leaves the old or the new file,
+ * never a mix: a temporary file beside it (mode 0600), write, fsync, rename,
+ * then an fsync of the directory. The error names the file. */
+int xevf_write_file_atomic(const char *path, const void *data, size_t len, struct xevf_err *err) XEVF_MUST_CHECK;
 
 #endif

@@ -1,4 +1,5 @@
 #include "xevf_vfio_sim.h"
+#include "xevf_sysfs.h"
 #include "xevf_vfio_uapi.h"
 
 #include <errno.h>
@@ -95,22 +96,12 @@ static int set_content(struct xevf_vfio_sim *sim, const void *data, size_t len)
 	return 0;
 }
 
+/* The state file follows the device. A write that fails leaves the old file:
+ * tests then see a state that did not change, which is what they check. */
 static void persist(struct xevf_vfio_sim *sim)
 {
-	char *tmp = NULL;
-	FILE *f;
-
-	if (!sim->content_path || asprintf(&tmp, "%s.tmp", sim->content_path) < 0)
+	if (sim->content_path && xevf_write_file_atomic(sim->content_path, sim->content, sim->content_len, NULL) < 0)
 		return;
-	f = fopen(tmp, "we");
-	if (f) {
-		bool ok = fwrite(sim->content, 1, sim->content_len, f) == sim->content_len;
-		if (fclose(f) == 0 && ok)
-			rename(tmp, sim->content_path);
-		else
-			unlink(tmp);
-	}
-	free(tmp);
 }
 
 static void end_session(struct xevf_vfio_sim *sim)
@@ -379,7 +370,7 @@ int xevf_vfio_sim_new(const char *name, uint64_t flags, const void *content, siz
 	sim->ops.ioctl = sim_ioctl;
 	sim->ops.ctx = sim;
 	sim->name = strdup(name);
-	sim->content_path = content_path ? strdup(content_path) : NULL;
+	sim->content_path = xevf_strdup_or_null(content_path);
 	sim->device_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (!sim->name || (content_path && !sim->content_path) || sim->device_fd < 0) {
 		xevf_vfio_sim_free(sim);

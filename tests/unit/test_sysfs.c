@@ -145,6 +145,64 @@ static void test_write_text_reports_file_and_errno(void **state)
 	free(dir);
 }
 
+static void test_write_file_atomic(void **state)
+{
+	(void)state;
+	char *dir = temp_dir(), *path = NULL, *text = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+
+	assert_int_equal(xevf_asprintf(&path, "%s/state.json", dir), 0);
+	assert_int_equal(xevf_write_file_atomic(path, "first", 5, &err), 0);
+	assert_int_equal(xevf_write_file_atomic(path, "second", 6, &err), 0);
+	assert_int_equal(xevf_read_text(path, 64, &text, &err), 0);
+	assert_string_equal(text, "second");
+	free(text);
+	free(path);
+	assert_int_equal(xevf_asprintf(&path, "%s/state.json.tmp", dir), 0);
+	assert_false(xevf_path_exists(path)); /* nothing left beside it */
+	free(path);
+	assert_int_equal(xevf_asprintf(&path, "%s/missing/state.json", dir), 0);
+	assert_int_equal(xevf_write_file_atomic(path, "x", 1, &err), -ENOENT);
+	assert_non_null(strstr(xevf_err_msg(&err), "missing/state.json.tmp: cannot create"));
+	xevf_err_clear(&err);
+	free(path);
+	rm_tree(dir);
+	free(dir);
+}
+
+static void test_mkdir_parent(void **state)
+{
+	(void)state;
+	char *dir = temp_dir(), *path = NULL, *parent = NULL;
+
+	assert_int_equal(xevf_asprintf(&path, "%s/run/status.sock", dir), 0);
+	assert_int_equal(xevf_asprintf(&parent, "%s/run", dir), 0);
+	assert_int_equal(xevf_mkdir_parent(path, 0755), 0);
+	assert_true(xevf_path_exists(parent));
+	assert_int_equal(xevf_mkdir_parent(path, 0755), 0); /* already there */
+	free(path);
+	assert_int_equal(xevf_asprintf(&path, "%s/no/such/status.sock", dir), 0);
+	assert_int_equal(xevf_mkdir_parent(path, 0755), -ENOENT); /* one level only */
+	assert_int_equal(xevf_mkdir_parent("relative.sock", 0755), 0);
+	free(path);
+	free(parent);
+	rm_tree(dir);
+	free(dir);
+}
+
+static void test_msg_set_may_quote_the_old_message(void **state)
+{
+	(void)state;
+	char *msg = NULL;
+
+	assert_int_equal(xevf_msg_set(&msg, "first %d", 1), -1);
+	assert_int_equal(xevf_msg_set(&msg, "%s, then second", msg), -1);
+	assert_string_equal(msg, "first 1, then second");
+	free(msg);
+	assert_int_equal(xevf_msg_set(NULL, "nowhere"), -1);
+	assert_null(xevf_strdup_or_null(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -156,6 +214,9 @@ int main(void)
 		cmocka_unit_test(test_read_long_names_file_and_value),
 		cmocka_unit_test(test_readlink_basename_any_length),
 		cmocka_unit_test(test_write_text_reports_file_and_errno),
+		cmocka_unit_test(test_write_file_atomic),
+		cmocka_unit_test(test_mkdir_parent),
+		cmocka_unit_test(test_msg_set_may_quote_the_old_message),
 	};
 	return cmocka_run_group_tests_name("sysfs", tests, NULL, NULL);
 }

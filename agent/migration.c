@@ -132,7 +132,7 @@ static void record_free(struct record *r)
 static struct record *find_record(struct migration *m, const char *id)
 {
 	for (struct record *r = m->records; r; r = r->next)
-		if ((strcmp(r->id, id) == 0))
+		if (strcmp(r->id, id) == 0)
 			return r;
 	return NULL;
 }
@@ -140,7 +140,7 @@ static struct record *find_record(struct migration *m, const char *id)
 static struct record *find_record_for_vf(struct migration *m, const char *vf, enum role role)
 {
 	for (struct record *r = m->records; r; r = r->next)
-		if (r->role == role && (strcmp(r->vf, vf) == 0))
+		if (r->role == role && strcmp(r->vf, vf) == 0)
 			return r;
 	return NULL;
 }
@@ -148,7 +148,7 @@ static struct record *find_record_for_vf(struct migration *m, const char *vf, en
 static const struct vf_info *find_vf(const struct migration *m, const char *addr)
 {
 	for (size_t i = 0; i < m->nvfs; i++)
-		if ((strcmp(m->vfs[i].addr, addr) == 0))
+		if (strcmp(m->vfs[i].addr, addr) == 0)
 			return &m->vfs[i];
 	return NULL;
 }
@@ -223,7 +223,7 @@ static bool parse_state(const char *text, struct record **out, char **why)
 		json_object *o = json_object_array_get_idx(list, i), *e, *c;
 		const char *id = json_get_string(o, "id"), *role = json_get_string(o, "role"), *vf = json_get_string(o, "vf"), *phase = json_get_string(o, "phase");
 		struct xevf_pci_addr addr;
-		if (!id || !valid_id(id) || !role || ((strcmp(role, "source") != 0) && (strcmp(role, "target") != 0)) || !vf ||
+		if (!id || !valid_id(id) || !role || (strcmp(role, "source") != 0 && strcmp(role, "target") != 0) || !vf ||
 		    xevf_pci_addr_parse(vf, &addr) || !phase || strlen(phase) >= sizeof(head->phase) ||
 		    !json_object_object_get_ex(o, "expiresUnixMs", &e) || !json_object_is_type(e, json_type_int)) {
 			if (asprintf(why, "migrations[%zu] is incomplete or malformed", i) < 0)
@@ -306,9 +306,9 @@ static void load_state(struct migration *m)
 	size_t n = 0;
 	for (struct record *r = recs; r; r = r->next) {
 		/* a stream cut by the restart: the device was released with the process */
-		if ((strcmp(r->phase, "saving") == 0) || (strcmp(r->phase, "saved") == 0))
+		if (strcmp(r->phase, "saving") == 0 || strcmp(r->phase, "saved") == 0)
 			snprintf(r->phase, sizeof(r->phase), "%s", "interrupted");
-		if ((strcmp(r->phase, "restoring") == 0) || (strcmp(r->phase, "restored") == 0))
+		if (strcmp(r->phase, "restoring") == 0 || strcmp(r->phase, "restored") == 0)
 			snprintf(r->phase, sizeof(r->phase), "%s", "reserved");
 		n++;
 	}
@@ -353,7 +353,7 @@ static void end_record(struct migration *m, struct record *r, const char *phase)
 static struct device *find_device(struct migration *m, const char *addr)
 {
 	for (struct device *d = m->devices; d; d = d->next)
-		if ((strcmp(d->addr, addr) == 0) && d->open)
+		if (strcmp(d->addr, addr) == 0 && d->open)
 			return d;
 	return NULL;
 }
@@ -421,7 +421,7 @@ static void device_put(struct migration *m, const char *addr)
 		return;
 	for (struct device **pp = &m->devices; *pp; pp = &(*pp)->next) {
 		struct device *d = *pp;
-		if ((strcmp(d->addr, addr) == 0) && !d->busy) {
+		if (strcmp(d->addr, addr) == 0 && !d->busy) {
 			*pp = d->next;
 			xevf_mig_close(&d->dev);
 			free(d);
@@ -609,7 +609,7 @@ static char *incompatibility(struct migration *m, const struct vf_info *vf, cons
 	if (vf->busy)
 		return strdup("in use by a container");
 	for (struct record *r = m->records; r; r = r->next)
-		if ((strcmp(r->vf, vf->addr) == 0))
+		if (strcmp(r->vf, vf->addr) == 0)
 			return asprintf(&why, "%s migration %s", r->role == ROLE_TARGET ? "reserved for" : "the source of",
 					r->id) < 0 ? NULL : why;
 	fingerprint_fill(m, vf, &fp);
@@ -646,10 +646,10 @@ static char *incompatibility(struct migration *m, const struct vf_info *vf, cons
 			const char *key = i < src->n_provisioning ? src->provisioning[i]->key : fp.provisioning[i]->key;
 			const char *want = NULL, *have = NULL;
 			for (size_t k = 0; k < src->n_provisioning; k++)
-				if ((strcmp(src->provisioning[k]->key, key) == 0))
+				if (strcmp(src->provisioning[k]->key, key) == 0)
 					want = src->provisioning[k]->value;
 			for (size_t k = 0; k < fp.n_provisioning; k++)
-				if ((strcmp(fp.provisioning[k]->key, key) == 0))
+				if (strcmp(fp.provisioning[k]->key, key) == 0)
 					have = fp.provisioning[k]->value;
 			if (!str_eq(want, have))
 				rc = asprintf(&why, "provisioning %s is %s, the source has %s", key, have ? have : "(unset)",
@@ -1133,7 +1133,7 @@ static void handle_restore(struct migration *m, struct rpc_call *call)
 	s.pending = (Xevf__Migration__V1__StateChunk *)msg;
 	pthread_mutex_lock(&m->lock);
 	r = valid_id(s.pending->migration_id) ? find_record(m, s.pending->migration_id) : NULL;
-	if (!r || r->role != ROLE_TARGET || ((strcmp(r->phase, "reserved") != 0) && (strcmp(r->phase, "restored") != 0))) {
+	if (!r || r->role != ROLE_TARGET || (strcmp(r->phase, "reserved") != 0 && strcmp(r->phase, "restored") != 0)) {
 		pthread_mutex_unlock(&m->lock);
 		finish_status(call, GRPC_STATUS_FAILED_PRECONDITION,
 			      "migration %.128s has no reservation on node %s to restore into (Reserve first)",
@@ -1208,15 +1208,15 @@ static void finish_migration(struct migration *m, struct rpc_call *call, struct 
 	bool reset_used = false;
 	int rc = 0;
 
-	if (!d && vf && ((strcmp(r->phase, "saved") == 0) || (strcmp(r->phase, "restored") == 0)))
+	if (!d && vf && (strcmp(r->phase, "saved") == 0 || strcmp(r->phase, "restored") == 0))
 		d = device_get(m, vf, &err);
 	if (commit) {
-		if (r->role == ROLE_TARGET && (strcmp(r->phase, "restored") != 0)) {
+		if (r->role == ROLE_TARGET && strcmp(r->phase, "restored") != 0) {
 			finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s: nothing restored yet (%s)", r->id,
 				      r->phase);
 			return;
 		}
-		if (r->role == ROLE_SOURCE && (strcmp(r->phase, "saved") != 0)) {
+		if (r->role == ROLE_SOURCE && strcmp(r->phase, "saved") != 0) {
 			finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s: the state is not saved yet (%s)",
 				      r->id, r->phase);
 			return;
@@ -1230,7 +1230,7 @@ static void finish_migration(struct migration *m, struct rpc_call *call, struct 
 	} else if (d) {
 		if (r->role == ROLE_SOURCE) /* the VM keeps running here, with its state */
 			rc = xevf_mig_recover(&d->dev, XEVF_MIG_RUNNING, &reset_used, &err);
-		else if ((strcmp(r->phase, "reserved") != 0)) { /* a restored foreign state must never run */
+		else if (strcmp(r->phase, "reserved") != 0) { /* a restored foreign state must never run */
 			rc = xevf_mig_reset(&d->dev, &err);
 			reset_used = rc == 0;
 		}
@@ -1265,10 +1265,10 @@ static void handle_ref(struct migration *m, struct rpc_call *call, const char *m
 	struct record *r = valid_id(req->migration_id) ? find_record(m, req->migration_id) : NULL;
 	if (!r) {
 		for (struct record *e = m->ended; e && valid_id(req->migration_id); e = e->next)
-			if ((strcmp(e->id, req->migration_id) == 0)) {
+			if (strcmp(e->id, req->migration_id) == 0) {
 				Xevf__Migration__V1__MigrationStatus st;
 				status_of(e, "", &st);
-				if ((strcmp(method, "Abort") == 0) && (strcmp(e->phase, "committed") == 0))
+				if (strcmp(method, "Abort") == 0 && strcmp(e->phase, "committed") == 0)
 					finish_status(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s is already committed",
 						      e->id);
 				else /* Commit/Abort/Release are idempotent */
@@ -1280,8 +1280,8 @@ static void handle_ref(struct migration *m, struct rpc_call *call, const char *m
 		finish_status(call, GRPC_STATUS_NOT_FOUND, "no migration %.128s on node %s", req->migration_id, m->node);
 		return;
 	}
-	if ((strcmp(r->phase, "saving") == 0) || (strcmp(r->phase, "restoring") == 0)) {
-		if ((strcmp(method, "Abort") == 0)) {
+	if (strcmp(r->phase, "saving") == 0 || strcmp(r->phase, "restoring") == 0) {
+		if (strcmp(method, "Abort") == 0) {
 			/* the stream sees it at its next chunk and recovers the device */
 			r->abort_requested = true;
 			Xevf__Migration__V1__MigrationStatus st;
@@ -1296,8 +1296,8 @@ static void handle_ref(struct migration *m, struct rpc_call *call, const char *m
 		pthread_mutex_unlock(&m->lock);
 		return;
 	}
-	if ((strcmp(method, "Release") == 0)) {
-		if (r->role != ROLE_TARGET || (strcmp(r->phase, "reserved") != 0)) {
+	if (strcmp(method, "Release") == 0) {
+		if (r->role != ROLE_TARGET || strcmp(r->phase, "reserved") != 0) {
 			finish_status(call, GRPC_STATUS_FAILED_PRECONDITION,
 				      "migration %s: only a reservation with nothing restored can be released (%s %s); use Abort",
 				      r->id, role_name(r->role), r->phase);
@@ -1309,7 +1309,7 @@ static void handle_ref(struct migration *m, struct rpc_call *call, const char *m
 			rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
 		}
 	} else {
-		finish_migration(m, call, r, (strcmp(method, "Commit") == 0));
+		finish_migration(m, call, r, strcmp(method, "Commit") == 0);
 	}
 	pthread_mutex_unlock(&m->lock);
 }
@@ -1466,7 +1466,7 @@ size_t migration_tick(struct migration *m, char ***freed)
 	pthread_mutex_lock(&m->lock);
 	for (struct record *r = m->records, *next; r; r = next) {
 		next = r->next;
-		if (r->role == ROLE_TARGET && (strcmp(r->phase, "reserved") == 0) && r->expires_unix_ms < now) {
+		if (r->role == ROLE_TARGET && strcmp(r->phase, "reserved") == 0 && r->expires_unix_ms < now) {
 			log_info("reservation_expired", "migration=%s vf=%s vm=%s/%s", r->id, r->vf,
 				 r->vm_namespace ? r->vm_namespace : "", r->vm_name ? r->vm_name : "");
 			device_put(m, r->vf);
@@ -1505,18 +1505,13 @@ bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, 
 	return found;
 }
 
-bool migration_reserved(struct migration *m, const char *vf, bool *pending)
-{
-	return migration_reserved_for(m, vf, pending, NULL, NULL);
-}
-
 void migration_claim(struct migration *m, const char *vf)
 {
 	if (!m)
 		return;
 	pthread_mutex_lock(&m->lock);
 	for (struct record *r = m->records; r; r = r->next)
-		if (r->role == ROLE_TARGET && (strcmp(r->vf, vf) == 0) && !r->claimed) {
+		if (r->role == ROLE_TARGET && strcmp(r->vf, vf) == 0 && !r->claimed) {
 			r->claimed = true;
 			(void)persist(m);
 			log_info("reservation_claimed", "migration=%s vf=%s vm=%s/%s", r->id, r->vf,
@@ -1524,8 +1519,6 @@ void migration_claim(struct migration *m, const char *vf)
 		}
 	pthread_mutex_unlock(&m->lock);
 }
-
-int migration_tcp_port(const struct migration *m) { return m ? m->tcp_port : 0; }
 
 struct migration *migration_start(const struct migration_settings *s, char **error)
 {

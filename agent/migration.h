@@ -45,8 +45,6 @@ struct migration_vf {
 /* Loads the state file and starts listening. NULL and *error on failure. */
 struct migration *migration_start(const struct migration_settings *s, char **error);
 void migration_stop(struct migration *m);
-/* The TCP port actually bound (for tests with port 0), 0 if none */
-int migration_tcp_port(const struct migration *m);
 
 /* From the agent's loop after each scan (copies what it needs). */
 void migration_update(struct migration *m, const struct migration_vf *vfs, size_t n);
@@ -56,8 +54,8 @@ size_t migration_tick(struct migration *m, char ***freed);
 
 /* Device-plugin hooks. A pending reservation is one whose target pod has not
  * got its VF yet. */
-bool migration_reserved(struct migration *m, const char *vf, bool *pending);
-/* The same, with the reservation's VM (malloc'd copies; free them). */
+/* Is vf reserved, is the reservation pending, and for which VM (malloc'd
+ * copies; free them; any out-pointer may be NULL)? */
 bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, char **vm_namespace, char **vm_name);
 void migration_claim(struct migration *m, const char *vf);
 

@@ -37,8 +37,6 @@ struct xevf_vfio_sim {
 	uint32_t fail_from, fail_to, fail_leave;
 	int fail_errno;
 	int reset_errno;
-	bool truncate_armed;
-	size_t truncate_to;
 	/* observations */
 	unsigned resets, precopy_queries;
 	char *trace;
@@ -128,9 +126,6 @@ static int build_stream(struct xevf_vfio_sim *sim)
 	put_u64(s + SIM_HDR + sim->content_len, fnv1a(sim->content, sim->content_len));
 	sim->stream = s;
 	sim->stream_len = len;
-	if (sim->truncate_armed && sim->truncate_to < len)
-		sim->stream_len = sim->truncate_to;
-	sim->truncate_armed = false;
 	sim->precopy_len = sim->stream_len / 2;
 	return 0;
 }
@@ -189,11 +184,6 @@ static int take_resumed(struct xevf_vfio_sim *sim)
 	return rc;
 }
 
-static bool direct_arc(const struct xevf_vfio_sim *sim, uint32_t from, uint32_t to)
-{
-	return xevf_mig_arc_allowed(sim->flags, from, to);
-}
-
 static int set_state(struct xevf_vfio_sim *sim, struct vfio_device_feature_mig_state *st)
 {
 	uint32_t from = sim->state, to = st->device_state;
@@ -203,7 +193,7 @@ static int set_state(struct xevf_vfio_sim *sim, struct vfio_device_feature_mig_s
 	st->data_fd = -1;
 	if (to == from)
 		return 0;
-	if (!direct_arc(sim, from, to)) {
+	if (!xevf_mig_arc_allowed(sim->flags, from, to)) { /* direct arcs only, never a combination */
 		errno = EINVAL;
 		return -1;
 	}
@@ -446,9 +436,3 @@ void xevf_vfio_sim_fail_arc(struct xevf_vfio_sim *sim, uint32_t from, uint32_t t
 }
 
 void xevf_vfio_sim_fail_reset(struct xevf_vfio_sim *sim, int errnum) { sim->reset_errno = errnum; }
-
-void xevf_vfio_sim_truncate_save(struct xevf_vfio_sim *sim, size_t bytes)
-{
-	sim->truncate_armed = true;
-	sim->truncate_to = bytes;
-}

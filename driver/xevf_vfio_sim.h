@@ -6,7 +6,7 @@
  * "device state" is a byte string; its migration stream is a header, the
  * bytes and a checksum, so a truncated or corrupted stream is refused when
  * RESUMING is left, as a real driver refuses an inconsistent state. Errors can
- * be scripted per arc, for reset, and for reads of the data fd.
+ * be scripted per arc and for reset.
  *
  * With a content path, the device state is loaded from that file when the
  * device is created and written back whenever the device (re)starts running
@@ -37,8 +37,6 @@ int xevf_vfio_sim_fd(const struct xevf_vfio_sim *sim);
 /* The next SET from -> to fails with errnum and leaves the device in `leave_in`. */
 void xevf_vfio_sim_fail_arc(struct xevf_vfio_sim *sim, uint32_t from, uint32_t to, int errnum, uint32_t leave_in);
 void xevf_vfio_sim_fail_reset(struct xevf_vfio_sim *sim, int errnum);
-/* The data stream of the next save holds only `bytes` bytes (a broken driver). */
-void xevf_vfio_sim_truncate_save(struct xevf_vfio_sim *sim, size_t bytes);
 
 uint32_t xevf_vfio_sim_state(const struct xevf_vfio_sim *sim);
 const unsigned char *xevf_vfio_sim_content(const struct xevf_vfio_sim *sim, size_t *len);

@@ -16,6 +16,7 @@
 
 #include "../driver/xevf_sriov.h"
 #include "../driver/xevf_sysfs.h"
+#include "../driver/xevf_vfio_driver.h"
 #include "../driver/xevf_vfio_mig.h"
 #include "../driver/xevf_vfio_sim.h"
 #include "json_get.h"
@@ -443,44 +444,25 @@ static void devices_free(struct migration *m)
 
 /* ---- fingerprints and compatibility -------------------------------------------------------- */
 
+/* The driver's version for fingerprints; the kernel release where sysfs shows none */
 static char *module_version(const struct migration *m, const char *driver)
 {
-	char *mod, *path = NULL, *text = NULL;
-	if (!driver || !(mod = strdup(driver)))
+	struct xevf_roots roots = {m->s.sysfs_root, m->s.dev_root};
+	char *text = NULL;
+
+	if (!driver || xevf_driver_version(&roots, driver, &text) < 0)
 		return NULL;
-	for (char *p = mod; *p; p++)
-		if (*p == '-')
-			*p = '_';
-	const char *files[] = {"version", "srcversion"};
-	for (size_t i = 0; i < 2 && !text; i++) {
-		free(path);
-		path = NULL;
-		if (asprintf(&path, "%s/module/%s/%s", m->s.sysfs_root, mod, files[i]) < 0)
-			break;
-		if (xevf_read_text(path, 256, &text, NULL) < 0)
-			text = NULL;
-	}
-	free(path);
-	free(mod);
 	if (!text && m->kernel_release && asprintf(&text, "kernel %s", m->kernel_release) < 0)
 		text = NULL;
 	return text;
 }
 
-/* xe's GuC version from debugfs (gt0/uc/guc_info: "... found X.Y.Z"), NULL if not shown */
 static char *firmware_version(const struct migration *m, const char *pf)
 {
-	char *path = NULL, *text = NULL, *found, *ver = NULL;
-	if (asprintf(&path, "%s/kernel/debug/dri/%s/gt0/uc/guc_info", m->s.sysfs_root, pf) < 0)
-		return NULL;
-	if (xevf_read_text(path, 65536, &text, NULL) == 0 && (found = strstr(text, "found "))) {
-		found += 6;
-		size_t n = strcspn(found, " ,\n\t");
-		ver = n ? strndup(found, n) : NULL;
-	}
-	free(text);
-	free(path);
-	return ver;
+	struct xevf_roots roots = {m->s.sysfs_root, m->s.dev_root};
+	char *ver = NULL;
+
+	return xevf_guc_version(&roots, pf, &ver) == 0 ? ver : NULL;
 }
 
 static char *hex(uint32_t v)

@@ -708,3 +708,25 @@ const struct xevf_vf *xevf_host_find_vf(const struct xevf_host *host, const char
 				return &host->pfs[i].vfs[j];
 	return NULL;
 }
+
+int xevf_guc_version(const struct xevf_roots *roots, const char *pf_addr, char **out)
+{
+	char *path = NULL, *text = NULL, *found;
+
+	*out = NULL;
+	if (xevf_asprintf(&path, "%s/kernel/debug/dri/%s/gt0/uc/guc_info", roots && roots->sysfs ? roots->sysfs : "/sys",
+			  pf_addr))
+		return -ENOMEM;
+	if (xevf_read_text(path, 65536, &text, NULL) == 0 && (found = strstr(text, "found "))) {
+		found += 6;
+		size_t n = strcspn(found, " ,\n\t");
+		if (n && !(*out = strndup(found, n))) {
+			free(text);
+			free(path);
+			return -ENOMEM;
+		}
+	}
+	free(text);
+	free(path);
+	return 0;
+}

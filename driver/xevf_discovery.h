@@ -99,6 +99,11 @@ const struct xevf_vf *xevf_host_find_vf(const struct xevf_host *host, const char
 
 const char *xevf_driver_kind_name(enum xevf_driver_kind kind);
 
+/* The GuC firmware version xe reports for a PF in debugfs
+ * (<sysfs>/kernel/debug/dri/<pf>/gt0/uc/guc_info: "... found X.Y.Z"); *out is
+ * NULL when debugfs does not show it. 0 or -ENOMEM. */
+int xevf_guc_version(const struct xevf_roots *roots, const char *pf_addr, char **out) XEVF_MUST_CHECK;
+
 /* Resolves a host path ("/dev/vfio/12", "/sys/bus/pci/...") under the given roots. */
 int xevf_dev_path(const struct xevf_roots *roots, const char *host_path, char **out) XEVF_MUST_CHECK;
 int xevf_sysfs_path(const struct xevf_roots *roots, const char *host_path, char **out) XEVF_MUST_CHECK;

@@ -363,3 +363,30 @@ int xevf_vfio_nodes_in_use(const char *proc_root, char ***paths, size_t *n)
 	}
 	return rc;
 }
+
+int xevf_driver_version(const struct xevf_roots *roots, const char *driver, char **out)
+{
+	static const char *const files[] = {"version", "srcversion"};
+	char *module, *path = NULL;
+
+	*out = NULL;
+	if (!driver)
+		return 0;
+	if (!(module = strdup(driver)))
+		return -ENOMEM;
+	for (char *p = module; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	for (size_t i = 0; i < 2 && !*out; i++) {
+		free(path);
+		if (xevf_asprintf(&path, "%s/module/%s/%s", roots && roots->sysfs ? roots->sysfs : "/sys", module, files[i])) {
+			free(module);
+			return -ENOMEM;
+		}
+		if (xevf_read_text(path, 256, out, NULL) < 0)
+			*out = NULL;
+	}
+	free(path);
+	free(module);
+	return 0;
+}

@@ -58,4 +58,9 @@ int xevf_vfio_nodes_in_use(const char *proc_root, char ***paths, size_t *n) XEVF
 void xevf_strv_free(char **v, size_t n);
 bool xevf_strv_has(char *const *v, size_t n, const char *s);
 
+/* A driver's version as sysfs shows it: <sysfs>/module/<module>/version, else
+ * its srcversion ("xe-vfio-pci" is module xe_vfio_pci). *out is NULL when
+ * neither exists (a built-in driver, or no version). 0 or -ENOMEM. */
+int xevf_driver_version(const struct xevf_roots *roots, const char *driver, char **out) XEVF_MUST_CHECK;
+
 #endif

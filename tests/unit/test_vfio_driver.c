@@ -8,6 +8,7 @@
 
 #include "xevf_sriov.h"
 #include "xevf_uevent.h"
+#include "xevf_discovery.h"
 #include "xevf_vfio_driver.h"
 
 #define RELEASE "6.99.0-sim"
@@ -260,6 +261,56 @@ static void test_errno_hints(void **state)
 	assert_non_null(xevf_errno_hint(12345));
 }
 
+/* mkdir -p */
+static void mkdirs(const char *path)
+{
+	char *cmd = pathf("mkdir -p '%s'", path);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
+static void put(const char *dir, const char *name, const char *text)
+{
+	char *path = pathf("%s/%s", dir, name);
+	mkdirs(dir);
+	write_file(path, text, strlen(text));
+	free(path);
+}
+
+static void test_driver_and_firmware_versions(void **state)
+{
+	(void)state;
+	char *root = temp_dir(), *sys = pathf("%s/sys", root), *out = NULL;
+	char *xvp = pathf("%s/module/xe_vfio_pci", sys), *xe = pathf("%s/module/xe", sys);
+	char *uc = pathf("%s/kernel/debug/dri/0000:03:00.0/gt0/uc", sys);
+	struct xevf_roots roots = {sys, NULL};
+
+	put(xvp, "srcversion", "ABC123\n");
+	put(xe, "version", "1.1\n");
+	put(xe, "srcversion", "DEF\n");
+	assert_int_equal(xevf_driver_version(&roots, "xe-vfio-pci", &out), 0); /* module xe_vfio_pci */
+	assert_string_equal(out, "ABC123");
+	free(out);
+	assert_int_equal(xevf_driver_version(&roots, "xe", &out), 0); /* version before srcversion */
+	assert_string_equal(out, "1.1");
+	free(out);
+	assert_int_equal(xevf_driver_version(&roots, "vfio-pci", &out), 0);
+	assert_null(out);
+
+	assert_int_equal(xevf_guc_version(&roots, "0000:03:00.0", &out), 0);
+	assert_null(out); /* debugfs does not show it */
+	put(uc, "guc_info", "GuC firmware: xe/bmg_guc_70.bin\n\tstatus: RUNNING\n\tversion: wanted 70.44.1, found 70.45.0\n");
+	assert_int_equal(xevf_guc_version(&roots, "0000:03:00.0", &out), 0);
+	assert_string_equal(out, "70.45.0");
+	free(out);
+	rm_tree(root);
+	free(root);
+	free(sys);
+	free(xvp);
+	free(xe);
+	free(uc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -272,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_nodes_in_use_from_proc),
 		cmocka_unit_test(test_uevent_parsing),
 		cmocka_unit_test(test_errno_hints),
+		cmocka_unit_test(test_driver_and_firmware_versions),
 	};
 	return cmocka_run_group_tests_name("vfio_driver", tests, NULL, NULL);
 }

@@ -3,13 +3,20 @@
 #   make                 build the agent (build/xevf-agent)
 #   make demo            live demo on a simulated host with the kubelet simulator
 #   make test            every test: unit, integration, sanitizers, valgrind, fuzz smoke, lint
+#   make install         install the agent under $(DESTDIR)$(PREFIX)/bin
 #   make manifests       re-render deploy/xevf.yaml from helm/xevf
 #   make deps            install the Debian packages the build and tests need
+#
+# Layout (docs/architecture.md): one static library per folder. Each folder is
+# compiled with its own and the lower folders' include paths only, so an
+# upward or sideways #include does not build; tests/check-layering.sh refuses
+# relative includes that would get around it.
 
 BUILD     ?= build
 SAN       ?=
 CC        ?= cc
-PKGS      := grpc libprotobuf-c libkmod libpci json-c libmicrohttpd libcurl libcrypto
+PREFIX    ?= /usr/local
+PKGS      := $(shell awk '!/^\#/ && NF {print $$1}' packages.list)
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla
@@ -23,78 +30,134 @@ CC        := clang
 CFLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
 LDFLAGS   += -fsanitize=address,undefined
 endif
-XCFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) -I$(BUILD)/gen -Idriver -Iagent \
-             -DXEVF_VERSION=\"$(VERSION)\" $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+XCFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -DXEVF_VERSION=\"$(VERSION)\" $(PKG_CFLAGS)
 LIBS      := $(shell pkg-config --libs $(PKGS)) -lpthread
 
+# ---- generated protobuf code ------------------------------------------------
 GEN_DIR   := $(BUILD)/gen
 PROTOS    := proto/deviceplugin/v1beta1/api.proto proto/xevf/migration/v1/migration.proto
 PROTO_C   := $(patsubst proto/%.proto,$(GEN_DIR)/%.pb-c.c,$(PROTOS))
 PROTO_H   := $(PROTO_C:.c=.h)
 
-DRIVER_SRC := $(wildcard driver/*.c)
-AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
-DRIVER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(DRIVER_SRC))
-AGENT_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(AGENT_SRC)) $(patsubst $(GEN_DIR)/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
+# protoc-c's own RPC stubs are not used (gRPC C core is the transport). The
+# kubelet's api.proto loses its service blocks: protoc-c would name the stub
+# for Registration.Register `register`, a C keyword. migration.proto keeps its
+# service: the Migration service's method table is checked against protoc-c's
+# service descriptor. The messages, and so the wire format, are the same.
+$(GEN_DIR)/deviceplugin/%.pb-c.c $(GEN_DIR)/deviceplugin/%.pb-c.h: proto/deviceplugin/%.proto
+	@mkdir -p $(GEN_DIR) $(BUILD)/proto-msgs/deviceplugin/$(dir $*)
+	awk '/^service /{skip=1} skip && /^}/{skip=0; next} !skip' $< > $(BUILD)/proto-msgs/deviceplugin/$*.proto
+	protoc-c --proto_path=$(BUILD)/proto-msgs --c_out=$(GEN_DIR) $(BUILD)/proto-msgs/deviceplugin/$*.proto
+
+$(GEN_DIR)/xevf/%.pb-c.c $(GEN_DIR)/xevf/%.pb-c.h: proto/xevf/%.proto
+	@mkdir -p $(GEN_DIR)
+	protoc-c --proto_path=proto --c_out=$(GEN_DIR) $<
+
+# ---- one library per folder, and what each may include ----------------------
+LAYERS          := driver util ops rpc config inventory deviceplugin migration daemon cli
+dir_driver       := driver
+dir_util         := agent/util
+dir_ops          := agent/ops
+dir_rpc          := agent/rpc
+dir_config       := agent/config
+dir_inventory    := agent/inventory
+dir_deviceplugin := agent/deviceplugin
+dir_migration    := agent/migration
+dir_daemon       := agent/daemon
+dir_cli          := agent/cli
+inc_driver       := driver
+inc_util         := agent/util $(inc_driver)
+inc_ops          := agent/ops $(inc_util)
+inc_rpc          := agent/rpc $(inc_ops) $(GEN_DIR)
+inc_config       := agent/config $(inc_ops)
+inc_inventory    := agent/inventory $(inc_util)
+inc_deviceplugin := agent/deviceplugin agent/inventory agent/config $(inc_rpc)
+inc_migration    := agent/migration agent/inventory agent/config $(inc_rpc)
+inc_daemon       := agent/daemon agent/deviceplugin agent/migration agent/inventory agent/config $(inc_rpc)
+inc_cli          := agent/cli $(inc_daemon)
+ALL_INC          := $(addprefix -I,$(sort $(foreach l,$(LAYERS),$(inc_$(l)))))
+
+# the link order: each library before the ones it uses
+LINK_ORDER := cli daemon deviceplugin migration inventory config rpc ops util proto driver
+LIB = $(BUILD)/libxevf-$(1).a
+
+define layer
+src_$(1) := $$(filter-out agent/cli/main.c,$$(wildcard $$(dir_$(1))/*.c))
+obj_$(1) := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(src_$(1)))
+$$(obj_$(1)): LAYER_INC := $$(addprefix -I,$$(inc_$(1)))
+$$(call LIB,$(1)): $$(obj_$(1))
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer,$(l))))
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/layering.ok | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"; $(CC) $(CFLAGS) $(XCFLAGS) $(LAYER_INC) -c $< -o $@
+
+PROTO_OBJ := $(patsubst $(GEN_DIR)/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
+$(BUILD)/obj/gen/%.o: $(GEN_DIR)/%.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=c11 -I$(GEN_DIR) $(shell pkg-config --cflags libprotobuf-c) -c $< -o $@
+$(call LIB,proto): $(PROTO_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+ALL_LIBS := $(foreach l,$(LINK_ORDER),$(call LIB,$(l)))
+
+# No relative includes: a folder sees only what its include path gives it.
+$(BUILD)/layering.ok: tests/check-layering.sh $(wildcard driver/*.[ch] agent/*/*.[ch])
+	@mkdir -p $(BUILD)
+	@tests/check-layering.sh
+	@touch $@
+
+.PHONY: all agent unit-tests fuzzers test-vm test test-unit test-integration test-asan test-valgrind test-fuzz test-helm \
+        manifests lint demo deps clean install
+all: agent
+agent: $(BUILD)/xevf-agent $(BUILD)/xevf-agent-sim
+
+$(BUILD)/obj/agent/cli/main.o: LAYER_INC := $(addprefix -I,$(inc_cli))
+$(BUILD)/xevf-agent: $(BUILD)/obj/agent/cli/main.o $(ALL_LIBS)
+	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+
+# ---- test doubles and test builds -------------------------------------------
+# The simulated VFIO device and its provider live in tests/doubles and reach
+# only test builds: xevf-agent-sim (the agent with --vfio-sim) and unit tests.
+DOUBLES_SRC := $(wildcard tests/doubles/*.c)
+DOUBLES_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out tests/doubles/sim_main.c,$(DOUBLES_SRC)))
+$(patsubst %.c,$(BUILD)/obj/%.o,$(DOUBLES_SRC)): LAYER_INC := -Itests/doubles $(ALL_INC)
+$(BUILD)/xevf-agent-sim: $(BUILD)/obj/tests/doubles/sim_main.o $(DOUBLES_OBJ) $(ALL_LIBS)
+	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-
-.PHONY: all agent unit-tests fuzzers test-vm test test-unit test-integration test-asan test-valgrind test-fuzz test-helm manifests \
-        lint demo deps clean
-all: agent
-agent: $(BUILD)/xevf-agent
-
-# protoc-c's own RPC stubs are not used (gRPC C core is the transport), and the
-# stub it writes for Registration.Register is a struct member named `register`,
-# a C keyword. So C is generated from a copy without the service blocks; the
-# messages, and so the wire format, are the same.
-$(GEN_DIR)/%.pb-c.c $(GEN_DIR)/%.pb-c.h: proto/%.proto
-	@mkdir -p $(GEN_DIR) $(BUILD)/proto-msgs/$(dir $*)
-	awk '/^service /{skip=1} skip && /^}/{skip=0; next} !skip' $< > $(BUILD)/proto-msgs/$*.proto
-	protoc-c --proto_path=$(BUILD)/proto-msgs --c_out=$(GEN_DIR) $(BUILD)/proto-msgs/$*.proto
-
-$(BUILD)/obj/gen/%.o: $(GEN_DIR)/%.c $(PROTO_H)
+TEST_INC   := -Itests/unit -Itests/doubles $(ALL_INC)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(DOUBLES_OBJ) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -std=c11 -I$(GEN_DIR) $(shell pkg-config --cflags libprotobuf-c) -c $< -o $@
-
-$(BUILD)/obj/%.o: %.c $(PROTO_H) $(wildcard driver/*.h agent/*.h)
-	@mkdir -p $(dir $@)
-	@echo "  CC $<"; $(CC) $(CFLAGS) $(XCFLAGS) -c $< -o $@
-
-$(BUILD)/libxevf-driver.a: $(DRIVER_OBJ)
-	ar rcs $@ $^
-
-$(BUILD)/libxevf-agent.a: $(AGENT_OBJ)
-	ar rcs $@ $^
-
-$(BUILD)/xevf-agent: $(BUILD)/obj/agent/main.o $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a
-	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
-
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) -Wno-missing-prototypes -DSIMHOST=\"$(CURDIR)/tests/sim/simhost.py\" \
-	  $< $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a $(LDFLAGS) $(LIBS) -lcmocka -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) $(TEST_INC) -Wno-missing-prototypes -DSIMHOST=\"$(CURDIR)/tests/sim/simhost.py\" \
+	  $< $(DOUBLES_OBJ) $(ALL_LIBS) $(LDFLAGS) $(LIBS) -lcmocka -o $@
 
 unit-tests: $(UNIT_BIN)
 
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) -fsanitize=fuzzer $< $(BUILD)/libxevf-agent.a $(BUILD)/libxevf-driver.a \
-	  $(LDFLAGS) $(LIBS) -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) $(TEST_INC) -fsanitize=fuzzer $< $(ALL_LIBS) $(LDFLAGS) $(LIBS) -o $@
 fuzzers: $(FUZZ_BIN)
 
 # The kubelet's minimal counterpart that runs inside the real-kernel VM.
-$(BUILD)/vm/kubelet_min: tests/vm/kubelet_min.c $(BUILD)/libxevf-agent.a
+$(BUILD)/vm/kubelet_min: tests/vm/kubelet_min.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(XCFLAGS) -Wno-missing-prototypes $< $(BUILD)/libxevf-agent.a $(LDFLAGS) $(LIBS) -o $@
+	$(CC) $(CFLAGS) $(XCFLAGS) $(TEST_INC) -Wno-missing-prototypes $< $(ALL_LIBS) $(LDFLAGS) $(LIBS) -o $@
+
+-include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz $(BUILD)/vm -name '*.d' 2>/dev/null)
 
 test-vm: agent $(BUILD)/vm/kubelet_min
 	tests/vm/run.sh $(BUILD)
 
-# ---- tests -----------------------------------------------------------------
+# ---- tests -------------------------------------------------------------------
 test-unit: unit-tests
 	tests/run-unit.sh $(BUILD)
 
@@ -130,10 +193,13 @@ test:
 	tests/run-all.sh
 
 demo: agent
-	/usr/bin/python3 tests/demo.py $(BUILD)/xevf-agent
+	/usr/bin/python3 tests/demo.py $(BUILD)/xevf-agent-sim
 
 deps:
 	tests/install-deps.sh
+
+install: $(BUILD)/xevf-agent
+	install -D -m 0755 $(BUILD)/xevf-agent $(DESTDIR)$(PREFIX)/bin/xevf-agent
 
 clean:
 	rm -rf build

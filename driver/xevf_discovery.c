@@ -105,21 +105,6 @@ static int guarded_fill(struct pci_guard *g, struct pci_dev *d, int flags)
 	return rc;
 }
 
-int xevf_dev_path(const struct xevf_roots *roots, const char *host_path, char **out)
-{
-	const char *root = roots && roots->dev ? roots->dev : "/dev";
-
-	/* host_path always starts with "/dev" */
-	return xevf_asprintf(out, "%s%s", root, host_path + strlen("/dev"));
-}
-
-int xevf_sysfs_path(const struct xevf_roots *roots, const char *host_path, char **out)
-{
-	const char *root = roots && roots->sysfs ? roots->sysfs : "/sys";
-
-	return xevf_asprintf(out, "%s%s", root, host_path + strlen("/sys"));
-}
-
 const char *xevf_driver_kind_name(enum xevf_driver_kind kind)
 {
 	switch (kind) {
@@ -581,6 +566,7 @@ static int consider_pf(struct scan *s, struct pci_dev *d)
 	pf->driver = read_driver(s, addr);
 	pf->total_vfs = total;
 	pf->num_vfs = read_sysfs_long(s, addr, "sriov_numvfs", 10, true);
+	pf->vf_device_id = (int)read_sysfs_long(s, addr, "sriov_vf_device", 16, false);
 	{
 		char *admin = NULL;
 		if (xevf_asprintf(&admin, "%s/%s/sriov_admin", s->devices_dir, addr) == 0)

@@ -11,17 +11,11 @@
 #include <stddef.h>
 
 #include "xevf_error.h"
+#include "xevf_roots.h"
 #include "xevf_sysfs.h"
 
 #define XEVF_INTEL_VENDOR_ID 0x8086
 #define XEVF_PCI_BASE_CLASS_DISPLAY 0x03
-
-/* Where the host's /sys and /dev are. In a container they are usually the host's
- * trees mounted elsewhere; in tests they are generated trees. */
-struct xevf_roots {
-	const char *sysfs; /* replaces "/sys"; NULL means "/sys" */
-	const char *dev;   /* replaces "/dev"; NULL means "/dev" */
-};
 
 /* What to look for beyond the default (Intel display-class PFs with SR-IOV). */
 struct xevf_scan_opts {
@@ -70,6 +64,7 @@ struct xevf_pf {
 	int vendor_id, device_id, revision, numa_node;
 	char *driver;            /* NULL when unbound */
 	long total_vfs, num_vfs; /* sriov_totalvfs, sriov_numvfs (-1 unreadable) */
+	int vf_device_id;        /* sriov_vf_device: the device id its VFs get (-1 unreadable) */
 	bool provisioning_exposed; /* <pf>/sriov_admin exists (newer xe) */
 	struct xevf_vf *vfs;     /* sorted by vf_index */
 	size_t nvfs;
@@ -103,9 +98,5 @@ const char *xevf_driver_kind_name(enum xevf_driver_kind kind);
  * (<sysfs>/kernel/debug/dri/<pf>/gt0/uc/guc_info: "... found X.Y.Z"); *out is
  * NULL when debugfs does not show it. 0 or -ENOMEM. */
 int xevf_guc_version(const struct xevf_roots *roots, const char *pf_addr, char **out) XEVF_MUST_CHECK;
-
-/* Resolves a host path ("/dev/vfio/12", "/sys/bus/pci/...") under the given roots. */
-int xevf_dev_path(const struct xevf_roots *roots, const char *host_path, char **out) XEVF_MUST_CHECK;
-int xevf_sysfs_path(const struct xevf_roots *roots, const char *host_path, char **out) XEVF_MUST_CHECK;
 
 #endif

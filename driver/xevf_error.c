@@ -32,30 +32,6 @@ int xevf_err_set(struct xevf_err *err, int errnum, const char *fmt, ...)
 	return rc;
 }
 
-int xevf_msg_vset(char **msg, const char *fmt, va_list ap)
-{
-	char *text = NULL;
-
-	if (!msg)
-		return -1;
-	/* format before freeing: the new message may quote the old one */
-	if (vasprintf(&text, fmt, ap) < 0)
-		text = NULL;
-	free(*msg);
-	*msg = text;
-	return -1;
-}
-
-int xevf_msg_set(char **msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	(void)xevf_msg_vset(msg, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 const char *xevf_err_msg(const struct xevf_err *err)
 {
 	if (!err || !err->errnum)

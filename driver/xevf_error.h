@@ -25,12 +25,6 @@ int xevf_err_set(struct xevf_err *err, int errnum, const char *fmt, ...)
 int xevf_err_vset(struct xevf_err *err, int errnum, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
-/* For callers that report a plain message: replaces *msg (freed) with a
- * formatted one (NULL when out of memory) and returns -1, so that they can
- * write `return xevf_msg_set(error, ...)`. msg may be NULL. */
-int xevf_msg_set(char **msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int xevf_msg_vset(char **msg, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-
 /* The message, or "no error" when none is recorded. Never NULL. */
 const char *xevf_err_msg(const struct xevf_err *err);
 

@@ -49,21 +49,6 @@ void xevf_pci_addr_format(const struct xevf_pci_addr *a, char buf[XEVF_PCI_ADDR_
 		 a->bus & 0xff, a->dev & 0x1f, a->func & 7);
 }
 
-int xevf_asprintf(char **out, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(out, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		*out = NULL;
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 static void trim_trailing_space(char *s, size_t *len)
 {
 	while (*len > 0 && isspace((unsigned char)s[*len - 1]))
@@ -231,82 +216,3 @@ bool xevf_path_exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
-char *xevf_strdup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-int xevf_mkdir_parent(const char *path, mode_t mode)
-{
-	char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
-	int rc = 0;
-
-	if (!dir)
-		return -ENOMEM;
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, mode) < 0 && errno != EEXIST)
-			rc = -errno;
-	}
-	free(dir);
-	return rc;
-}
-
-int xevf_write_file_atomic(const char *path, const void *data, size_t len, struct xevf_err *err)
-{
-	char *tmp = NULL, *dir = NULL, *slash;
-	const char *p = data;
-	int fd = -1, rc = 0;
-
-	if (xevf_asprintf(&tmp, "%s.tmp", path) < 0 || !(dir = strdup(path))) {
-		free(tmp);
-		return xevf_err_set(err, ENOMEM, "%s: out of memory", path);
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = xevf_err_set(err, errno, "%s: cannot create: %s", tmp, strerror(errno));
-		goto out;
-	}
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = xevf_err_set(err, n < 0 ? errno : EIO, "%s: write: %s", tmp, n < 0 ? strerror(errno) : "no progress");
-			goto out;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) < 0) {
-		rc = xevf_err_set(err, errno, "%s: fsync: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		rc = xevf_err_set(err, errno, "%s: close: %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		rc = xevf_err_set(err, errno, "%s: rename to %s: %s", tmp, path, strerror(errno));
-		goto out;
-	}
-	/* the rename itself must reach the disk */
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
-	int dfd = open(slash && slash != dir ? dir : (slash ? "/" : "."), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0)
-		unlink(tmp);
-	free(tmp);
-	free(dir);
-	return rc;
-}

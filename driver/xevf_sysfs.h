@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "xevf_error.h"
+#include "xevf_util.h"
 
 /* "dddd:bb:dd.f" plus NUL. Only ever filled from a string that passed
  * xevf_pci_addr_parse, so the length is checked before any copy. */
@@ -31,9 +32,6 @@ int xevf_pci_addr_parse(const char *s, struct xevf_pci_addr *out) XEVF_MUST_CHEC
 
 /* Writes the canonical lower-case form into buf (XEVF_PCI_ADDR_SIZE bytes). */
 void xevf_pci_addr_format(const struct xevf_pci_addr *a, char buf[XEVF_PCI_ADDR_SIZE]);
-
-/* asprintf that returns 0 or -ENOMEM and leaves *out NULL on failure. */
-int xevf_asprintf(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3))) XEVF_MUST_CHECK;
 
 /* Reads a whole text file of at most max bytes into a new NUL-terminated string
  * with trailing white space removed. -EFBIG when the file is larger than max,
@@ -57,17 +55,5 @@ int xevf_readlink_basename(const char *path, char **out, struct xevf_err *err) X
 int xevf_write_text(const char *path, const char *text, struct xevf_err *err) XEVF_MUST_CHECK;
 
 bool xevf_path_exists(const char *path);
-
-/* strdup that passes NULL through. */
-char *xevf_strdup_or_null(const char *s);
-
-/* Creates the directory that holds path (one level, e.g. /run/xevf for
- * /run/xevf/status.sock); 0 when it exists or was made, else -errno. */
-int xevf_mkdir_parent(const char *path, mode_t mode);
-
-/* Replaces path's contents so that a crash leaves the old or the new file,
- * never a mix: a temporary file beside it (mode 0600), write, fsync, rename,
- * then an fsync of the directory. The error names the file. */
-int xevf_write_file_atomic(const char *path, const void *data, size_t len, struct xevf_err *err) XEVF_MUST_CHECK;
 
 #endif

@@ -286,21 +286,6 @@ int xevf_vf_bind(const struct xevf_roots *roots, const char *vf_addr, const char
 	return rc;
 }
 
-void xevf_strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-bool xevf_strv_has(char *const *v, size_t n, const char *s)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(v[i], s) == 0)
-			return true;
-	return false;
-}
-
 static int strv_add(char ***v, size_t *n, const char *s)
 {
 	char **grown;

@@ -55,8 +55,6 @@ int xevf_vf_bind(const struct xevf_roots *roots, const char *vf_addr, const char
  * looking at every <proc_root>/<pid>/fd/ (proc_root NULL: /proc). A VM's QEMU
  * holds its VF's group or cdev open for as long as it runs. */
 int xevf_vfio_nodes_in_use(const char *proc_root, char ***paths, size_t *n) XEVF_MUST_CHECK;
-void xevf_strv_free(char **v, size_t n);
-bool xevf_strv_has(char *const *v, size_t n, const char *s);
 
 /* A driver's version as sysfs shows it: <sysfs>/module/<module>/version, else
  * its srcversion ("xe-vfio-pci" is module xe_vfio_pci). *out is NULL when

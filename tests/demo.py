@@ -5,7 +5,10 @@ an Allocate as KubeVirt would get it, a VF turning unhealthy and back, and the
 allocated VF's state moved to a second simulated node's agent (live-migration
 coordination over mutual TLS, simulated VFIO migration devices).
 
-Usage: tests/demo.py PATH/TO/xevf-agent [--keep DIR]
+Usage: tests/demo.py PATH/TO/xevf-agent-sim [--keep DIR]
+
+xevf-agent-sim is the test build of xevf-agent: the same agent, with simulated
+VFIO migration devices (--vfio-sim) for the migration at the end.
 """
 
 import argparse

@@ -2,11 +2,14 @@
 # Installs the Debian 12 packages that building, the demo and the tests need.
 # Idempotent: does nothing (and needs no network) when all are present.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# the libraries the agent links: packages.list (column 2), shared with the
+# Makefile and the Containerfile
+mapfile -t libraries < <(awk '!/^#/ && NF {print $2}' "$here/../packages.list")
 packages=(
-	build-essential pkg-config
-	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libkmod-dev libpci-dev libjson-c-dev
+	build-essential pkg-config protobuf-c-compiler "${libraries[@]}"
 	libcmocka-dev protobuf-compiler python3-grpcio python3-protobuf python3-pytest
-	libmicrohttpd-dev libcurl4-openssl-dev libssl-dev openssl python3-prometheus-client python3-yaml unzip
+	openssl python3-prometheus-client python3-yaml unzip
 	valgrind clang libclang-rt-14-dev clang-tidy cppcheck kmod
 	qemu-system-x86 busybox-static cpio
 )

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "plugin_logic.h"
+#include "answers.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -68,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct arena a = {0};
 		V1beta1__PreferredAllocationResponse *resp = NULL;
 		char *error = NULL;
-		if (plugin_preferred(&pool, pref, &a, &resp, &error) == 0)
+		if (plugin_preferred(&pool, pref, NULL, NULL, &a, &resp, &error) == 0)
 			free(malloc(v1beta1__preferred_allocation_response__get_packed_size(resp) + 1));
 		free(error);
 		arena_free(&a);

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "migrate_cli.h"
+#include "migrate.h"
 #include "state_stream.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plugin_logic.h"
+#include "text.h"
 #include "xevf_sysfs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,5 +1,6 @@
 """Fixtures for the integration tests: a simulated host, the kubelet simulator and
-the real xevf-agent binary (XEVF_AGENT), optionally under a wrapper such as
+the real xevf-agent binary (XEVF_AGENT; its test build XEVF_AGENT_SIM where
+simulated VFIO devices are needed), optionally under a wrapper such as
 valgrind (XEVF_AGENT_WRAPPER)."""
 
 import os
@@ -21,6 +22,9 @@ from kubelet_sim import KubeletSim, PluginClient, api  # noqa: E402
 from simhost import SimHost  # noqa: E402
 
 AGENT = os.environ.get("XEVF_AGENT", os.path.join(REPO, "build", "xevf-agent"))
+# The test build of the same agent, with simulated VFIO migration devices
+# (--vfio-sim); the shipped binary has none of them.
+AGENT_SIM = os.environ.get("XEVF_AGENT_SIM", os.path.join(os.path.dirname(AGENT), "xevf-agent-sim"))
 WRAPPER = shlex.split(os.environ.get("XEVF_AGENT_WRAPPER", ""))
 # Valgrind makes everything ~20x slower: scale the waits, not the promises
 # (the latency checks run without it).
@@ -30,7 +34,8 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 
 
 class Agent:
-    def __init__(self, args, log_path):
+    def __init__(self, args, log_path, binary=AGENT):
+        self.binary = binary
         self.args = args
         self.log_path = log_path
         self.lines = []
@@ -40,7 +45,7 @@ class Agent:
     def start(self):
         # a CI job inside a cluster must not make the agents ask that cluster's API server
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")}
-        self.proc = subprocess.Popen(WRAPPER + [AGENT] + self.args, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(WRAPPER + [self.binary] + self.args, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True, errors="replace", env=env)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -126,9 +131,9 @@ class World:
                 "--migration-socket", str(self.tmp / ("migration%d.sock" % len(self.agents))),
                 "--state-dir", str(self.tmp / "state")] + list(extra)
 
-    def start_agent(self, *extra, args=None):
+    def start_agent(self, *extra, args=None, binary=AGENT):
         agent = Agent(args if args is not None else self.agent_args(*extra),
-                      str(self.tmp / ("agent%d.log" % len(self.agents)))).start()
+                      str(self.tmp / ("agent%d.log" % len(self.agents))), binary).start()
         self.agents.append(agent)
         return agent
 

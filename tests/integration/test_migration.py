@@ -20,7 +20,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import AGENT, World
+from conftest import AGENT, AGENT_SIM, World
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sim"))
 from migration_client import MigrationClient, mig_api  # noqa: E402
@@ -89,7 +89,7 @@ class Node:
             "--tls-ca", self.certs["ca"], "--tls-cert", self.cert[0], "--tls-key", self.cert[1], *self.extra)
         args[args.index("--migration-socket") + 1] = self.sock
         args[args.index("--state-dir") + 1] = str(self.dir / "state")
-        self.agent = self.world.start_agent(args=args)
+        self.agent = self.world.start_agent(args=args, binary=AGENT_SIM)
         _, line = self.agent.wait_log(r"event=migration_serving .*tcp_port=(\d+)", timeout=10)
         self.port = int(re.search(r"tcp_port=(\d+)", line).group(1))
         self.world.kubelet.wait_registration(RESOURCE)

@@ -1,6 +1,8 @@
 /* The JSON config: what is accepted, and that every error names its key. */
 #include "testutil.h"
 
+#include <errno.h>
+
 #include "config.h"
 
 static char *parse_error(const char *json)
@@ -120,7 +122,7 @@ static void test_duplicate_resource_names_are_refused(void **state)
 	(void)state;
 
 	assert_int_equal(config_parse_json(json, strlen(json), &cfg, &error), 0);
-	assert_int_equal(config_finish(&cfg, &error), -1);
+	assert_int_equal(config_finish(&cfg, &error), -EINVAL);
 	assert_string_equal(error, "pools[1].resourceName: 'intel.com/a' is already used by pools[0]");
 	free(error);
 	config_free(&cfg);
@@ -151,13 +153,13 @@ static void test_load_file_names_the_file(void **state)
 	(void)state;
 
 	write_file(path, "{\"pool\": []}", 12);
-	assert_int_equal(config_load_file(path, &cfg, &error), -1);
+	assert_int_equal(config_load_file(path, &cfg, &error), -EINVAL);
 	assert_non_null(strstr(error, path));
 	assert_non_null(strstr(error, "pool: unknown key"));
 	free(error);
 	error = NULL;
 	unlink(path);
-	assert_int_equal(config_load_file(path, &cfg, &error), -1);
+	assert_int_equal(config_load_file(path, &cfg, &error), -ENOENT);
 	assert_non_null(strstr(error, "No such file or directory"));
 	free(error);
 	rm_tree(dir);

@@ -4,7 +4,7 @@
 
 #include <errno.h>
 
-#include "migrate_cli.h"
+#include "migrate.h"
 #include "migration.h"
 #include "state_stream.h"
 
@@ -39,7 +39,7 @@ static void test_state_file(void **state)
 		 "\"phase\": \"reserved\", \"expiresUnixMs\": 5}]}", "migrations[0] is incomplete or malformed"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(migration_state_parse(bad[i].text, &n, &why), -1);
+		assert_int_equal(migration_state_parse(bad[i].text, &n, &why), -EINVAL);
 		assert_non_null(why);
 		assert_string_equal(why, bad[i].why);
 		free(why);

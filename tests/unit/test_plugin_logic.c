@@ -4,7 +4,8 @@
 #include <grpc/status.h>
 
 #include "log.h"
-#include "plugin_logic.h"
+#include "answers.h"
+#include "inventory.h"
 #include "pool.h"
 
 struct fixture {
@@ -19,10 +20,13 @@ static void load_pool(struct fixture *f)
 	struct xevf_host *host = NULL;
 	bool taken[64] = {false};
 
+	struct inventory *inv;
+
 	if (xevf_discover(&roots, NULL, &host, &err))
 		fail_msg("%s", xevf_err_msg(&err));
-	pool_update(&f->pool, host, taken, NULL, 0);
-	xevf_host_free(host);
+	assert_non_null(inv = inventory_new(host, NULL, 0));
+	pool_update(&f->pool, inv, taken);
+	inventory_unref(inv);
 }
 
 static int setup_with(void **state, const char *sim_args)
@@ -220,13 +224,13 @@ static void test_preferred_skips_unhealthy_and_unknown(void **state)
 	cr.allocation_size = 2;
 	req.container_requests = &crp;
 	req.n_container_requests = 1;
-	assert_int_equal(plugin_preferred(&f->pool, &req, &a, &resp, &error), 0);
+	assert_int_equal(plugin_preferred(&f->pool, &req, NULL, NULL, &a, &resp, &error), 0);
 	assert_int_equal(resp->container_responses[0]->n_deviceids, 2);
 	assert_string_equal(resp->container_responses[0]->deviceids[0], "0000:03:00.2");
 	assert_string_equal(resp->container_responses[0]->deviceids[1], "0000:13:00.1");
 	arena_free(&a);
 	cr.allocation_size = -1;
-	assert_int_equal(plugin_preferred(&f->pool, &req, &a, &resp, &error), GRPC_STATUS_INVALID_ARGUMENT);
+	assert_int_equal(plugin_preferred(&f->pool, &req, NULL, NULL, &a, &resp, &error), GRPC_STATUS_INVALID_ARGUMENT);
 	assert_string_equal(error, "allocation_size -1 is negative");
 	free(error);
 	arena_free(&a);
@@ -246,15 +250,18 @@ static void test_selector_takes_only_matching_vfs(void **state)
 	cfg.selector.device_ids = ids;
 	cfg.selector.n_device_ids = 1;
 	assert_int_equal(pool_init(&p, &cfg), 0);
+	struct inventory *inv;
+
 	assert_int_equal(xevf_discover(&roots, NULL, &host, &err), 0);
-	pool_update(&p, host, taken, NULL, 0);
+	assert_non_null(inv = inventory_new(host, NULL, 0));
+	pool_update(&p, inv, taken);
 	assert_int_equal(p.ndevs, 3);
 	assert_string_equal(p.devs[0].id, "0000:13:00.1");
 	/* the default pool, after it, gets only what is left */
-	pool_update(&f->pool, host, taken, NULL, 0);
+	pool_update(&f->pool, inv, taken);
 	assert_int_equal(f->pool.ndevs, 3);
 	assert_string_equal(f->pool.devs[2].id, "0000:03:00.3");
-	xevf_host_free(host);
+	inventory_unref(inv);
 	pool_destroy(&p);
 }
 

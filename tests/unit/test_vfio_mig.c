@@ -5,12 +5,12 @@
 #include <errno.h>
 
 #include "xevf_vfio_mig.h"
-#include "xevf_vfio_sim.h"
+#include "vfio_sim.h"
 
 #define ALL (XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_PRE_COPY)
 
 struct fixture {
-	struct xevf_vfio_sim *sim;
+	struct vfio_sim *sim;
 	struct xevf_mig_device dev;
 	struct xevf_err err;
 };
@@ -19,17 +19,17 @@ static struct fixture *make(uint64_t flags, const char *content)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
-	assert_int_equal(xevf_vfio_sim_new("0000:4d:00.1", flags, content, content ? strlen(content) : 0, NULL,
+	assert_int_equal(vfio_sim_new("0000:4d:00.1", flags, content, content ? strlen(content) : 0, NULL,
 					   &f->sim, &f->err), 0);
-	assert_int_equal(xevf_mig_init(&f->dev, "0000:4d:00.1", xevf_vfio_sim_fd(f->sim), true,
-				       xevf_vfio_sim_ops(f->sim), &f->err), 0);
+	assert_int_equal(xevf_mig_init(&f->dev, "0000:4d:00.1", vfio_sim_fd(f->sim), true,
+				       vfio_sim_ops(f->sim), &f->err), 0);
 	return f;
 }
 
 static void destroy(struct fixture *f)
 {
 	xevf_mig_close(&f->dev);
-	xevf_vfio_sim_free(f->sim);
+	vfio_sim_free(f->sim);
 	xevf_err_clear(&f->err);
 	free(f);
 }
@@ -118,17 +118,17 @@ static void test_save_restore_with_precopy(void **state)
 	assert_true(rep.precopy_bytes > 0 && rep.stopcopy_bytes > 0);
 	assert_int_equal(rep.precopy_bytes + rep.stopcopy_bytes, s.len);
 	assert_true(s.max_chunk <= 4096);  /* bounded chunks */
-	assert_true(xevf_vfio_sim_precopy_queries(src->sim) > 0);
-	assert_int_equal(xevf_vfio_sim_state(src->sim), XEVF_MIG_STOP);
-	assert_string_equal(xevf_vfio_sim_trace(src->sim), "RUNNING>PRE_COPY PRE_COPY>STOP_COPY STOP_COPY>STOP");
+	assert_true(vfio_sim_precopy_queries(src->sim) > 0);
+	assert_int_equal(vfio_sim_state(src->sim), XEVF_MIG_STOP);
+	assert_string_equal(vfio_sim_trace(src->sim), "RUNNING>PRE_COPY PRE_COPY>STOP_COPY STOP_COPY>STOP");
 
 	assert_int_equal(xevf_mig_restore(&dst->dev, &opts, source, &s, &rep, &dst->err), 0);
 	assert_int_equal(rep.restored_bytes, s.len);
-	assert_int_equal(xevf_vfio_sim_state(dst->sim), XEVF_MIG_STOP);
+	assert_int_equal(vfio_sim_state(dst->sim), XEVF_MIG_STOP);
 	assert_int_equal(xevf_mig_step(&dst->dev, XEVF_MIG_RUNNING, NULL, &dst->err), 0);
-	assert_string_equal(xevf_vfio_sim_trace(dst->sim), "RUNNING>STOP STOP>RESUMING RESUMING>STOP STOP>RUNNING");
+	assert_string_equal(vfio_sim_trace(dst->sim), "RUNNING>STOP STOP>RESUMING RESUMING>STOP STOP>RUNNING");
 	size_t len;
-	const unsigned char *got = xevf_vfio_sim_content(dst->sim, &len);
+	const unsigned char *got = vfio_sim_content(dst->sim, &len);
 	assert_int_equal(len, strlen(content));
 	assert_memory_equal(got, content, len);
 	free(s.data);
@@ -146,7 +146,7 @@ static void test_save_without_precopy(void **state)
 	assert_int_equal(xevf_mig_save(&f->dev, NULL, sink, &s, &rep, &f->err), 0);
 	assert_false(s.saw_precopy);
 	assert_int_equal(rep.precopy_bytes, 0);
-	assert_string_equal(xevf_vfio_sim_trace(f->sim), "RUNNING>STOP STOP>STOP_COPY STOP_COPY>STOP");
+	assert_string_equal(vfio_sim_trace(f->sim), "RUNNING>STOP STOP>STOP_COPY STOP_COPY>STOP");
 	free(s.data);
 	destroy(f);
 }
@@ -161,12 +161,12 @@ static void test_sink_failure_leaves_source_running(void **state)
 
 	assert_int_equal(xevf_mig_save(&f->dev, &opts, sink, &s, &rep, &f->err), -ECONNRESET);
 	assert_non_null(strstr(xevf_err_msg(&f->err), "the target went away"));
-	assert_int_equal(xevf_vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
+	assert_int_equal(vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
 	assert_int_equal(rep.final_state, XEVF_MIG_RUNNING);
 	assert_false(rep.reset_used); /* walked back, state kept */
-	assert_int_equal(xevf_vfio_sim_resets(f->sim), 0);
+	assert_int_equal(vfio_sim_resets(f->sim), 0);
 	size_t len;
-	xevf_vfio_sim_content(f->sim, &len);
+	vfio_sim_content(f->sim, &len);
 	assert_true(len > 0);
 	free(s.data);
 	destroy(f);
@@ -180,14 +180,14 @@ static void test_failed_arc_recovers_from_the_state_the_kernel_names(void **stat
 	struct xevf_mig_report rep;
 
 	/* PRE_COPY -> STOP_COPY fails and the "kernel" leaves the device in PRE_COPY */
-	xevf_vfio_sim_fail_arc(f->sim, XEVF_MIG_PRE_COPY, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_PRE_COPY);
+	vfio_sim_fail_arc(f->sim, XEVF_MIG_PRE_COPY, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_PRE_COPY);
 	assert_int_equal(xevf_mig_save(&f->dev, &(struct xevf_mig_options){.precopy = true}, sink, &s, &rep,
 				       &f->err), -EIO);
 	assert_non_null(strstr(xevf_err_msg(&f->err), "PRE_COPY -> STOP_COPY failed"));
 	assert_non_null(strstr(xevf_err_msg(&f->err), "now in PRE_COPY"));
-	assert_int_equal(xevf_vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
+	assert_int_equal(vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
 	assert_false(rep.reset_used);
-	assert_string_equal(xevf_vfio_sim_trace(f->sim), "RUNNING>PRE_COPY PRE_COPY>RUNNING");
+	assert_string_equal(vfio_sim_trace(f->sim), "RUNNING>PRE_COPY PRE_COPY>RUNNING");
 	free(s.data);
 	destroy(f);
 }
@@ -199,18 +199,18 @@ static void test_error_state_needs_reset(void **state)
 	struct stream s = {0};
 	struct xevf_mig_report rep;
 
-	xevf_vfio_sim_fail_arc(f->sim, XEVF_MIG_STOP, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_ERROR);
+	vfio_sim_fail_arc(f->sim, XEVF_MIG_STOP, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_ERROR);
 	assert_int_equal(xevf_mig_save(&f->dev, NULL, sink, &s, &rep, &f->err), -EIO);
 	assert_non_null(strstr(xevf_err_msg(&f->err), "now in ERROR"));
 	assert_true(rep.reset_used);
-	assert_int_equal(xevf_vfio_sim_resets(f->sim), 1);
-	assert_int_equal(xevf_vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
+	assert_int_equal(vfio_sim_resets(f->sim), 1);
+	assert_int_equal(vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
 	destroy(f);
 
 	/* and when even the reset fails, the message says so */
 	f = make(XEVF_MIG_F_STOP_COPY, "state");
-	xevf_vfio_sim_fail_arc(f->sim, XEVF_MIG_STOP, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_ERROR);
-	xevf_vfio_sim_fail_reset(f->sim, ENODEV);
+	vfio_sim_fail_arc(f->sim, XEVF_MIG_STOP, XEVF_MIG_STOP_COPY, EIO, XEVF_MIG_ERROR);
+	vfio_sim_fail_reset(f->sim, ENODEV);
 	assert_int_equal(xevf_mig_save(&f->dev, NULL, sink, &s, &rep, &f->err), -EIO);
 	assert_non_null(strstr(xevf_err_msg(&f->err), "recovery failed too"));
 	assert_non_null(strstr(xevf_err_msg(&f->err), "VFIO_DEVICE_RESET failed"));
@@ -231,16 +231,16 @@ static void test_truncated_or_corrupt_stream_is_refused_and_reset(void **state)
 	assert_int_equal(xevf_mig_restore(&dst->dev, NULL, source, &s, &rep, &dst->err), -EINVAL);
 	assert_non_null(strstr(xevf_err_msg(&dst->err), "RESUMING -> STOP failed"));
 	assert_true(rep.reset_used);
-	assert_int_equal(xevf_vfio_sim_state(dst->sim), XEVF_MIG_RUNNING);
+	assert_int_equal(vfio_sim_state(dst->sim), XEVF_MIG_RUNNING);
 	size_t len;
-	xevf_vfio_sim_content(dst->sim, &len);
+	vfio_sim_content(dst->sim, &len);
 	assert_int_equal(len, 0); /* nothing of the partial state runs */
 
 	s.len += 3;
 	s.pos = 0;
 	s.data[20] ^= 0x40; /* corrupted */
 	assert_int_equal(xevf_mig_restore(&dst->dev, NULL, source, &s, &rep, &dst->err), -EINVAL);
-	assert_int_equal(xevf_vfio_sim_resets(dst->sim), 2);
+	assert_int_equal(vfio_sim_resets(dst->sim), 2);
 	free(s.data);
 	destroy(src);
 	destroy(dst);
@@ -262,8 +262,8 @@ static void test_restore_abort_resets(void **state)
 
 	assert_int_equal(xevf_mig_restore(&f->dev, NULL, failing_source, NULL, &rep, &f->err), -ECONNABORTED);
 	assert_true(rep.reset_used);
-	assert_int_equal(xevf_vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
-	assert_string_equal(xevf_vfio_sim_trace(f->sim), "RUNNING>STOP STOP>RESUMING RESET");
+	assert_int_equal(vfio_sim_state(f->sim), XEVF_MIG_RUNNING);
+	assert_string_equal(vfio_sim_trace(f->sim), "RUNNING>STOP STOP>RESUMING RESET");
 	destroy(f);
 }
 
@@ -274,7 +274,7 @@ static void test_undefined_arc_is_refused_without_ioctl(void **state)
 	assert_int_equal(xevf_mig_probe(&f->dev, NULL, &f->err), 0);
 	assert_int_equal(xevf_mig_step(&f->dev, XEVF_MIG_RESUMING, NULL, &f->err), -EINVAL);
 	assert_non_null(strstr(xevf_err_msg(&f->err), "RUNNING -> RESUMING is not an arc"));
-	assert_string_equal(xevf_vfio_sim_trace(f->sim), "");
+	assert_string_equal(vfio_sim_trace(f->sim), "");
 	destroy(f);
 }
 

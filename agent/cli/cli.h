@@ -1,0 +1,26 @@
+/* xevf-agent's command line: the subcommands (run the agent, discover,
+ * status, migrate) and their flags. */
+#ifndef XEVF_CLI_H
+#define XEVF_CLI_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "migration.h"
+
+#define EXIT_USAGE 2
+
+/* What the command line said. */
+struct cli_args {
+	struct config_overrides overrides;
+	bool json, check_only;
+};
+
+/* The whole program; devices: how the Migration service opens VFs. */
+int cli_main(int argc, char **argv, const struct mig_device_provider *devices);
+
+/* discover.c, status.c */
+int cli_discover(const struct cli_args *a);
+int cli_status(const struct cli_args *a);
+
+#endif

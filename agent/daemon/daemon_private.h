@@ -1,0 +1,71 @@
+/* What the daemon's files share. The daemon's state is owned by its thread. */
+#ifndef XEVF_DAEMON_PRIVATE_H
+#define XEVF_DAEMON_PRIVATE_H
+
+#include <grpc/grpc.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "daemon.h"
+#include "http.h"
+#include "inventory.h"
+#include "kube.h"
+#include "ledger.h"
+#include "plugin.h"
+#include "preparer.h"
+#include "xevf_roots.h"
+
+/* One pool's device plugin, in configuration order. */
+struct pool_slot {
+	struct plugin *plugin;
+	struct pool_slot *next;
+};
+
+struct daemon {
+	const struct config_overrides *overrides;
+	const struct mig_device_provider *devices;
+	struct agent_config cfg;
+	struct xevf_roots roots;
+	struct preparer *preparer;
+	uint64_t prepare_passes_seen;
+	char **known_vfs;        /* every VF seen so far: a new one gets prepared */
+	size_t nknown_vfs;
+	bool known_seeded;       /* the first scan's VFs are not "new" */
+	int64_t next_numvfs_retry_ms;
+	struct ledger ledger;
+	struct inventory *inventory; /* the last published snapshot */
+	int uevent_fd;
+	grpc_completion_queue *cq;
+	struct pool_slot *pools;
+	struct dp_hooks hooks;
+	char *kubelet_socket;
+	int64_t next_rescan_ms;
+	char **notes;            /* discovery notes already reported */
+	size_t nnotes;
+	char *scan_error;        /* last discovery failure already reported */
+	bool kubelet_missing_logged;
+	bool stopping;
+	bool status_dirty;       /* the published status and gauges need refreshing */
+	struct http_server *http;
+	struct migration *migration; /* NULL when the Migration service could not start */
+	struct kube *kube;           /* NULL: no API server to tell pods apart */
+};
+
+/* daemon.c: roots, log level and kubelet socket from the configuration */
+void daemon_apply_settings(struct daemon *d);
+
+/* rescan.c */
+void daemon_rescan(struct daemon *d);
+void daemon_request_prepare(struct daemon *d, const char *why);
+
+/* reload.c */
+void daemon_reload(struct daemon *d);
+struct pool_slot *daemon_add_pool(struct daemon *d, const struct pool_config *cfg);
+
+/* status.c */
+void daemon_publish(struct daemon *d);
+
+/* hooks.c */
+void daemon_hooks_init(struct daemon *d);
+
+#endif

@@ -1,0 +1,64 @@
+/* What the device plugin asks of the daemon (dp_hooks): the glue between
+ * the device plugin and the Migration service, which never meet. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "daemon_private.h"
+#include "log.h"
+
+static void on_allocated(void *ctx, const char *resource, const char *const *ids, size_t n)
+{
+	struct daemon *d = ctx;
+	int64_t now = clock_mono_ms();
+
+	(void)resource;
+	for (size_t i = 0; i < n; i++) {
+		/* the preparer leaves these alone while their VM starts */
+		ledger_record(&d->ledger, ids[i], now);
+		if (d->migration)
+			migration_claim(d->migration, ids[i]);
+	}
+	d->status_dirty = true;
+}
+
+static size_t reservations(void *ctx, char *const *ids, size_t n, struct steer_reservation *out)
+{
+	struct daemon *d = ctx;
+	size_t found = 0;
+
+	for (size_t i = 0; d->migration && i < n; i++) {
+		bool pending = false;
+		char *vm_ns = NULL, *vm_name = NULL, *vf;
+		if (!migration_reserved_for(d->migration, ids[i], &pending, &vm_ns, &vm_name))
+			continue;
+		if (!(vf = strdup(ids[i]))) {
+			free(vm_ns);
+			free(vm_name);
+			continue;
+		}
+		out[found++] = (struct steer_reservation){vf, pending, vm_ns, vm_name};
+	}
+	return found;
+}
+
+static int pending_pods(void *ctx, const char *resource, struct kube_pod **pods, size_t *n, char **error)
+{
+	struct daemon *d = ctx;
+
+	*pods = NULL;
+	*n = 0;
+	if (!d->kube)
+		return 1;
+	return kube_pending_pods(d->kube, resource, pods, n, error);
+}
+
+static void changed(void *ctx)
+{
+	((struct daemon *)ctx)->status_dirty = true;
+}
+
+void daemon_hooks_init(struct daemon *d)
+{
+	d->hooks = (struct dp_hooks){d, on_allocated, reservations, pending_pods, changed};
+}

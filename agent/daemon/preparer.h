@@ -1,0 +1,40 @@
+/* Preparing VFs the way an operator would: enable SR-IOV on the pools' PFs
+ * (numVFs), find the VF's VFIO driver through the kernel's "vfio_pci:" module
+ * alias, load it and bind the VF to it, falling back to vfio-pci only where a
+ * pool allows it. Runs on its own thread, because the kernel takes its time
+ * (VF creation, module loading) and the gRPC loop must not wait for it.
+ *
+ * It never unbinds, rebinds or re-creates a VF that is in use: held open by a
+ * process (a VM's QEMU holds its VFIO group or cdev) or given to a container
+ * by Allocate in the last few minutes (its VM may still be starting). */
+#ifndef XEVF_DAEMON_PREPARER_H
+#define XEVF_DAEMON_PREPARER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "inventory.h"
+
+struct preparer;
+
+int preparer_start(struct preparer **out);
+void preparer_stop(struct preparer *p);
+
+/* Asks for a pass with this configuration (copied) and these recently
+ * allocated VF addresses. Passes asked for while one runs fold into one. */
+void preparer_request(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent);
+
+/* Runs a pass on the calling thread (used at start-up, before serving). */
+void preparer_run_now(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent);
+
+/* Completed passes so far; the notes of the last one (copied, caller frees
+ * with prepare_notes_free). */
+uint64_t preparer_passes(struct preparer *p);
+void preparer_notes(struct preparer *p, struct inventory_note **notes, size_t *n);
+
+/* VFs that could not be given a VFIO driver, over all passes. */
+uint64_t preparer_failures(struct preparer *p);
+
+#endif

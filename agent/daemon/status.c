@@ -1,0 +1,59 @@
+/* The agent's published state: the status document behind `xevf-agent
+ * status`, the pools' gauges and readiness. */
+#include <json-c/json.h>
+
+#include "clock.h"
+#include "daemon_private.h"
+#include "metrics.h"
+
+static json_object *device_json(const struct daemon *d, const struct pool_device *dev, int64_t now)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_string(dev->id));
+	json_object_object_add(o, "pf", json_object_new_string(dev->pf));
+	json_object_object_add(o, "numaNode", json_object_new_int(dev->numa_node));
+	json_object_object_add(o, "health", json_object_new_string(pool_health_name(dev->healthy)));
+	json_object_object_add(o, "reason", dev->reason ? json_object_new_string(dev->reason) : NULL);
+	json_object_object_add(o, "driver", dev->driver ? json_object_new_string(dev->driver) : NULL);
+	json_object_object_add(o, "migratable", json_object_new_boolean(dev->migratable));
+	json_object_object_add(o, "allocatedRecently", json_object_new_boolean(ledger_recent(&d->ledger, dev->id, now)));
+	return o;
+}
+
+static json_object *pool_json(const struct daemon *d, const struct plugin *pl, int64_t now)
+{
+	const struct pool *pool = plugin_pool_const(pl);
+	json_object *p = json_object_new_object(), *devs = json_object_new_array();
+	size_t healthy = 0;
+	bool registered = plugin_registered(pl);
+
+	for (size_t i = 0; i < pool->ndevs; i++) {
+		healthy += pool->devs[i].healthy;
+		json_object_array_add(devs, device_json(d, &pool->devs[i], now));
+	}
+	json_object_object_add(p, "resource", json_object_new_string(pool->cfg.resource_name));
+	json_object_object_add(p, "socket", json_object_new_string(plugin_socket_path(pl)));
+	json_object_object_add(p, "registered", json_object_new_boolean(registered));
+	json_object_object_add(p, "allocations", json_object_new_int64((int64_t)pool->allocations));
+	json_object_object_add(p, "devices", devs);
+	metrics_set_pool(pool->cfg.resource_name, healthy, pool->ndevs - healthy, registered);
+	return p;
+}
+
+void daemon_publish(struct daemon *d)
+{
+	json_object *root = json_object_new_object(), *pools = json_object_new_array();
+	int64_t now = clock_mono_ms();
+
+	d->status_dirty = false;
+	json_object_object_add(root, "version", json_object_new_string(XEVF_VERSION));
+	json_object_object_add(root, "pluginDir", json_object_new_string(d->cfg.plugin_dir));
+	for (struct pool_slot *s = d->pools; s; s = s->next)
+		if (!plugin_retired(s->plugin))
+			json_object_array_add(pools, pool_json(d, s->plugin, now));
+	json_object_object_add(root, "pools", pools);
+	metrics_set_status(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(root);
+	metrics_bind_failures(preparer_failures(d->preparer));
+}

@@ -1,0 +1,118 @@
+/* A pool's device plugin: its life cycle (new, tick, retire, free) and what
+ * the daemon asks of it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "plugin_private.h"
+#include "xevf_util.h"
+
+/* A socket that could not be served is tried again after this. */
+#define SERVE_RETRY_MS 3000
+
+struct plugin *plugin_new(const struct pool_config *cfg, const char *plugin_dir, grpc_completion_queue *cq,
+			  const struct dp_hooks *hooks)
+{
+	struct plugin *pl = calloc(1, sizeof(*pl));
+
+	if (!pl)
+		return NULL;
+	pl->cq = cq;
+	pl->hooks = *hooks;
+	pl->reg.details = grpc_empty_slice();
+	if (pool_init(&pl->pool, cfg)) {
+		free(pl);
+		return NULL;
+	}
+	pl->endpoint = strdup(pl->pool.socket_name);
+	if (!pl->endpoint || xevf_asprintf(&pl->socket_path, "%s/%s", plugin_dir, pl->endpoint) ||
+	    xevf_asprintf(&pl->kubelet_socket, "%s/kubelet.sock", plugin_dir)) {
+		plugin_free(pl);
+		return NULL;
+	}
+	return pl;
+}
+
+void plugin_free(struct plugin *pl)
+{
+	if (!pl)
+		return;
+	metrics_forget_pool(pl->pool.cfg.resource_name);
+	pool_destroy(&pl->pool);
+	grpc_slice_unref(pl->reg.details);
+	free(pl->socket_path);
+	free(pl->endpoint);
+	free(pl->kubelet_socket);
+	free(pl);
+}
+
+void plugin_retire(struct plugin *pl, const char *why)
+{
+	pl->retired = true;
+	dp_server_stop(pl, why);
+	if (pl->reg.in_flight)
+		grpc_call_cancel(pl->reg.call, NULL);
+}
+
+bool plugin_retired(const struct plugin *pl) { return pl->retired; }
+
+void plugin_tick(struct plugin *pl, int64_t now, bool stopping)
+{
+	ino_t ino = 0;
+
+	if (pl->retired)
+		return;
+	if (pl->state == SERVER_SERVING && (dp_stat_ino(pl->socket_path, &ino) != 0 || ino != pl->socket_ino)) {
+		/* The kubelet removes every plugin socket when it restarts; so may an
+		 * operator. Stop, drain, then serve on a fresh socket (the old server
+		 * must be gone first: gRPC unlinks its socket path on shutdown). */
+		log_warn("socket_removed", "resource=%s socket=%s action=\"re-creating it\"", pl->pool.cfg.resource_name,
+			 pl->socket_path);
+		dp_server_stop(pl, "socket removed");
+	}
+	if (pl->state == SERVER_STOPPED && !stopping) {
+		if (now >= pl->reg.next_attempt_ms && dp_server_start(pl) != 0)
+			pl->reg.next_attempt_ms = now + SERVE_RETRY_MS;
+		return;
+	}
+	dp_register_tick(pl, now);
+}
+
+void plugin_dispatch(struct dp_tag *tag, bool ok)
+{
+	switch ((enum dp_tag_kind)tag->kind) {
+	case TAG_SHUTDOWN:
+		((struct plugin *)tag->obj)->shutdown_notified = true;
+		break;
+	case TAG_REGISTER:
+		dp_register_done(tag->obj, ok);
+		break;
+	default:
+		dp_call_dispatch(tag, ok);
+		break;
+	}
+}
+
+bool plugin_update(struct plugin *pl, const struct inventory *inv, bool *taken)
+{
+	if (!pool_update(&pl->pool, inv, taken))
+		return false;
+	dp_push_lists(pl);
+	return true;
+}
+
+struct pool *plugin_pool(struct plugin *pl) { return &pl->pool; }
+const struct pool *plugin_pool_const(const struct plugin *pl) { return &pl->pool; }
+const char *plugin_socket_path(const struct plugin *pl) { return pl->socket_path; }
+bool plugin_registered(const struct plugin *pl) { return pl->reg.registered && pl->state == SERVER_SERVING; }
+
+void plugin_set_config(struct plugin *pl, const struct pool_config *cfg)
+{
+	struct pool_config copy;
+
+	if (pool_config_copy(&copy, cfg) == 0) {
+		pool_config_free(&pl->pool.cfg);
+		pl->pool.cfg = copy;
+	}
+}

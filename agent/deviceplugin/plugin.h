@@ -1,0 +1,72 @@
+/* The device plugin: one gRPC server per pool on a socket in the kubelet's
+ * plugin directory, registered with the kubelet, all driven by the daemon's
+ * one completion queue on the daemon's thread.
+ *
+ * It never calls up into the daemon or across into the Migration service:
+ * what it needs from them (reservations, the pods waiting on this node) and
+ * what it tells them (allocations, changes worth publishing) goes through the
+ * hooks the daemon fills in. */
+#ifndef XEVF_DP_PLUGIN_H
+#define XEVF_DP_PLUGIN_H
+
+#include <grpc/grpc.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "kube.h"
+#include "pool.h"
+#include "steering.h"
+
+struct dp_hooks {
+	void *ctx;
+	/* Allocate gave these VFs of resource to containers. */
+	void (*allocated)(void *ctx, const char *resource, const char *const *ids, size_t n);
+	/* The reservations among ids (malloc'd strings in out[], freed by the
+	 * plugin with steer_reservations_free); the count. */
+	size_t (*reservations)(void *ctx, char *const *ids, size_t n, struct steer_reservation *out);
+	/* Pending pods on this node that want resource: 0, 1 when nobody can
+	 * tell (no API server), or -errno with *error. */
+	int (*pending_pods)(void *ctx, const char *resource, struct kube_pod **pods, size_t *n, char **error);
+	/* Something the status page shows changed. */
+	void (*changed)(void *ctx);
+};
+
+void steer_reservations_free(struct steer_reservation *r, size_t n);
+
+enum server_state { SERVER_STOPPED, SERVER_SERVING, SERVER_DRAINING };
+
+struct plugin;
+
+/* Every completion-queue tag the device plugin uses points at one of these. */
+struct dp_tag {
+	int kind;
+	void *obj;
+};
+
+struct plugin *plugin_new(const struct pool_config *cfg, const char *plugin_dir, grpc_completion_queue *cq,
+			  const struct dp_hooks *hooks);
+void plugin_free(struct plugin *pl);
+
+/* Stops serving for good (pool removed, agent stopping); reap it once drained. */
+void plugin_retire(struct plugin *pl, const char *why);
+bool plugin_retired(const struct plugin *pl);
+/* Keeps the socket alive and registered with the current kubelet
+ * (<plugin_dir>/kubelet.sock). */
+void plugin_tick(struct plugin *pl, int64_t now, bool stopping);
+/* A completion for one of the device plugin's tags (tag->obj says whose). */
+void plugin_dispatch(struct dp_tag *tag, bool ok);
+/* Destroys a drained server; true when nothing of the plugin is left running. */
+bool plugin_reap(struct plugin *pl);
+
+/* A new snapshot: true when ListAndWatch streams were sent a new list. */
+bool plugin_update(struct plugin *pl, const struct inventory *inv, bool *taken);
+
+struct pool *plugin_pool(struct plugin *pl);
+const struct pool *plugin_pool_const(const struct plugin *pl);
+const char *plugin_socket_path(const struct plugin *pl);
+bool plugin_registered(const struct plugin *pl);
+/* Replaces the pool's settings (a reload that keeps the pool). */
+void plugin_set_config(struct plugin *pl, const struct pool_config *cfg);
+
+#endif

@@ -1,0 +1,68 @@
+/* What the device plugin's own files share: the plugin, its calls and its
+ * registration. Not for use outside deviceplugin/. */
+#ifndef XEVF_DP_PLUGIN_PRIVATE_H
+#define XEVF_DP_PLUGIN_PRIVATE_H
+
+#include <grpc/grpc.h>
+#include <sys/types.h>
+
+#include "plugin.h"
+
+#define DP_API_VERSION "v1beta1"
+
+enum dp_tag_kind { TAG_REQUEST, TAG_UNARY_DONE, TAG_STREAM_SEND, TAG_STREAM_CLOSE, TAG_SHUTDOWN, TAG_REGISTER };
+
+enum dp_method { M_OPTIONS, M_LIST_AND_WATCH, M_PREFERRED, M_ALLOCATE, M_PRE_START, M_COUNT };
+
+struct registration {
+	grpc_channel *channel;
+	grpc_call *call;
+	struct dp_tag tag;
+	grpc_byte_buffer *send, *recv;
+	grpc_metadata_array initial_md, trailing_md;
+	grpc_status_code status;
+	grpc_slice details;
+	bool in_flight;
+	bool registered;
+	ino_t attempt_ino;     /* kubelet.sock inode when the attempt started */
+	ino_t registered_ino;  /* ... when the last attempt succeeded */
+	int64_t next_attempt_ms;
+	int backoff_ms;
+	unsigned failures;
+};
+
+struct dp_call;
+
+struct plugin {
+	struct dp_hooks hooks;
+	grpc_completion_queue *cq;
+	struct pool pool;
+	char *socket_path;
+	char *endpoint;          /* socket file name, as told to the kubelet */
+	char *kubelet_socket;
+	grpc_server *server;
+	void *methods[M_COUNT];
+	enum server_state state;
+	struct dp_tag shutdown_tag;
+	bool shutdown_notified;
+	int live_calls;          /* call objects, including pending requests */
+	ino_t socket_ino;
+	struct dp_call *streams; /* open ListAndWatch streams */
+	struct registration reg;
+	bool retired;            /* pool removed (reload) or agent stopping */
+};
+
+/* server.c */
+int dp_server_start(struct plugin *pl);
+void dp_server_stop(struct plugin *pl, const char *why);
+void dp_call_dispatch(struct dp_tag *tag, bool ok);
+void dp_push_lists(struct plugin *pl);
+int dp_stat_ino(const char *path, ino_t *ino);
+
+/* registration.c */
+void dp_register_start(struct plugin *pl, ino_t kubelet_ino);
+void dp_register_done(struct plugin *pl, bool ok);
+void dp_register_cleanup(struct registration *r);
+void dp_register_tick(struct plugin *pl, int64_t now);
+
+#endif

@@ -1,0 +1,37 @@
+/* A VF's migration fingerprint (what must match between source and target)
+ * and the compatibility rules that compare two of them. */
+#ifndef XEVF_MIG_COMPAT_H
+#define XEVF_MIG_COMPAT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "inventory.h"
+#include "xevf/migration/v1/migration.pb-c.h"
+
+/* Where fingerprints read versions from. */
+struct fp_source {
+	const char *node;
+	const char *sysfs_root, *dev_root;
+	const char *kernel_release;
+};
+
+/* What opening the VF's device told (or why it could not be asked). */
+struct fp_probe {
+	bool asked;               /* false: a container holds it, its device was not opened */
+	int errnum;               /* 0: flags are the device's */
+	uint64_t flags;
+	const char *error;        /* the message when errnum != 0 */
+};
+
+/* Fills fp from the inventory and the probe (reads driver and firmware
+ * versions from sysfs: call without the service's lock). Every string is
+ * malloc'd or protobuf-c's empty string; release with fingerprint_clear. */
+void fingerprint_fill(const struct fp_source *src, const struct inventory_vf *iv, const struct fp_probe *probe,
+		      Xevf__Migration__V1__Fingerprint *fp);
+void fingerprint_clear(Xevf__Migration__V1__Fingerprint *fp);
+
+/* Why a VF with fingerprint have cannot take the state of want (malloc'd), or NULL. */
+char *compat_why_not(const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want);
+
+#endif

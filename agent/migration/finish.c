@@ -1,0 +1,167 @@
+/* Commit and Abort: decided under the lock, the device's last step taken
+ * without it, the record ended under it again. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "migration_private.h"
+
+struct finish {
+	bool commit;
+	struct record *copy;          /* the record as it was decided on */
+	struct mig_dev *dev;          /* claimed, or NULL when no device step is needed */
+	struct inventory *inv;
+	const char *state;            /* the device's state afterwards */
+	bool reset_used;
+};
+
+/* Lock held: 0 when the call goes on to the device step; else it has been
+ * decided here (*code, *msg or an answer in f->copy with code OK). */
+static int decide(struct migration *m, const char *id, struct finish *f, grpc_status_code *code, char **msg)
+{
+	struct record *r = migration_id_valid(id) ? registry_find(&m->reg, id) : NULL;
+	struct record *ended = r || !migration_id_valid(id) ? NULL : registry_find_ended(&m->reg, id);
+
+	*code = GRPC_STATUS_FAILED_PRECONDITION;
+	if (ended && !f->commit && ended->phase == PHASE_COMMITTED)
+		return asprintf(msg, "migration %s is already committed", ended->id) < 0 ? -ENOMEM : -EALREADY;
+	if (ended) { /* Commit and Abort are idempotent */
+		f->copy = record_dup(ended);
+		*code = GRPC_STATUS_OK;
+		return -EALREADY;
+	}
+	if (!r) {
+		*code = GRPC_STATUS_NOT_FOUND;
+		return asprintf(msg, "no migration %.128s on node %s", id, m->node) < 0 ? -ENOMEM : -ENOENT;
+	}
+	if (r->phase == PHASE_SAVING || r->phase == PHASE_RESTORING) {
+		if (f->commit)
+			return asprintf(msg, "migration %s is %s; wait for it or Abort", r->id, phase_name(r->phase)) < 0 ? -ENOMEM
+														 : -EBUSY;
+		/* the stream sees it at its next chunk and recovers the device */
+		r->abort_requested = true;
+		log_info("migration_abort_requested", "migration=%s vf=%s", r->id, r->vf);
+		f->copy = record_dup(r);
+		*code = GRPC_STATUS_OK;
+		return -EINPROGRESS;
+	}
+	if (f->commit && r->role == ROLE_TARGET && r->phase != PHASE_RESTORED)
+		return asprintf(msg, "migration %s: nothing restored yet (%s)", r->id, phase_name(r->phase)) < 0 ? -ENOMEM : -EINVAL;
+	if (f->commit && r->role == ROLE_SOURCE && r->phase != PHASE_SAVED)
+		return asprintf(msg, "migration %s: the state is not saved yet (%s)", r->id, phase_name(r->phase)) < 0 ? -ENOMEM
+														    : -EINVAL;
+	if (r->phase == PHASE_SAVED || r->phase == PHASE_RESTORED || devices_find(&m->devices, r->vf)) {
+		if (!(f->dev = devices_claim(&m->devices, r->vf))) {
+			*code = GRPC_STATUS_UNAVAILABLE;
+			return asprintf(msg, "migration %s: the device of VF %s is busy with another call", r->id, r->vf) < 0 ? -ENOMEM
+															      : -EBUSY;
+		}
+	}
+	f->copy = record_dup(r);
+	f->inv = mig_inventory(m);
+	return f->copy ? 0 : -ENOMEM;
+}
+
+/* Lock not held: the device's last step. */
+static int device_step(struct migration *m, struct finish *f, struct xevf_err *err)
+{
+	const struct record *r = f->copy;
+	const struct inventory_vf *iv = inventory_find(f->inv, r->vf);
+	int rc = 0;
+
+	if (f->dev && !f->dev->open && iv && (r->phase == PHASE_SAVED || r->phase == PHASE_RESTORED))
+		(void)devices_open(&m->devices, f->dev, iv->vf, m->dev_root, err);
+	xevf_err_clear(err);
+	if (f->dev && !f->dev->open)
+		f->dev = NULL;
+	if (f->commit && r->role == ROLE_TARGET) {
+		/* run the restored state */
+		rc = f->dev ? xevf_mig_step(&f->dev->dev, XEVF_MIG_RUNNING, NULL, err) : -ENODEV;
+	} else if (f->dev && !f->commit && r->role == ROLE_SOURCE) {
+		/* the VM keeps running here, with its state */
+		rc = xevf_mig_recover(&f->dev->dev, XEVF_MIG_RUNNING, &f->reset_used, err);
+	} else if (f->dev && (f->commit || r->phase != PHASE_RESERVED)) {
+		/* a committed source: the VM runs elsewhere now, its state is wiped and
+		 * the VF starts afresh; an aborted target: a restored foreign state
+		 * must never run */
+		rc = xevf_mig_reset(&f->dev->dev, err);
+		f->reset_used = rc == 0;
+	}
+	if (rc == -ENODEV && !err->msg)
+		xevf_err_set(err, ENODEV, "VF %s is gone from the node", r->vf);
+	f->state = f->dev ? xevf_mig_state_name(f->dev->dev.state) : "";
+	return rc;
+}
+
+/* Lock held: the record ends; the device goes back (to close after unlocking). */
+static struct mig_dev *conclude(struct migration *m, struct finish *f, int rc, struct state_snapshot *snap)
+{
+	struct record *r = registry_find(&m->reg, f->copy->id);
+	/* after a failed step the device stays as it is, for another try */
+	struct mig_dev *to_close = devices_release(&m->devices, f->dev, rc == 0);
+
+	if (rc == 0 && r && mig_move(m, r, f->commit ? PHASE_COMMITTED : PHASE_ABORTED) == 0) {
+		log_info(f->commit ? "migration_committed" : "migration_aborted",
+			 "migration=%s role=%s vf=%s device_state=%s reset=%s", r->id, role_name(r->role), r->vf, f->state,
+			 f->reset_used ? "yes" : "no");
+		f->copy->phase = r->phase;
+		state_file_render(&m->file, &m->reg, snap);
+	} else if (rc == 0 && (r = registry_find_ended(&m->reg, f->copy->id))) {
+		f->copy->phase = r->phase; /* another call ended it meanwhile */
+	}
+	return to_close;
+}
+
+static void finish_call(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__MigrationRef *req,
+			bool commit)
+{
+	struct finish f = {.commit = commit};
+	struct xevf_err err = XEVF_ERR_INIT;
+	struct state_snapshot snap = {0};
+	Xevf__Migration__V1__MigrationStatus st;
+	grpc_status_code code;
+	char *msg = NULL;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = decide(m, req->migration_id, &f, &code, &msg);
+	pthread_mutex_unlock(&m->lock);
+	if (rc == 0) {
+		struct mig_dev *to_close;
+		rc = device_step(m, &f, &err);
+		pthread_mutex_lock(&m->lock);
+		to_close = conclude(m, &f, rc, &snap);
+		pthread_mutex_unlock(&m->lock);
+		devices_close(&m->devices, to_close);
+		if (snap.seq)
+			mig_write(m, &snap);
+		code = rc == 0 ? GRPC_STATUS_OK : GRPC_STATUS_ABORTED;
+		if (rc && asprintf(&msg, "migration %s: %s", f.copy->id, xevf_err_msg(&err)) < 0)
+			msg = NULL;
+	}
+	if (code == GRPC_STATUS_OK && f.copy) {
+		mig_status_of(f.copy, f.state ? f.state : "", &st);
+		if (rc == -EINPROGRESS)
+			st.phase = "aborting";
+		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
+	} else {
+		mig_refuse(call, code == GRPC_STATUS_OK ? GRPC_STATUS_RESOURCE_EXHAUSTED : code, "%s",
+			   msg ? msg : "out of memory");
+	}
+	free(msg);
+	record_free(f.copy);
+	inventory_unref(f.inv);
+	xevf_err_clear(&err);
+}
+
+void handle_commit(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req)
+{
+	finish_call(m, call, (const Xevf__Migration__V1__MigrationRef *)req, true);
+}
+
+void handle_abort(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req)
+{
+	finish_call(m, call, (const Xevf__Migration__V1__MigrationRef *)req, false);
+}

@@ -1,0 +1,318 @@
+/* The Migration service's calls that look and reserve: Describe, CheckTarget,
+ * Reserve, Release, List. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "migration_private.h"
+#include "xevf_util.h"
+
+#define DEFAULT_TTL_S 300
+#define MAX_TTL_S 86400
+
+void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	const Xevf__Migration__V1__DescribeRequest *req = (const Xevf__Migration__V1__DescribeRequest *)msg;
+	Xevf__Migration__V1__Fingerprint fp;
+	struct inventory *inv;
+	const struct inventory_vf *iv;
+
+	pthread_mutex_lock(&m->lock);
+	inv = mig_inventory(m);
+	pthread_mutex_unlock(&m->lock);
+	if (!(iv = inventory_find(inv, req->vf))) {
+		mig_refuse(call, GRPC_STATUS_NOT_FOUND, "no VF %.64s on node %s", req->vf, m->node);
+	} else {
+		mig_fingerprint(m, iv, &fp);
+		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&fp);
+		fingerprint_clear(&fp);
+	}
+	inventory_unref(inv);
+}
+
+/* Why the node's VF i cannot take the source's state (malloc'd), or NULL.
+ * taken[i]: the reason a migration already has it (decided under the lock). */
+static char *why_not(struct migration *m, const struct inventory_vf *iv, const char *taken,
+		     const Xevf__Migration__V1__Fingerprint *src)
+{
+	Xevf__Migration__V1__Fingerprint fp;
+	char *why;
+
+	if (!iv->vf->healthy)
+		return strdup("unhealthy");
+	if (iv->allocated_recently)
+		return strdup("in use by a container");
+	if (taken)
+		return strdup(taken);
+	mig_fingerprint(m, iv, &fp);
+	why = compat_why_not(&fp, src);
+	fingerprint_clear(&fp);
+	return why;
+}
+
+/* Lock held: for each VF of inv, why a migration already has it, or NULL. */
+static char **taken_reasons(struct migration *m, const struct inventory *inv)
+{
+	char **taken = calloc(inv->nvfs + 1, sizeof(*taken));
+
+	for (size_t i = 0; taken && i < inv->nvfs; i++) {
+		const struct record *r = registry_find_vf(&m->reg, inv->vfs[i].vf->addr, -1);
+		if (r && asprintf(&taken[i], "%s migration %s", r->role == ROLE_TARGET ? "reserved for" : "the source of",
+				  r->id) < 0)
+			taken[i] = NULL;
+	}
+	return taken;
+}
+
+/* The inventory and, per VF, why a migration already has it. */
+static struct inventory *snapshot(struct migration *m, char ***taken)
+{
+	struct inventory *inv;
+
+	pthread_mutex_lock(&m->lock);
+	inv = mig_inventory(m);
+	*taken = inv ? taken_reasons(m, inv) : NULL;
+	pthread_mutex_unlock(&m->lock);
+	return inv;
+}
+
+void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	const Xevf__Migration__V1__CheckTargetRequest *req = (const Xevf__Migration__V1__CheckTargetRequest *)msg;
+	Xevf__Migration__V1__CheckTargetResponse resp = XEVF__MIGRATION__V1__CHECK_TARGET_RESPONSE__INIT;
+	Xevf__Migration__V1__Candidate *cands;
+	char **taken = NULL;
+	struct inventory *inv;
+
+	if (!req->source) {
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "CheckTarget needs the source fingerprint");
+		return;
+	}
+	inv = snapshot(m, &taken);
+	cands = calloc(inv ? inv->nvfs + 1 : 1, sizeof(*cands));
+	resp.candidates = calloc(inv ? inv->nvfs + 1 : 1, sizeof(Xevf__Migration__V1__Candidate *));
+	for (size_t i = 0; inv && cands && resp.candidates && taken && i < inv->nvfs; i++) {
+		char *why = why_not(m, &inv->vfs[i], taken[i], req->source);
+		xevf__migration__v1__candidate__init(&cands[i]);
+		cands[i].vf = (char *)inv->vfs[i].vf->addr;
+		cands[i].compatible = why == NULL;
+		cands[i].reason = why ? why : (char *)protobuf_c_empty_string;
+		resp.candidates[resp.n_candidates++] = &cands[i];
+	}
+	rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&resp);
+	for (size_t i = 0; i < resp.n_candidates; i++)
+		if (cands[i].reason != protobuf_c_empty_string)
+			free(cands[i].reason);
+	free(cands);
+	free(resp.candidates);
+	xevf_strv_free(taken, inv ? inv->nvfs : 0);
+	inventory_unref(inv);
+}
+
+/* The first compatible VF (its index), or -1 with every VF's reason in *reasons. */
+static long first_compatible(struct migration *m, const struct inventory *inv, char **taken,
+			     const Xevf__Migration__V1__Fingerprint *src, char **reasons)
+{
+	size_t len = 0;
+	FILE *rs = open_memstream(reasons, &len);
+
+	for (size_t i = 0; inv && taken && i < inv->nvfs; i++) {
+		char *why = why_not(m, &inv->vfs[i], taken[i], src);
+		if (!why) {
+			if (rs)
+				fclose(rs);
+			return (long)i;
+		}
+		if (rs)
+			fprintf(rs, "%s%s: %s", ftell(rs) ? "; " : "", inv->vfs[i].vf->addr, why);
+		free(why);
+	}
+	if (rs)
+		fclose(rs);
+	return -1;
+}
+
+static void reply_reservation(struct rpc_call *call, const struct record *r)
+{
+	Xevf__Migration__V1__Reservation res = XEVF__MIGRATION__V1__RESERVATION__INIT;
+
+	res.migration_id = r->id;
+	res.vf = r->vf;
+	res.resource_name = r->resource ? r->resource : "";
+	res.expires_unix_ms = r->expires_unix_ms;
+	res.phase = (char *)phase_name(r->phase);
+	rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&res);
+}
+
+/* Lock held: the reservation, unless another call took the VF or the id meanwhile. */
+static struct record *reserve_locked(struct migration *m, const Xevf__Migration__V1__ReserveRequest *req,
+				     const struct inventory_vf *iv, uint32_t ttl)
+{
+	struct record *r;
+
+	if (registry_find(&m->reg, req->migration_id) || registry_find_vf(&m->reg, iv->vf->addr, -1))
+		return NULL;
+	if (!(r = record_new(req->migration_id, ROLE_TARGET, iv->vf->addr, PHASE_RESERVED)))
+		return NULL;
+	r->resource = xevf_strdup_or_null(iv->resource);
+	r->vm_namespace = xevf_strdup_or_null(req->vm_namespace);
+	r->vm_name = xevf_strdup_or_null(req->vm_name);
+	r->expires_unix_ms = clock_unix_ms() + (int64_t)ttl * 1000;
+	registry_add(&m->reg, r);
+	log_info("reserved", "migration=%s vf=%s resource=%s vm=%s/%s ttl_s=%u", r->id, r->vf,
+		 r->resource ? r->resource : "", r->vm_namespace ? r->vm_namespace : "", r->vm_name ? r->vm_name : "", ttl);
+	return r;
+}
+
+/* An existing reservation answers again (Reserve is idempotent); 1 when there is none. */
+static int answer_existing(struct migration *m, struct rpc_call *call, const char *id)
+{
+	struct record *r, *copy = NULL;
+	bool found;
+
+	pthread_mutex_lock(&m->lock);
+	r = registry_find(&m->reg, id);
+	found = r != NULL;
+	if (r)
+		copy = record_dup(r);
+	pthread_mutex_unlock(&m->lock);
+	if (!found)
+		return 1;
+	if (!copy)
+		mig_refuse(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	else if (copy->role != ROLE_TARGET)
+		mig_refuse(call, GRPC_STATUS_ALREADY_EXISTS, "migration %s is this node's source side", id);
+	else
+		reply_reservation(call, copy);
+	record_free(copy);
+	return 0;
+}
+
+void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	const Xevf__Migration__V1__ReserveRequest *req = (const Xevf__Migration__V1__ReserveRequest *)msg;
+	uint32_t ttl = req->ttl_seconds ? req->ttl_seconds : DEFAULT_TTL_S;
+	struct state_snapshot snap = {0};
+	char **taken = NULL, *reasons = NULL;
+	struct inventory *inv;
+	struct record *r = NULL;
+	long pick;
+
+	if (!migration_id_valid(req->migration_id)) {
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "migration_id must be 1..%d characters of [A-Za-z0-9._-]",
+			   MIGRATION_ID_MAX);
+		return;
+	}
+	if (!req->source) {
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "Reserve needs the source fingerprint");
+		return;
+	}
+	if (answer_existing(m, call, req->migration_id) == 0)
+		return;
+	inv = snapshot(m, &taken);
+	pick = first_compatible(m, inv, taken, req->source, &reasons);
+	pthread_mutex_lock(&m->lock);
+	if (pick >= 0 && (r = reserve_locked(m, req, &inv->vfs[pick], ttl < MAX_TTL_S ? ttl : MAX_TTL_S))) {
+		state_file_render(&m->file, &m->reg, &snap);
+		r = record_dup(r);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (snap.seq)
+		mig_write(m, &snap);
+	if (r)
+		reply_reservation(call, r);
+	else
+		mig_refuse(call, GRPC_STATUS_FAILED_PRECONDITION, "no compatible free VF on node %s for migration %s: %s",
+			   m->node, req->migration_id, pick >= 0 ? "another migration took it; try again" :
+			   reasons && *reasons ? reasons : "no VFs");
+	record_free(r);
+	free(reasons);
+	xevf_strv_free(taken, inv ? inv->nvfs : 0);
+	inventory_unref(inv);
+}
+
+/* Release ends a reservation with nothing restored into it. Decided under
+ * the lock; answered after it. */
+void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	const Xevf__Migration__V1__MigrationRef *req = (const Xevf__Migration__V1__MigrationRef *)msg;
+	Xevf__Migration__V1__MigrationStatus st;
+	struct state_snapshot snap = {0};
+	struct record *r = NULL, *copy = NULL;
+	bool valid = migration_id_valid(req->migration_id), released = false;
+
+	pthread_mutex_lock(&m->lock);
+	if (valid && !(r = registry_find(&m->reg, req->migration_id)))
+		r = registry_find_ended(&m->reg, req->migration_id); /* Release is idempotent */
+	if (r && r->role == ROLE_TARGET && r->phase == PHASE_RESERVED) {
+		log_info("reservation_released", "migration=%s vf=%s", r->id, r->vf);
+		(void)mig_move(m, r, PHASE_RELEASED);
+		state_file_render(&m->file, &m->reg, &snap);
+		released = true;
+	}
+	copy = r ? record_dup(r) : NULL;
+	pthread_mutex_unlock(&m->lock);
+	if (snap.seq)
+		mig_write(m, &snap);
+	if (!r)
+		mig_refuse(call, GRPC_STATUS_NOT_FOUND, "no migration %.128s on node %s", req->migration_id, m->node);
+	else if (!copy)
+		mig_refuse(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	else if (!released && !phase_ended(copy->phase) && (copy->phase == PHASE_SAVING || copy->phase == PHASE_RESTORING))
+		mig_refuse(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s is %s; wait for it or Abort", copy->id,
+			   phase_name(copy->phase));
+	else if (!released && !phase_ended(copy->phase))
+		mig_refuse(call, GRPC_STATUS_FAILED_PRECONDITION, "migration %s: only a reservation with nothing restored can "
+			   "be released (%s %s); use Abort", copy->id, role_name(copy->role), phase_name(copy->phase));
+	else {
+		mig_status_of(copy, "", &st);
+		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
+	}
+	record_free(copy);
+}
+
+void handle_list(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	Xevf__Migration__V1__ListResponse resp = XEVF__MIGRATION__V1__LIST_RESPONSE__INIT;
+	Xevf__Migration__V1__MigrationStatus *sts;
+	struct record **copies;
+	const char **states;
+	size_t n = 0, k = 0;
+
+	(void)msg;
+	pthread_mutex_lock(&m->lock);
+	for (struct record *r = m->reg.active; r; r = r->next)
+		n++;
+	n += m->reg.nended;
+	copies = calloc(n + 1, sizeof(struct record *));
+	states = calloc(n + 1, sizeof(*states));
+	for (struct record *r = m->reg.active; r && copies && states; r = r->next, k++) {
+		struct mig_dev *d = devices_find(&m->devices, r->vf);
+		copies[k] = record_dup(r);
+		states[k] = d && !d->claimed ? xevf_mig_state_name(d->dev.state) : "";
+	}
+	for (struct record *r = m->reg.ended; r && copies && states && k < n; r = r->next, k++) {
+		copies[k] = record_dup(r);
+		states[k] = "";
+	}
+	pthread_mutex_unlock(&m->lock);
+	resp.migrations = calloc(n + 1, sizeof(Xevf__Migration__V1__MigrationStatus *));
+	sts = calloc(n + 1, sizeof(*sts));
+	for (size_t i = 0; copies && states && resp.migrations && sts && i < n; i++) {
+		if (!copies[i])
+			continue;
+		mig_status_of(copies[i], states[i], &sts[resp.n_migrations]);
+		resp.migrations[resp.n_migrations] = &sts[resp.n_migrations];
+		resp.n_migrations++;
+	}
+	rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&resp);
+	for (size_t i = 0; copies && i < n; i++)
+		record_free(copies[i]);
+	free(copies);
+	free(states);
+	free(resp.migrations);
+	free(sts);
+}

@@ -1,0 +1,61 @@
+/* The Migration service: what lets a VM holding a VF move to another node.
+ *
+ * Served on a node-local unix socket and, for other agents, on a TCP port with
+ * mutual TLS (rpc.h). It describes VFs (their migration fingerprint), finds
+ * compatible free VFs on the target, reserves one for a migration so that the
+ * target pod's allocation gets it, moves VF state with the VFIO migration
+ * engine (driver/xevf_vfio_mig.h) for VFs no QEMU holds, and commits or
+ * aborts. Records live in <state dir>/migrations.json (state_file.h).
+ *
+ * Threads: calls run on rpc threads; the daemon feeds the inventory and asks
+ * about reservations. One lock guards the registry, the inventory pointer and
+ * the device table; no device, sysfs, file or network I/O happens under it.
+ */
+#ifndef XEVF_MIGRATION_H
+#define XEVF_MIGRATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "devices.h"
+#include "inventory.h"
+
+struct migration;
+
+struct migration_settings {
+	const char *unix_socket;      /* NULL/"" off */
+	const char *tcp_address;      /* NULL/"" off; needs the TLS files */
+	const char *tls_ca, *tls_cert, *tls_key;
+	const char *state_dir;
+	const char *node_name;        /* NULL: host name */
+	const char *sysfs_root;
+	const char *dev_root;
+	const char *kernel_release;   /* NULL: uname */
+};
+
+/* Loads the state file and starts listening. NULL and *error on failure. */
+struct migration *migration_start(const struct migration_settings *s, const struct mig_device_provider *devices,
+				  char **error);
+void migration_stop(struct migration *m);
+
+/* A new inventory snapshot (the service takes a reference). */
+void migration_update(struct migration *m, struct inventory *inv);
+/* Expires reservations; returns VFs freed by a committed source migration
+ * (their allocation records should go) as a malloc'd array of malloc'd ids. */
+size_t migration_tick(struct migration *m, char ***freed);
+
+/* Device-plugin hooks. A pending reservation is one whose target pod has not
+ * got its VF yet. Is vf reserved, is the reservation pending, and for which
+ * VM (malloc'd copies; any out-pointer may be NULL)? */
+bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, char **vm_namespace, char **vm_name);
+void migration_claim(struct migration *m, const char *vf);
+
+/* Parses the text of a state file (NUL-terminated) the way a start does:
+ * 0 and the number of migrations in it, or -EINVAL and why (malloc'd). */
+int migration_state_parse(const char *text, size_t *count, char **why);
+
+/* Every method of the service's descriptor has exactly one row in the method
+ * table, and every row a method: 0, or -EINVAL naming the first that does not. */
+int migration_methods_check(char **error);
+
+#endif

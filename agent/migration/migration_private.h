@@ -1,0 +1,74 @@
+/* What the Migration service's files share. Not for use outside migration/. */
+#ifndef XEVF_MIG_PRIVATE_H
+#define XEVF_MIG_PRIVATE_H
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+
+#include "compat.h"
+#include "devices.h"
+#include "migration.h"
+#include "registry.h"
+#include "rpc.h"
+#include "state_file.h"
+
+struct migration {
+	/* settings: strings owned */
+	char *unix_socket, *tcp_address, *tls_ca, *tls_cert, *tls_key, *sysfs_root, *dev_root;
+	char *node, *kernel_release;
+	struct state_file file;
+	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
+	struct inventory *inv;        /* the last snapshot (a reference) */
+	struct registry reg;
+	struct mig_devices devices;
+	char **freed;
+	size_t nfreed;
+	/* set at start */
+	struct rpc_server *server;
+	int tcp_port;
+};
+
+/* service.c */
+/* Lock held: the snapshot to read without the lock (a reference). */
+struct inventory *mig_inventory(struct migration *m);
+/* Lock held: a record ended (metrics, freed VFs). */
+int mig_move(struct migration *m, struct record *r, enum phase to);
+/* Lock not held: writes a rendered snapshot, logging a failure. */
+void mig_write(struct migration *m, struct state_snapshot *snap);
+void mig_fp_source(const struct migration *m, struct fp_source *src);
+/* Lock not held: the VF's fingerprint, opening and probing its device when no
+ * container has it. */
+void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, Xevf__Migration__V1__Fingerprint *fp);
+/* Ends a call with an error (logged). */
+void mig_refuse(struct rpc_call *call, grpc_status_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void mig_status_of(const struct record *r, const char *device_state, Xevf__Migration__V1__MigrationStatus *st);
+
+/* handlers.c */
+void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+void handle_list(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+
+/* finish.c */
+void handle_commit(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+void handle_abort(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+
+/* save.c */
+typedef int (*chunk_send_fn)(void *ctx, const ProtobufCMessage *chunk);
+int mig_save(struct migration *m, const char *id, const char *vf, uint32_t chunk_size, const char *peer,
+	     chunk_send_fn send, void *send_ctx, uint64_t *bytes, grpc_status_code *code, struct xevf_err *err);
+/* The source side after its peer refused the state: the device runs again. */
+void mig_source_refused(struct migration *m, const char *id, struct xevf_err *err);
+void handle_save(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+
+/* peer.c */
+void handle_send(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+
+/* restore.c */
+void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+
+/* methods.c */
+void mig_dispatch(struct rpc_call *call, void *ctx);
+
+#endif

@@ -1,0 +1,122 @@
+/* SendState: this (source) agent streams a VF's state into the target
+ * agent's RestoreState, over mutual TLS with its own certificate. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "migration_private.h"
+
+#define PEER_STREAM_TIMEOUT_MS 600000
+#define RESTORE_METHOD "/xevf.migration.v1.Migration/RestoreState"
+
+struct target_stream {
+	struct rpc_stream *st;
+	bool broke; /* a send failed: the target ended the call or could not be reached */
+};
+
+static int send_to_target(void *ctx, const ProtobufCMessage *chunk)
+{
+	struct target_stream *ts = ctx;
+
+	if (rpc_stream_send(ts->st, chunk) == 0)
+		return 0;
+	ts->broke = true;
+	return -1;
+}
+
+static const char *details(const struct rpc_result *res)
+{
+	return res->details && *res->details ? res->details : "no details";
+}
+
+/* The save went through: the target's answer says whether it took the state. */
+static void conclude(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__SendStateRequest *req,
+		     struct rpc_stream *st, uint64_t bytes)
+{
+	Xevf__Migration__V1__SendStateResponse resp = XEVF__MIGRATION__V1__SEND_STATE_RESPONSE__INIT;
+	struct xevf_err err = XEVF_ERR_INIT;
+	struct rpc_result res = {0};
+	ProtobufCMessage *reply = NULL;
+
+	(void)rpc_stream_close_send(st);
+	(void)rpc_stream_recv(st, &xevf__migration__v1__restore_state_response__descriptor, &reply);
+	rpc_stream_finish(st, &res);
+	if (res.status == GRPC_STATUS_OK && reply) {
+		const Xevf__Migration__V1__RestoreStateResponse *r = (const Xevf__Migration__V1__RestoreStateResponse *)reply;
+		resp.migration_id = req->migration_id;
+		resp.bytes = bytes;
+		resp.target_vf = r->vf;
+		resp.target_device_state = r->device_state;
+		log_info("sent", "migration=%s vf=%s target=%s target_vf=%s bytes=%llu", req->migration_id, req->vf,
+			 req->target, r->vf, (unsigned long long)bytes);
+		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&resp);
+	} else {
+		/* the target refused the state: the VM stays here, running */
+		xevf_err_set(&err, EREMOTEIO, "target %s did not take the state: %s", req->target, details(&res));
+		mig_source_refused(m, req->migration_id, &err);
+		mig_refuse(call, GRPC_STATUS_ABORTED, "%s", xevf_err_msg(&err));
+	}
+	if (reply)
+		protobuf_c_message_free_unpacked(reply, NULL);
+	rpc_result_clear(&res);
+	xevf_err_clear(&err);
+}
+
+static struct rpc_stream *open_target(struct migration *m, struct rpc_call *call, const char *target, grpc_channel **ch)
+{
+	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key};
+	struct rpc_stream *st;
+	char *error = NULL;
+
+	*ch = rpc_channel_open(target, &tls, &error);
+	st = *ch ? rpc_stream_open(*ch, RESTORE_METHOD, PEER_STREAM_TIMEOUT_MS) : NULL;
+	if (!st) {
+		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, "target %.128s: %s", target, error ? error : "cannot open a stream");
+		if (*ch)
+			grpc_channel_destroy(*ch);
+		*ch = NULL;
+	}
+	free(error);
+	return st;
+}
+
+void handle_send(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	const Xevf__Migration__V1__SendStateRequest *req = (const Xevf__Migration__V1__SendStateRequest *)msg;
+	struct xevf_err err = XEVF_ERR_INIT;
+	struct rpc_result res = {0};
+	struct target_stream ts = {0};
+	grpc_status_code code;
+	grpc_channel *ch = NULL;
+	uint64_t bytes = 0;
+	int rc;
+
+	if (!req->target || !*req->target || req->target[0] == '/' || strncmp(req->target, "unix:", 5) == 0) {
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "SendState needs the target agent's HOST:PORT");
+		return;
+	}
+	if (!m->tls_ca || !m->tls_cert || !m->tls_key) {
+		mig_refuse(call, GRPC_STATUS_FAILED_PRECONDITION,
+			   "this agent has no TLS files (--tls-ca, --tls-cert, --tls-key): it cannot reach other agents");
+		return;
+	}
+	if (!(ts.st = open_target(m, call, req->target, &ch)))
+		return;
+	rc = mig_save(m, req->migration_id, req->vf, req->chunk_size, rpc_call_peer(call), send_to_target, &ts, &bytes,
+		      &code, &err);
+	if (rc < 0 && ts.broke) {
+		/* the call is over on the target's side: its status says why */
+		rpc_stream_finish(ts.st, &res);
+		mig_refuse(call, GRPC_STATUS_ABORTED, "target %.128s did not take the state: %s; %s", req->target,
+			   details(&res), xevf_err_msg(&err));
+	} else if (rc < 0) {
+		rpc_stream_cancel(ts.st, &res);
+		mig_refuse(call, code, "%s", xevf_err_msg(&err));
+	} else {
+		conclude(m, call, req, ts.st, bytes);
+	}
+	rpc_result_clear(&res);
+	grpc_channel_destroy(ch);
+	xevf_err_clear(&err);
+}

@@ -1,0 +1,81 @@
+/* The Migration service's records: one per migration this node takes part in,
+ * as source or target. A record's phase is an enum with one name table and one
+ * transition function; an ended record (committed, aborted, released, expired,
+ * failed) moves to a short history. Not thread-safe: the service's lock guards
+ * it. */
+#ifndef XEVF_MIG_REGISTRY_H
+#define XEVF_MIG_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum phase {
+	PHASE_RESERVED,     /* target: a VF set aside, nothing restored */
+	PHASE_RESTORING,    /* target: a state stream is coming in */
+	PHASE_RESTORED,     /* target: the state is in the device, stopped */
+	PHASE_SAVING,       /* source: the state stream is going out */
+	PHASE_SAVED,        /* source: the state is out, the device stopped */
+	PHASE_INTERRUPTED,  /* source: the agent restarted while saving */
+	/* ended */
+	PHASE_COMMITTED,
+	PHASE_ABORTED,
+	PHASE_RELEASED,
+	PHASE_EXPIRED,
+	PHASE_FAILED,
+	PHASE_COUNT,
+};
+
+enum role { ROLE_SOURCE, ROLE_TARGET };
+
+const char *phase_name(enum phase p);
+bool phase_parse(const char *name, enum phase *out);
+bool phase_ended(enum phase p);
+/* A phase in which the migration relies on the VF's open device. */
+bool phase_holds_device(enum phase p);
+const char *role_name(enum role r);
+
+#define MIGRATION_ID_MAX 128
+
+/* [A-Za-z0-9._-], 1..MIGRATION_ID_MAX characters. */
+bool migration_id_valid(const char *id);
+
+struct record {
+	char *id;
+	enum role role;
+	char *vf;
+	char *resource;
+	char *vm_namespace, *vm_name;
+	enum phase phase;
+	int64_t expires_unix_ms;  /* target reservations */
+	bool claimed;             /* the target pod got the VF */
+	bool abort_requested;     /* Abort while a stream runs */
+	struct record *next;
+};
+
+struct registry {
+	struct record *active;
+	struct record *ended;     /* newest first, at most REGISTRY_ENDED_MAX */
+	size_t nended;
+};
+
+#define REGISTRY_ENDED_MAX 64
+
+struct record *record_new(const char *id, enum role role, const char *vf, enum phase phase);
+/* A copy to answer from after the lock is released (next: NULL). */
+struct record *record_dup(const struct record *r);
+void record_free(struct record *r);
+void records_free(struct record *list);
+
+void registry_add(struct registry *reg, struct record *r);
+struct record *registry_find(const struct registry *reg, const char *id);
+struct record *registry_find_ended(const struct registry *reg, const char *id);
+/* The active record that uses vf in that role (any role: role < 0). */
+struct record *registry_find_vf(const struct registry *reg, const char *vf, int role);
+void registry_free(struct registry *reg);
+
+/* The one way a phase changes: 0, or -EINVAL when the FSM has no such arc.
+ * Moving to an ended phase moves the record to the history. */
+int record_move(struct registry *reg, struct record *r, enum phase to);
+
+#endif

@@ -1,0 +1,370 @@
+/* The Migration service's life cycle, the daemon's side of it, and the
+ * helpers its handlers share. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "fail.h"
+#include "log.h"
+#include "metrics.h"
+#include "migration_private.h"
+#include "xevf_util.h"
+
+/* ---- helpers ---- */
+
+struct inventory *mig_inventory(struct migration *m)
+{
+	return inventory_ref(m->inv);
+}
+
+int mig_move(struct migration *m, struct record *r, enum phase to)
+{
+	int rc = record_move(&m->reg, r, to);
+
+	if (rc == 0 && phase_ended(to))
+		metrics_migration(phase_name(to));
+	if (rc == 0 && to == PHASE_COMMITTED && r->role == ROLE_SOURCE) {
+		char **grown = realloc(m->freed, (m->nfreed + 1) * sizeof(*grown));
+		if (grown) {
+			m->freed = grown;
+			if ((m->freed[m->nfreed] = strdup(r->vf)))
+				m->nfreed++;
+		}
+	}
+	return rc;
+}
+
+void mig_write(struct migration *m, struct state_snapshot *snap)
+{
+	char *error = NULL;
+
+	if (state_file_write(&m->file, snap, &error))
+		log_error("state_write_failed", "reason=\"%s\" hint=\"is --state-dir writable?\"", error ? error : "?");
+	free(error);
+}
+
+void mig_fp_source(const struct migration *m, struct fp_source *src)
+{
+	*src = (struct fp_source){m->node, m->sysfs_root, m->dev_root, m->kernel_release};
+}
+
+/* Probes the VF's device: claimed under the lock, opened and asked without it. */
+static void probe(struct migration *m, const struct inventory_vf *iv, struct fp_probe *p, struct xevf_err *err)
+{
+	struct mig_dev *d, *to_close;
+
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_lock(&m->lock);
+	if (iv->allocated_recently && !devices_find(&m->devices, iv->vf->addr)) {
+		pthread_mutex_unlock(&m->lock);
+		return; /* a container has it: never opened behind its VM's back */
+	}
+	p->asked = true;
+	if (!(d = devices_claim(&m->devices, iv->vf->addr))) {
+		/* a stream uses it: it was probed when the stream started */
+		struct mig_dev *busy = devices_find(&m->devices, iv->vf->addr);
+		p->asked = busy != NULL;
+		p->flags = busy ? busy->dev.flags : 0;
+		pthread_mutex_unlock(&m->lock);
+		return;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (devices_open(&m->devices, d, iv->vf, m->dev_root, err) == 0 && xevf_mig_probe(&d->dev, iv->vf->driver, err) == 0)
+		p->flags = d->dev.flags;
+	else
+		p->errnum = err->errnum ? err->errnum : EIO;
+	p->error = xevf_err_msg(err);
+	pthread_mutex_lock(&m->lock);
+	/* a device a migration relies on stays open: closing it resets its migration state */
+	struct record *holder = registry_find_vf(&m->reg, iv->vf->addr, -1);
+	to_close = devices_release(&m->devices, d, !(holder && phase_holds_device(holder->phase)));
+	pthread_mutex_unlock(&m->lock);
+	devices_close(&m->devices, to_close);
+}
+
+void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, Xevf__Migration__V1__Fingerprint *fp)
+{
+	struct xevf_err err = XEVF_ERR_INIT;
+	struct fp_probe p = {0};
+	struct fp_source src;
+	bool vfio = iv->vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT || iv->vf->driver_kind == XEVF_DRIVER_VFIO_PCI;
+
+	if (vfio)
+		probe(m, iv, &p, &err);
+	mig_fp_source(m, &src);
+	fingerprint_fill(&src, iv, &p, fp);
+	xevf_err_clear(&err);
+}
+
+void mig_refuse(struct rpc_call *call, grpc_status_code code, const char *fmt, ...)
+{
+	char *msg = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)agent_vfail(&msg, EINVAL, fmt, ap);
+	va_end(ap);
+	log_warn("migration_call_refused", "method=%s peer=%s code=%d reason=\"%s\"", rpc_call_method(call),
+		 rpc_call_peer(call), (int)code, msg ? msg : "?");
+	rpc_call_finish(call, code, msg, NULL);
+	free(msg);
+}
+
+void mig_status_of(const struct record *r, const char *device_state, Xevf__Migration__V1__MigrationStatus *st)
+{
+	xevf__migration__v1__migration_status__init(st);
+	st->migration_id = r->id;
+	st->role = (char *)role_name(r->role);
+	st->vf = r->vf;
+	st->phase = (char *)phase_name(r->phase);
+	st->device_state = (char *)(device_state ? device_state : "");
+	st->vm_namespace = r->vm_namespace ? r->vm_namespace : "";
+	st->vm_name = r->vm_name ? r->vm_name : "";
+	st->expires_unix_ms = r->expires_unix_ms;
+	st->resource_name = r->resource ? r->resource : "";
+}
+
+/* ---- the daemon's side ---- */
+
+void migration_update(struct migration *m, struct inventory *inv)
+{
+	struct inventory *old;
+
+	inventory_ref(inv);
+	pthread_mutex_lock(&m->lock);
+	old = m->inv;
+	m->inv = inv;
+	pthread_mutex_unlock(&m->lock);
+	inventory_unref(old);
+}
+
+/* Lock held: the expired reservations end; their devices are returned to close. */
+static struct mig_dev *expire(struct migration *m, int64_t now, bool *changed)
+{
+	struct mig_dev *to_close = NULL;
+
+	for (struct record *r = m->reg.active, *next; r; r = next) {
+		next = r->next;
+		if (r->role != ROLE_TARGET || r->phase != PHASE_RESERVED || r->expires_unix_ms >= now)
+			continue;
+		log_info("reservation_expired", "migration=%s vf=%s vm=%s/%s", r->id, r->vf,
+			 r->vm_namespace ? r->vm_namespace : "", r->vm_name ? r->vm_name : "");
+		struct mig_dev *d = devices_claim(&m->devices, r->vf);
+		struct mig_dev *c = devices_release(&m->devices, d, true);
+		if (c) {
+			c->next = to_close;
+			to_close = c;
+		}
+		(void)mig_move(m, r, PHASE_EXPIRED);
+		*changed = true;
+	}
+	return to_close;
+}
+
+size_t migration_tick(struct migration *m, char ***freed)
+{
+	struct state_snapshot snap = {0};
+	struct mig_dev *to_close;
+	bool changed = false;
+	size_t n;
+
+	pthread_mutex_lock(&m->lock);
+	to_close = expire(m, clock_unix_ms(), &changed);
+	if (changed)
+		state_file_render(&m->file, &m->reg, &snap);
+	*freed = m->freed;
+	n = m->nfreed;
+	m->freed = NULL;
+	m->nfreed = 0;
+	pthread_mutex_unlock(&m->lock);
+	while (to_close) {
+		struct mig_dev *next = to_close->next;
+		devices_close(&m->devices, to_close);
+		to_close = next;
+	}
+	if (changed)
+		mig_write(m, &snap);
+	return n;
+}
+
+bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, char **vm_namespace, char **vm_name)
+{
+	struct record *r;
+
+	if (vm_namespace)
+		*vm_namespace = NULL;
+	if (vm_name)
+		*vm_name = NULL;
+	if (!m)
+		return false;
+	pthread_mutex_lock(&m->lock);
+	r = registry_find_vf(&m->reg, vf, ROLE_TARGET);
+	if (r && pending)
+		*pending = !r->claimed;
+	if (r && vm_namespace)
+		*vm_namespace = xevf_strdup_or_null(r->vm_namespace);
+	if (r && vm_name)
+		*vm_name = xevf_strdup_or_null(r->vm_name);
+	pthread_mutex_unlock(&m->lock);
+	return r != NULL;
+}
+
+void migration_claim(struct migration *m, const char *vf)
+{
+	struct state_snapshot snap = {0};
+	struct record *r;
+
+	pthread_mutex_lock(&m->lock);
+	r = registry_find_vf(&m->reg, vf, ROLE_TARGET);
+	if (r && !r->claimed) {
+		r->claimed = true;
+		state_file_render(&m->file, &m->reg, &snap);
+		log_info("reservation_claimed", "migration=%s vf=%s vm=%s/%s", r->id, r->vf,
+			 r->vm_namespace ? r->vm_namespace : "", r->vm_name ? r->vm_name : "");
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (snap.seq)
+		mig_write(m, &snap);
+}
+
+int migration_state_parse(const char *text, size_t *count, char **why)
+{
+	struct record *recs = NULL;
+	int rc;
+
+	*count = 0;
+	*why = NULL;
+	if ((rc = state_file_parse(text, &recs, why)))
+		return rc;
+	for (struct record *r = recs; r; r = r->next)
+		(*count)++;
+	records_free(recs);
+	return 0;
+}
+
+/* ---- life cycle ---- */
+
+static int copy_settings(struct migration *m, const struct migration_settings *s)
+{
+	struct utsname u;
+	char host[256] = "";
+
+	gethostname(host, sizeof(host) - 1);
+	m->unix_socket = xevf_strdup_or_null(s->unix_socket && *s->unix_socket ? s->unix_socket : NULL);
+	m->tcp_address = xevf_strdup_or_null(s->tcp_address && *s->tcp_address ? s->tcp_address : NULL);
+	m->tls_ca = xevf_strdup_or_null(s->tls_ca);
+	m->tls_cert = xevf_strdup_or_null(s->tls_cert);
+	m->tls_key = xevf_strdup_or_null(s->tls_key);
+	m->sysfs_root = xevf_strdup_or_null(s->sysfs_root);
+	m->dev_root = xevf_strdup_or_null(s->dev_root ? s->dev_root : "/dev");
+	m->node = strdup(s->node_name && *s->node_name ? s->node_name : host);
+	m->kernel_release = s->kernel_release ? strdup(s->kernel_release) : (uname(&u) == 0 ? strdup(u.release) : NULL);
+	return m->node && m->dev_root && state_file_init(&m->file, s->state_dir) == 0 ? 0 : -ENOMEM;
+}
+
+static void load_state(struct migration *m, const char *state_dir)
+{
+	struct record *recs = NULL;
+	char *aside = NULL, *error = NULL;
+
+	if (state_dir && mkdir(state_dir, 0700) < 0 && errno != EEXIST)
+		log_warn("state_dir_unusable", "dir=%s reason=\"%s\"", state_dir, strerror(errno));
+	if (state_file_load(&m->file, &recs, &aside, &error) == 0) {
+		size_t n = 0;
+		for (struct record *r = recs; r; r = r->next)
+			n++;
+		m->reg.active = recs;
+		if (m->file.path && n)
+			log_info("state_loaded", "file=%s migrations=%zu", m->file.path, n);
+	} else if (aside) {
+		log_error("state_corrupt", "file=%s reason=\"%s\" moved_to=%s action=\"starting without reservations; "
+			  "inspect the file\"", m->file.path, error ? error : "?", aside);
+	} else {
+		log_error("state_unreadable", "file=%s reason=\"%s\"", m->file.path, error ? error : "?");
+	}
+	free(aside);
+	free(error);
+}
+
+static int listen_all(struct migration *m, char **error)
+{
+	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key};
+	char *unix_addr = NULL;
+
+	if (m->unix_socket) {
+		(void)xevf_mkdir_parent(m->unix_socket, 0755); /* listening below says what went wrong */
+		unlink(m->unix_socket);
+		if (asprintf(&unix_addr, "unix:%s", m->unix_socket) < 0)
+			return agent_fail(error, ENOMEM, "out of memory");
+	}
+	if (!unix_addr && !m->tcp_address)
+		return 0;
+	m->server = rpc_server_start(unix_addr, m->tcp_address, &tls, mig_dispatch, m, &m->tcp_port, error);
+	free(unix_addr);
+	if (!m->server)
+		return -EIO;
+	if (m->unix_socket)
+		chmod(m->unix_socket, 0600);
+	return 0;
+}
+
+struct migration *migration_start(const struct migration_settings *s, const struct mig_device_provider *devices,
+				  char **error)
+{
+	struct migration *m = calloc(1, sizeof(*m));
+
+	if (!m || migration_methods_check(error)) {
+		if (!m)
+			agent_fail(error, ENOMEM, "out of memory");
+		free(m);
+		return NULL;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	m->devices.provider = devices;
+	if (copy_settings(m, s)) {
+		agent_fail(error, ENOMEM, "out of memory");
+		migration_stop(m);
+		return NULL;
+	}
+	load_state(m, s->state_dir);
+	if (listen_all(m, error)) {
+		migration_stop(m);
+		return NULL;
+	}
+	if (m->server)
+		log_info("migration_serving", "socket=%s tcp=%s tcp_port=%d tls=%s state_dir=%s node=%s devices=%s",
+			 m->unix_socket ? m->unix_socket : "", m->tcp_address ? m->tcp_address : "", m->tcp_port,
+			 m->tcp_port ? "mutual" : "off", s->state_dir ? s->state_dir : "", m->node, devices->kind);
+	return m;
+}
+
+void migration_stop(struct migration *m)
+{
+	if (!m)
+		return;
+	rpc_server_stop(m->server);
+	if (m->unix_socket && m->server)
+		unlink(m->unix_socket);
+	registry_free(&m->reg);
+	inventory_unref(m->inv);
+	xevf_strv_free(m->freed, m->nfreed);
+	devices_free(&m->devices);
+	state_file_destroy(&m->file);
+	free(m->unix_socket);
+	free(m->tcp_address);
+	free(m->tls_ca);
+	free(m->tls_cert);
+	free(m->tls_key);
+	free(m->sysfs_root);
+	free(m->dev_root);
+	free(m->node);
+	free(m->kernel_release);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}

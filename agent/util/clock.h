@@ -1,0 +1,23 @@
+/* The two clocks the agent reads: monotonic for timeouts and intervals,
+ * wall time for what is stored or shown (reservation expiry). */
+#ifndef XEVF_AGENT_CLOCK_H
+#define XEVF_AGENT_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline int64_t clock_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t clock_unix_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#endif

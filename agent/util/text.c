@@ -1,0 +1,34 @@
+#include "text.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *printable_id(const char *id)
+{
+	enum { LIMIT = 80, SIZE = LIMIT * 4 + 8 };
+	size_t n = strnlen(id, LIMIT + 1), at = 0;
+	char *out = malloc(SIZE);
+
+	if (!out)
+		return NULL;
+	/* every character takes at most 4 bytes ("\\xNN"); "..." and NUL fit in 8 */
+	for (size_t i = 0; i < n && i < LIMIT; i++) {
+		unsigned char c = (unsigned char)id[i];
+		if (isprint(c) && c != '\'' && c != '\\')
+			out[at++] = (char)c;
+		else
+			at += (size_t)snprintf(out + at, SIZE - at, "\\x%02x", c);
+	}
+	if (n > LIMIT)
+		at += (size_t)snprintf(out + at, SIZE - at, "...");
+	out[at] = '\0';
+	return out;
+}
+
+
+bool text_eq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}

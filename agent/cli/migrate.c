@@ -61,6 +61,10 @@ static int open_endpoint(const struct opts *o, const char *ep, struct endpoint *
 	char *target = NULL, *error = NULL;
 
 	out->name = ep;
+	if (!ep || !*ep) {
+		fprintf(stderr, "xevf-agent migrate: no endpoint given\n");
+		return -1;
+	}
 	if (ep[0] == '/') {
 		if (asprintf(&target, "unix:%s", ep) < 0)
 			return -1;
@@ -373,7 +377,6 @@ static int cmd_describe(const struct opts *o, struct endpoint *src, struct endpo
 static int cmd_check(const struct opts *o, struct endpoint *src, struct endpoint *dst)
 {
 	Xevf__Migration__V1__CheckTargetRequest req = XEVF__MIGRATION__V1__CHECK_TARGET_REQUEST__INIT;
-	const Xevf__Migration__V1__CheckTargetResponse *r;
 	ProtobufCMessage *reply = NULL;
 	size_t ok = 0;
 
@@ -381,7 +384,7 @@ static int cmd_check(const struct opts *o, struct endpoint *src, struct endpoint
 		return 1;
 	if (unary(dst, "CheckTarget", (const ProtobufCMessage *)&req, &xevf__migration__v1__check_target_response__descriptor,
 		  &reply) == 0) {
-		r = (const Xevf__Migration__V1__CheckTargetResponse *)reply;
+		const Xevf__Migration__V1__CheckTargetResponse *r = (const Xevf__Migration__V1__CheckTargetResponse *)reply;
 		for (size_t i = 0; i < r->n_candidates; i++) {
 			ok += r->candidates[i]->compatible;
 			printf("%s %s%s%s\n", r->candidates[i]->vf, r->candidates[i]->compatible ? "compatible" : "incompatible",

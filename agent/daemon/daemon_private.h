@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "daemon.h"
-#include "http.h"
+#include "http_server.h"
 #include "inventory.h"
 #include "kube.h"
 #include "ledger.h"

@@ -115,7 +115,7 @@ static void register_failed(struct plugin *pl)
 	metrics_registration(pl->pool.cfg.resource_name, false);
 	/* The kubelet refuses for good reasons (resource name taken, bad version):
 	 * say it at error level; a kubelet not answering yet is normal at start-up. */
-	xlog(r->status == GRPC_STATUS_UNAVAILABLE || r->status == GRPC_STATUS_DEADLINE_EXCEEDED ? LOG_WARN : LOG_ERROR,
+	xlog(r->status == GRPC_STATUS_UNAVAILABLE || r->status == GRPC_STATUS_DEADLINE_EXCEEDED ? XLOG_WARN : XLOG_ERROR,
 	     "register_failed", "resource=%s kubelet=%s status=%d details=\"%s\" retry_in_ms=%d attempt=%u",
 	     pl->pool.cfg.resource_name, pl->kubelet_socket, (int)r->status, details ? details : "", r->backoff_ms,
 	     r->failures);

@@ -9,7 +9,7 @@
 
 #include "xevf_error.h"
 #include "xevf_sysfs.h"
-#include "http.h"
+#include "http_client.h"
 #include "json_read.h"
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"

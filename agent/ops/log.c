@@ -7,7 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
-static enum log_level min_level = LOG_INFO;
+static enum log_level min_level = XLOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -20,7 +20,7 @@ bool log_level_parse(const char *name, enum log_level *out)
 		}
 	}
 	if (strcasecmp(name, "warning") == 0) {
-		*out = LOG_WARN;
+		*out = XLOG_WARN;
 		return true;
 	}
 	return false;

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_level { XLOG_DEBUG, XLOG_INFO, XLOG_WARN, XLOG_ERROR };
 
 /* Parses "debug", "info", "warn"/"warning", "error"; false when unknown. */
 bool log_level_parse(const char *name, enum log_level *out);
@@ -15,9 +15,9 @@ bool log_enabled(enum log_level level);
 void xlog(enum log_level level, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-#define log_debug(ev, ...) xlog(LOG_DEBUG, ev, __VA_ARGS__)
-#define log_info(ev, ...) xlog(LOG_INFO, ev, __VA_ARGS__)
-#define log_warn(ev, ...) xlog(LOG_WARN, ev, __VA_ARGS__)
-#define log_error(ev, ...) xlog(LOG_ERROR, ev, __VA_ARGS__)
+#define log_debug(ev, ...) xlog(XLOG_DEBUG, ev, __VA_ARGS__)
+#define log_info(ev, ...) xlog(XLOG_INFO, ev, __VA_ARGS__)
+#define log_warn(ev, ...) xlog(XLOG_WARN, ev, __VA_ARGS__)
+#define log_error(ev, ...) xlog(XLOG_ERROR, ev, __VA_ARGS__)
 
 #endif

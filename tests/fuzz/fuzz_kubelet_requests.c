@@ -20,7 +20,7 @@ static void setup(void)
 					  "0000:13:00.1", "0000:13:00.2", "0000:13:00.3"};
 	struct pool_config cfg = {.resource_name = (char *)"intel.com/xe_vf"};
 
-	log_set_level(LOG_ERROR + 1);
+	log_set_level(XLOG_ERROR + 1);
 	if (pool_init(&pool, &cfg))
 		abort();
 	pool.devs = calloc(6, sizeof(*pool.devs));

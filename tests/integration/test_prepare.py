@@ -182,3 +182,26 @@ def test_provisioning_is_read_where_exposed(world):
     out = json.loads(subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root",
                                      world.host.dev], capture_output=True, text=True, check=True).stdout)
     assert out["pfs"][0]["provisioningExposed"] is False and out["pfs"][0]["vfs"][0]["provisioning"] is None
+
+
+def test_resource_name_without_config_leaves_numvfs_alone(world, tmp_path):
+    """`--resource-name` with no config file names the default pool and sets no
+    VF count: the agent once wrote sriov_numvfs=0 to every Xe PF here (the
+    pool's numVFs was 0 rather than unset), removing every free VF."""
+    world.create_host(pfs=2, vfs=3)
+    kernel = SimKernel(world.host)
+    kernel.start()
+    try:
+        world.start_kubelet()
+        agent = world.start_agent("--resource-name", "intel.com/xe_vf_a", "--proc-root", str(tmp_path))
+        world.kubelet.wait_registration("intel.com/xe_vf_a")
+        agent.wait_log(r"event=vf_added resource=intel.com/xe_vf_a pci=0000:13:00.3")
+        time.sleep(1.0)  # several rescans and the start-up preparation pass are over
+        assert kernel.log == []
+        assert not any("numvfs_setting" in line for line in agent.lines)
+        for pf in ("0000:03:00.0", "0000:13:00.0"):
+            assert len(world.host.vfs_of(pf)) == 3
+            with open(os.path.join(world.host.devdir(pf), "sriov_numvfs")) as f:
+                assert f.read().strip() == "3"
+    finally:
+        kernel.stop()

@@ -34,7 +34,7 @@ static int setup_with(void **state, const char *sim_args)
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct pool_config cfg = {.resource_name = (char *)"intel.com/xe_vf"};
 
-	log_set_level(LOG_ERROR);
+	log_set_level(XLOG_ERROR);
 	f->sim = sim_create(sim_args);
 	assert_int_equal(pool_init(&f->pool, &cfg), 0);
 	load_pool(f);

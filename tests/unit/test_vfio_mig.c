@@ -5,6 +5,7 @@
 #include <errno.h>
 
 #include "xevf_vfio_mig.h"
+#include "xevf_vfio_uapi.h"
 #include "vfio_sim.h"
 
 #define ALL (XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_PRE_COPY)
@@ -267,6 +268,47 @@ static void test_restore_abort_resets(void **state)
 	destroy(f);
 }
 
+/* SET_STATE straight to the simulated device, past the engine's own table. */
+static int raw_set_state(struct vfio_sim *sim, uint32_t to)
+{
+	uint64_t storage[(sizeof(struct vfio_device_feature) + sizeof(struct vfio_device_feature_mig_state) + 7) / 8];
+	struct vfio_device_feature *hdr = (struct vfio_device_feature *)storage;
+	struct vfio_device_feature_mig_state *st = (struct vfio_device_feature_mig_state *)hdr->data;
+	const struct xevf_vfio_ops *ops = vfio_sim_ops(sim);
+
+	memset(storage, 0, sizeof(storage));
+	hdr->argsz = sizeof(storage);
+	hdr->flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE;
+	st->device_state = to;
+	return ops->ioctl(ops->ctx, vfio_sim_fd(sim), VFIO_DEVICE_FEATURE, hdr) < 0 ? -errno : 0;
+}
+
+/* The simulator judges arcs by its own table of the uAPI's direct arcs, not by
+ * the engine's: on a P2P device RUNNING and STOP meet only through RUNNING_P2P. */
+static void test_simulator_has_its_own_arc_table(void **state)
+{
+	struct vfio_sim *sim = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+	(void)state;
+
+	assert_int_equal(vfio_sim_new("0000:4d:00.1", XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_P2P, "s", 1, NULL, &sim, &err), 0);
+	assert_int_equal(raw_set_state(sim, XEVF_MIG_STOP), -EINVAL);
+	assert_int_equal(raw_set_state(sim, XEVF_MIG_RUNNING_P2P), 0);
+	assert_int_equal(raw_set_state(sim, XEVF_MIG_STOP), 0);
+	assert_int_equal(raw_set_state(sim, XEVF_MIG_RUNNING), -EINVAL);
+	assert_int_equal(raw_set_state(sim, XEVF_MIG_STOP_COPY), 0);
+	assert_int_equal(raw_set_state(sim, XEVF_MIG_PRE_COPY), -EINVAL); /* blocked in the uAPI */
+	assert_string_equal(vfio_sim_trace(sim), "RUNNING>RUNNING_P2P RUNNING_P2P>STOP STOP>STOP_COPY");
+	vfio_sim_free(sim);
+
+	/* without P2P, RUNNING -> STOP is a direct arc */
+	assert_int_equal(vfio_sim_new("0000:4d:00.2", XEVF_MIG_F_STOP_COPY, "s", 1, NULL, &sim, &err), 0);
+	assert_int_equal(raw_set_state(sim, XEVF_MIG_RUNNING_P2P), -EINVAL);
+	assert_int_equal(raw_set_state(sim, XEVF_MIG_STOP), 0);
+	vfio_sim_free(sim);
+	xevf_err_clear(&err);
+}
+
 static void test_undefined_arc_is_refused_without_ioctl(void **state)
 {
 	(void)state;
@@ -304,6 +346,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_or_corrupt_stream_is_refused_and_reset),
 		cmocka_unit_test(test_restore_abort_resets),
 		cmocka_unit_test(test_undefined_arc_is_refused_without_ioctl),
+		cmocka_unit_test(test_simulator_has_its_own_arc_table),
 		cmocka_unit_test(test_save_refuses_busy_device),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

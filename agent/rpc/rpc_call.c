@@ -1,0 +1,68 @@
+/* What the server and the client share: one batch at a time on a pluck queue, PEM files. */
+#include "rpc_private.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/support/time.h>
+
+#include "fail.h"
+#include "xevf_error.h"
+#include "xevf_sysfs.h"
+#include "log.h"
+
+bool rpc_run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops, size_t n)
+{
+	int tag_storage;
+	void *tag = &tag_storage;
+	if (grpc_call_start_batch(call, ops, n, tag, NULL) != GRPC_CALL_OK)
+		return false;
+	grpc_event ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+int rpc_send_message(grpc_call *call, grpc_completion_queue *cq, bool *sent_initial, const ProtobufCMessage *msg)
+{
+	grpc_op ops[2];
+	size_t n = 0;
+	grpc_byte_buffer *bb = rpc_pack(msg);
+	bool ok;
+
+	memset(ops, 0, sizeof(ops));
+	if (!*sent_initial)
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n++].data.send_message.send_message = bb;
+	ok = rpc_run_batch(call, cq, ops, n);
+	*sent_initial = true;
+	grpc_byte_buffer_destroy(bb);
+	return ok ? 0 : -1;
+}
+
+void rpc_drain_destroy(grpc_completion_queue *cq)
+{
+	grpc_completion_queue_shutdown(cq);
+	grpc_completion_queue_destroy(cq);
+}
+
+char *rpc_read_pem(const char *path, const char *what, char **error)
+{
+	char *text = NULL;
+	struct xevf_err err = XEVF_ERR_INIT;
+	if (!path || !*path) {
+		(void)agent_fail(error, EINVAL, "TLS %s file not set", what);
+		return NULL;
+	}
+	if (xevf_read_text(path, RPC_MAX_PEM, &text, &err) < 0) {
+		(void)agent_fail(error, err.errnum ? err.errnum : EIO, "TLS %s: %s", what, xevf_err_msg(&err));
+		xevf_err_clear(&err);
+		return NULL;
+	}
+	return text;
+}
+

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/../.."
 seconds=${XEVF_FUZZ_SECONDS:-20}
 make --no-print-directory BUILD=build/fuzz FUZZ=1 fuzzers >/dev/null
 status=0
-for bin in build/fuzz/fuzz/fuzz_*; do
-	name=$(basename "$bin" | sed 's/^fuzz_//')
+for src in tests/fuzz/fuzz_*.c; do
+	name=$(basename "$src" .c | sed 's/^fuzz_//')
+	bin=build/fuzz/fuzz/fuzz_$name
 	work=build/fuzz/corpus-$name
 	mkdir -p "$work"
 	echo "== fuzz $name for ${seconds}s"

@@ -9,13 +9,8 @@
 #include <time.h>
 
 #include "config.h"
-#include "rpc.h"
-#include "xevf/migration/v1/migration.pb-c.h"
+#include "migrate_private.h"
 
-#define SERVICE "/xevf.migration.v1.Migration/"
-#define MAX_RECORD ((size_t)8 << 20)
-#define CALL_TIMEOUT_MS 30000
-#define STREAM_TIMEOUT_MS 600000
 #define EXIT_USAGE 2
 
 static const char usage[] =
@@ -45,83 +40,11 @@ static const char usage[] =
 	"  --chunk-size BYTES   save: bytes per chunk (default 256 KiB)\n"
 	"Exit status: 0 done, 1 refused or failed (the reason is printed), 2 bad usage.\n";
 
-struct opts {
-	const char *cmd, *vf, *id, *vm, *source, *target, *to_file, *from_file;
-	struct rpc_tls tls;
-	long ttl, chunk;
-};
-
-struct endpoint {
-	const char *name;
-	grpc_channel *ch;
-};
-
-static int open_endpoint(const struct opts *o, const char *ep, struct endpoint *out)
-{
-	char *target = NULL, *error = NULL;
-
-	out->name = ep;
-	if (!ep || !*ep) {
-		fprintf(stderr, "xevf-agent migrate: no endpoint given\n");
-		return -1;
-	}
-	if (ep[0] == '/') {
-		if (asprintf(&target, "unix:%s", ep) < 0)
-			return -1;
-	} else {
-		target = strdup(ep);
-	}
-	out->ch = target ? rpc_channel_open(target, o->tls.ca_file ? &o->tls : NULL, &error) : NULL;
-	free(target);
-	if (!out->ch) {
-		fprintf(stderr, "xevf-agent migrate: %s: %s\n", ep, error ? error : "cannot open a channel");
-		free(error);
-		return -1;
-	}
-	return 0;
-}
-
-static void close_endpoint(struct endpoint *e)
-{
-	if (e->ch)
-		grpc_channel_destroy(e->ch);
-	e->ch = NULL;
-}
-
-static const char *code_name(grpc_status_code c)
-{
-	static const char *const names[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-					    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-					    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-					    "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
-	return (unsigned)c < sizeof(names) / sizeof(names[0]) ? names[c] : "?";
-}
-
-static int report(const struct endpoint *e, const char *what, struct rpc_result *res)
-{
-	fprintf(stderr, "xevf-agent migrate: %s at %s: %s: %s\n", what, e->name, code_name(res->status),
-		res->details && *res->details ? res->details : "(no details)");
-	rpc_result_clear(res);
-	return 1;
-}
-
-static int unary(const struct endpoint *e, const char *method, const ProtobufCMessage *req,
-		 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply)
-{
-	struct rpc_result res = {0};
-	char full[128];
-	snprintf(full, sizeof(full), SERVICE "%s", method);
-	if (rpc_unary(e->ch, full, req, desc, reply, CALL_TIMEOUT_MS, &res) < 0)
-		return report(e, method, &res);
-	rpc_result_clear(&res);
-	return 0;
-}
-
 static int describe(const struct endpoint *src, const char *vf, Xevf__Migration__V1__Fingerprint **fp)
 {
 	Xevf__Migration__V1__DescribeRequest req = XEVF__MIGRATION__V1__DESCRIBE_REQUEST__INIT;
 	req.vf = (char *)vf;
-	return unary(src, "Describe", (const ProtobufCMessage *)&req, &xevf__migration__v1__fingerprint__descriptor, (ProtobufCMessage **)fp);
+	return migrate_unary(src, "Describe", (const ProtobufCMessage *)&req, &xevf__migration__v1__fingerprint__descriptor, (ProtobufCMessage **)fp);
 }
 
 static void print_fingerprint(const Xevf__Migration__V1__Fingerprint *fp)
@@ -133,197 +56,6 @@ static void print_fingerprint(const Xevf__Migration__V1__Fingerprint *fp)
 	       (unsigned long long)fp->migration_flags, fp->migratable ? "migratable" : fp->not_migratable_reason);
 	for (size_t i = 0; i < fp->n_provisioning; i++)
 		printf("  provisioning %s = %s\n", fp->provisioning[i]->key, fp->provisioning[i]->value);
-}
-
-static int write_record(FILE *f, const ProtobufCMessage *msg)
-{
-	size_t len = protobuf_c_message_get_packed_size(msg);
-	uint8_t *buf = malloc(len ? len : 1);
-	int rc = -1;
-	if (buf) {
-		uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len};
-		protobuf_c_message_pack(msg, buf);
-		rc = fwrite(hdr, 1, 4, f) == 4 && fwrite(buf, 1, len, f) == len ? 0 : -1;
-	}
-	free(buf);
-	return rc;
-}
-
-int migrate_read_record(FILE *f, uint8_t **buf, size_t *len, char **error)
-{
-	uint8_t hdr[4];
-	size_t got;
-
-	*buf = NULL;
-	*len = 0;
-	got = fread(hdr, 1, 4, f);
-	if (got == 0 && feof(f))
-		return 0;
-	if (got != 4) {
-		*error = strdup("the file ends inside a record header (truncated)");
-		return -1;
-	}
-	size_t n = ((size_t)hdr[0] << 24) | ((size_t)hdr[1] << 16) | ((size_t)hdr[2] << 8) | hdr[3];
-	if (n > MAX_RECORD) {
-		if (asprintf(error, "a record of %zu bytes (at most %zu): not a state file, or corrupted", n, MAX_RECORD) < 0)
-			*error = NULL;
-		return -1;
-	}
-	*buf = malloc(n ? n : 1);
-	if (!*buf) {
-		*error = strdup("out of memory");
-		return -1;
-	}
-	if (fread(*buf, 1, n, f) != n) {
-		free(*buf);
-		*buf = NULL;
-		*error = strdup("the file ends inside a record (truncated)");
-		return -1;
-	}
-	*len = n;
-	return 1;
-}
-
-/* Streams SaveState from the source agent into a file. */
-static int save_to_file(const struct opts *o, const struct endpoint *src)
-{
-	Xevf__Migration__V1__SaveStateRequest req = XEVF__MIGRATION__V1__SAVE_STATE_REQUEST__INIT;
-	struct rpc_stream *save = rpc_stream_open(src->ch, SERVICE "SaveState", STREAM_TIMEOUT_MS);
-	struct rpc_result res = {0};
-	FILE *f = NULL;
-	uint64_t bytes = 0;
-	unsigned chunks = 0;
-	int rc = 1;
-
-	if (!save) {
-		fprintf(stderr, "xevf-agent migrate: cannot start the stream\n");
-		return 1;
-	}
-	if (!(f = fopen(o->to_file, "wbe"))) {
-		fprintf(stderr, "xevf-agent migrate: cannot write %s: %s\n", o->to_file, strerror(errno));
-		rpc_stream_cancel(save, &res);
-		rpc_result_clear(&res);
-		return 1;
-	}
-	req.migration_id = (char *)o->id;
-	req.vf = (char *)o->vf;
-	req.chunk_size = (uint32_t)o->chunk;
-	bool ok = rpc_stream_send(save, (const ProtobufCMessage *)&req) == 0 && rpc_stream_close_send(save) == 0;
-	while (ok) {
-		ProtobufCMessage *msg;
-		if (rpc_stream_recv(save, &xevf__migration__v1__state_chunk__descriptor, &msg) <= 0)
-			break;
-		bytes += ((Xevf__Migration__V1__StateChunk *)msg)->data.len;
-		chunks++;
-		ok = write_record(f, msg) == 0;
-		protobuf_c_message_free_unpacked(msg, NULL);
-	}
-	if (ok) {
-		rpc_stream_finish(save, &res);
-	} else {
-		/* the disk failed: stop the source, which then runs on */
-		fprintf(stderr, "xevf-agent migrate: writing %s: %s\n", o->to_file, strerror(errno));
-		rpc_stream_cancel(save, &res);
-	}
-	if (fclose(f) != 0 && ok) {
-		fprintf(stderr, "xevf-agent migrate: writing %s: %s\n", o->to_file, strerror(errno));
-		ok = false;
-	}
-	if (res.status != GRPC_STATUS_OK)
-		return report(src, "SaveState", &res);
-	if (ok) {
-		printf("saved %llu bytes in %u chunks of %s (%s) to %s\n", (unsigned long long)bytes, chunks, o->vf, o->id,
-		       o->to_file);
-		rc = 0;
-	}
-	rpc_result_clear(&res);
-	return rc;
-}
-
-/* Agent to agent: the source agent streams the state into the target agent. */
-static int send_state(const struct opts *o, const struct endpoint *src)
-{
-	Xevf__Migration__V1__SendStateRequest req = XEVF__MIGRATION__V1__SEND_STATE_REQUEST__INIT;
-	ProtobufCMessage *reply = NULL;
-
-	req.migration_id = (char *)o->id;
-	req.vf = (char *)o->vf;
-	req.target = (char *)o->target;
-	req.chunk_size = (uint32_t)o->chunk;
-	if (unary(src, "SendState", (const ProtobufCMessage *)&req, &xevf__migration__v1__send_state_response__descriptor,
-		  &reply))
-		return 1;
-	Xevf__Migration__V1__SendStateResponse *r = (Xevf__Migration__V1__SendStateResponse *)reply;
-	printf("%s sent %llu bytes of %s to %s: %s restored into %s (device %s)\n", src->name,
-	       (unsigned long long)r->bytes, o->vf, o->target, o->id, r->target_vf, r->target_device_state);
-	protobuf_c_message_free_unpacked(reply, NULL);
-	return 0;
-}
-
-static int restore_from_file(const struct opts *o, const struct endpoint *dst)
-{
-	FILE *f = fopen(o->from_file, "rbe");
-	struct rpc_stream *st;
-	struct rpc_result res = {0};
-	int rc = 1;
-
-	if (!f) {
-		fprintf(stderr, "xevf-agent migrate: cannot read %s: %s\n", o->from_file, strerror(errno));
-		return 1;
-	}
-	st = rpc_stream_open(dst->ch, SERVICE "RestoreState", STREAM_TIMEOUT_MS);
-	if (!st) {
-		fclose(f);
-		return 1;
-	}
-	for (;;) {
-		uint8_t *buf;
-		size_t len;
-		char *error = NULL;
-		int got = migrate_read_record(f, &buf, &len, &error);
-		if (got < 0) {
-			fprintf(stderr, "xevf-agent migrate: %s: %s\n", o->from_file, error ? error : "unreadable");
-			free(error);
-			rpc_stream_cancel(st, &res);
-			rpc_result_clear(&res);
-			fclose(f);
-			return 1;
-		}
-		if (got == 0)
-			break;
-		Xevf__Migration__V1__StateChunk *c = xevf__migration__v1__state_chunk__unpack(NULL, len, buf);
-		free(buf);
-		if (!c) {
-			fprintf(stderr, "xevf-agent migrate: %s: a record is not a state chunk\n", o->from_file);
-			rpc_stream_cancel(st, &res);
-			rpc_result_clear(&res);
-			fclose(f);
-			return 1;
-		}
-		char *saved_id = c->migration_id;
-		c->migration_id = (char *)o->id;
-		got = rpc_stream_send(st, &c->base);
-		c->migration_id = saved_id;
-		xevf__migration__v1__state_chunk__free_unpacked(c, NULL);
-		if (got < 0)
-			break;
-	}
-	fclose(f);
-	rpc_stream_close_send(st);
-	ProtobufCMessage *reply = NULL;
-	if (rpc_stream_recv(st, &xevf__migration__v1__restore_state_response__descriptor, &reply) > 0) {
-		Xevf__Migration__V1__RestoreStateResponse *r = (Xevf__Migration__V1__RestoreStateResponse *)reply;
-		printf("restored %llu bytes into %s on %s (device %s)\n", (unsigned long long)r->bytes, r->vf, dst->name,
-		       r->device_state);
-		protobuf_c_message_free_unpacked(reply, NULL);
-	}
-	rpc_stream_finish(st, &res);
-	if (res.status == GRPC_STATUS_OK)
-		rc = 0;
-	else
-		report(dst, "RestoreState", &res);
-	rpc_result_clear(&res);
-	return rc;
 }
 
 static void print_status(const char *where, const Xevf__Migration__V1__MigrationStatus *s)
@@ -340,7 +72,7 @@ static int end_call(const struct endpoint *e, const char *method, const char *id
 	Xevf__Migration__V1__MigrationRef ref = XEVF__MIGRATION__V1__MIGRATION_REF__INIT;
 	ProtobufCMessage *reply = NULL;
 	ref.migration_id = (char *)id;
-	if (unary(e, method, (const ProtobufCMessage *)&ref, &xevf__migration__v1__migration_status__descriptor, &reply))
+	if (migrate_unary(e, method, (const ProtobufCMessage *)&ref, &xevf__migration__v1__migration_status__descriptor, &reply))
 		return 1;
 	print_status(e->name, (Xevf__Migration__V1__MigrationStatus *)reply);
 	protobuf_c_message_free_unpacked(reply, NULL);
@@ -382,7 +114,7 @@ static int cmd_check(const struct opts *o, struct endpoint *src, struct endpoint
 
 	if (!(req.source = migratable_source(o, src)))
 		return 1;
-	if (unary(dst, "CheckTarget", (const ProtobufCMessage *)&req, &xevf__migration__v1__check_target_response__descriptor,
+	if (migrate_unary(dst, "CheckTarget", (const ProtobufCMessage *)&req, &xevf__migration__v1__check_target_response__descriptor,
 		  &reply) == 0) {
 		const Xevf__Migration__V1__CheckTargetResponse *r = (const Xevf__Migration__V1__CheckTargetResponse *)reply;
 		for (size_t i = 0; i < r->n_candidates; i++) {
@@ -418,7 +150,7 @@ static int cmd_reserve(const struct opts *o, struct endpoint *src, struct endpoi
 	req.vm_namespace = ns;
 	req.vm_name = slash + 1;
 	req.ttl_seconds = (uint32_t)o->ttl;
-	rc = unary(dst, "Reserve", (const ProtobufCMessage *)&req, &xevf__migration__v1__reservation__descriptor, &reply);
+	rc = migrate_unary(dst, "Reserve", (const ProtobufCMessage *)&req, &xevf__migration__v1__reservation__descriptor, &reply);
 	if (rc == 0) {
 		const Xevf__Migration__V1__Reservation *r = (const Xevf__Migration__V1__Reservation *)reply;
 		printf("reserved %s on %s for migration %s (%s), expires in %llds\n", r->vf, dst->name, r->migration_id,
@@ -433,19 +165,19 @@ static int cmd_reserve(const struct opts *o, struct endpoint *src, struct endpoi
 static int cmd_save(const struct opts *o, struct endpoint *src, struct endpoint *dst)
 {
 	(void)dst;
-	return save_to_file(o, src);
+	return migrate_save_to_file(o, src);
 }
 
 static int cmd_send(const struct opts *o, struct endpoint *src, struct endpoint *dst)
 {
 	(void)dst;
-	return send_state(o, src);
+	return migrate_send_state(o, src);
 }
 
 static int cmd_restore(const struct opts *o, struct endpoint *src, struct endpoint *dst)
 {
 	(void)src;
-	return restore_from_file(o, dst);
+	return migrate_restore_from_file(o, dst);
 }
 
 static int cmd_release(const struct opts *o, struct endpoint *src, struct endpoint *dst)
@@ -485,7 +217,7 @@ static int cmd_list(const struct opts *o, struct endpoint *src, struct endpoint 
 
 	(void)o;
 	(void)dst;
-	if (unary(src, "List", (const ProtobufCMessage *)&req, &xevf__migration__v1__list_response__descriptor, &reply))
+	if (migrate_unary(src, "List", (const ProtobufCMessage *)&req, &xevf__migration__v1__list_response__descriptor, &reply))
 		return 1;
 	r = (const Xevf__Migration__V1__ListResponse *)reply;
 	for (size_t i = 0; i < r->n_migrations; i++)
@@ -573,11 +305,11 @@ static int run(const struct opts *o)
 		return EXIT_USAGE;
 	use_src = (c->sides & TO_SOURCE) || ((c->sides & TO_NAMED) && (!o->target || o->source));
 	use_dst = (c->sides & TO_TARGET) || ((c->sides & TO_NAMED) && o->target);
-	if ((!use_src || open_endpoint(o, o->source ? o->source : XEVF_DEFAULT_MIGRATION_SOCKET, &src) == 0) &&
-	    (!use_dst || open_endpoint(o, o->target, &dst) == 0))
+	if ((!use_src || migrate_open_endpoint(o, o->source ? o->source : XEVF_DEFAULT_MIGRATION_SOCKET, &src) == 0) &&
+	    (!use_dst || migrate_open_endpoint(o, o->target, &dst) == 0))
 		rc = c->run(o, &src, &dst);
-	close_endpoint(&src);
-	close_endpoint(&dst);
+	migrate_close_endpoint(&src);
+	migrate_close_endpoint(&dst);
 	return rc;
 }
 

@@ -95,18 +95,6 @@ struct pass {
 	size_t nnotes;
 };
 
-/* A note's reason; left NULL when out of memory (the VF then just stays unhealthy). */
-static void reason_printf(char **reason, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reason_printf(char **reason, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(reason, fmt, ap) < 0)
-		*reason = NULL;
-	va_end(ap);
-}
-
 static void add_note(struct pass *ps, const char *addr, const char *reason)
 {
 	struct inventory_note *grown = realloc(ps->notes, (ps->nnotes + 1) * sizeof(*grown));
@@ -188,11 +176,13 @@ static void bind_vf(struct pass *ps, const struct pool_config *pool, const struc
 		return;
 	}
 	if (!ps->modules) {
-		reason_printf(&reason, "cannot look up its VFIO driver: %s", ps->modules_error);
+		if (xevf_asprintf(&reason, "cannot look up its VFIO driver: %s", ps->modules_error))
+			reason = NULL; /* the VF then just stays unhealthy */
 		goto note;
 	}
 	if (!vf->modalias) {
-		reason_printf(&reason, "its modalias cannot be read, so its VFIO driver cannot be found");
+		if (xevf_asprintf(&reason, "its modalias cannot be read, so its VFIO driver cannot be found"))
+			reason = NULL; /* the VF then just stays unhealthy */
 		goto note;
 	}
 	release = xevf_modules_release(ps->modules);
@@ -216,13 +206,14 @@ static void bind_vf(struct pass *ps, const struct pool_config *pool, const struc
 		ps->told_missing_variant = true;
 	}
 	if (pool->fallback != FALLBACK_VFIO_PCI) {
-		reason_printf(&reason, "no VFIO variant driver: xe-vfio-pci is missing from kernel %s "
-				    "(CONFIG_XE_VFIO_PCI is off by default; enable it), and pool %s has no fallback "
-				    "(set fallback: vfio-pci to use it without live migration)", release,
-				    pool->resource_name);
+		if (xevf_asprintf(&reason, "no VFIO variant driver: xe-vfio-pci is missing from kernel %s "
+				  "(CONFIG_XE_VFIO_PCI is off by default; enable it), and pool %s has no fallback "
+				  "(set fallback: vfio-pci to use it without live migration)", release, pool->resource_name))
+			reason = NULL; /* the VF then just stays unhealthy */
 	} else if (!match.generic) {
-		reason_printf(&reason, "neither xe-vfio-pci nor vfio-pci is available in kernel %s "
-				    "(CONFIG_VFIO_PCI)", release);
+		if (xevf_asprintf(&reason, "neither xe-vfio-pci nor vfio-pci is available in kernel %s "
+				    "(CONFIG_VFIO_PCI)", release))
+			reason = NULL; /* the VF then just stays unhealthy */
 	} else if (load_and_bind(ps, vf, XEVF_GENERIC_VFIO_MODULE, &err)) {
 		reason = strdup(xevf_err_msg(&err));
 	}

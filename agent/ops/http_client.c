@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fail.h"
+
 struct sink {
 	char *buf;
 	size_t len;
@@ -46,10 +48,8 @@ int http_get(const struct http_request *req, char **body, char **error)
 
 	*body = NULL;
 	*error = NULL;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(curl = curl_easy_init())) {
-		*error = strdup("libcurl could not start");
-		return -1;
-	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(curl = curl_easy_init()))
+		return agent_fail(error, ENOMEM, "libcurl could not start");
 	if (req->unix_socket)
 		curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
 	if (req->bearer_token && asprintf(&auth, "Authorization: Bearer %s", req->bearer_token) >= 0)
@@ -66,9 +66,9 @@ int http_get(const struct http_request *req, char **body, char **error)
 	rc = curl_easy_perform(curl);
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-	else if (asprintf(error, "%s: %s", req->unix_socket ? req->unix_socket : req->url,
-			  s.too_big ? "the answer is too large" : curl_easy_strerror(rc)) < 0)
-		*error = NULL;
+	else
+		agent_fail(error, s.too_big ? EFBIG : EIO, "%s: %s", req->unix_socket ? req->unix_socket : req->url,
+			   s.too_big ? "the answer is too large" : curl_easy_strerror(rc));
 	curl_easy_cleanup(curl);
 	curl_global_cleanup();
 	curl_slist_free_all(headers);
@@ -78,7 +78,7 @@ int http_get(const struct http_request *req, char **body, char **error)
 	}
 	if (rc != CURLE_OK) {
 		free(s.buf);
-		return -1;
+		return s.too_big ? -EFBIG : -EIO;
 	}
 	*body = s.buf ? s.buf : strdup("");
 	return (int)code;

@@ -4,7 +4,7 @@
 #define XEVF_HTTP_CLIENT_H
 
 /* GET path over the unix socket (libcurl); the body (malloc'd) and the HTTP
- * status, or -1 with *error set. */
+ * status, or -errno with *error set. */
 int http_get_unix(const char *socket_path, const char *path, char **body, char **error);
 
 struct http_request {
@@ -15,7 +15,7 @@ struct http_request {
 	long timeout_ms;           /* 0: 10 s */
 };
 /* GET with libcurl; the body (malloc'd, at most 8 MiB) and the HTTP status,
- * or -1 with *error set. */
+ * or -errno with *error set. */
 int http_get(const struct http_request *req, char **body, char **error);
 
 #endif

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -21,13 +22,6 @@ struct http_server {
 	char *socket_path;
 	int port;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *type, char *body)
 {
@@ -66,7 +60,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (strcmp(url, "/metrics") == 0)
 		return reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_render());
 	if (strcmp(url, "/healthz") == 0) {
-		code = metrics_health(mono_ms(), &body);
+		code = metrics_health(clock_mono_ms(), &body);
 		return reply(conn, (unsigned)code, "text/plain", body);
 	}
 	if (strcmp(url, "/readyz") == 0) {

@@ -9,6 +9,7 @@
 
 #include "xevf_error.h"
 #include "xevf_sysfs.h"
+#include "fail.h"
 #include "http_client.h"
 #include "json_read.h"
 
@@ -108,30 +109,29 @@ int kube_parse_pending_pods(const char *json, size_t len, const char *resource, 
 {
 	json_tokener *tok = json_tokener_new();
 	json_object *root = NULL, *items;
-	int rc = -1;
+	int rc = -EINVAL;
 
 	*pods = NULL;
 	*n = 0;
 	*error = NULL;
 	if (!tok || len > INT32_MAX) {
-		*error = strdup("cannot parse the answer");
 		json_tokener_free(tok);
-		return -1;
+		return agent_fail(error, tok ? EFBIG : ENOMEM, "cannot parse the answer");
 	}
 	root = json_tokener_parse_ex(tok, json, (int)len);
 	if (!root || json_tokener_get_error(tok) != json_tokener_success) {
-		*error = strdup("the API server's answer is not JSON");
+		agent_fail(error, EINVAL, "the API server's answer is not JSON");
 		goto out;
 	}
 	items = json_get(root, "items");
 	if (!items || !json_object_is_type(items, json_type_array)) {
-		*error = strdup("the API server's answer has no items (not a PodList)");
+		agent_fail(error, EINVAL, "the API server's answer has no items (not a PodList)");
 		goto out;
 	}
 	size_t count = json_object_array_length(items);
 	*pods = calloc(count + 1, sizeof(**pods));
 	if (!*pods) {
-		*error = strdup("out of memory");
+		rc = agent_fail(error, ENOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < count; i++) {
@@ -153,7 +153,7 @@ int kube_parse_pending_pods(const char *json, size_t len, const char *resource, 
 		p->vm_name = vm ? strdup(vm) : NULL;
 		(*n)++;
 		if (!p->namespace_ || !p->name || (vm && !p->vm_name)) {
-			*error = strdup("out of memory");
+			rc = agent_fail(error, ENOMEM, "out of memory");
 			goto out;
 		}
 	}
@@ -188,17 +188,17 @@ int kube_pending_pods(struct kube *k, const char *resource, struct kube_pod **po
 {
 	struct xevf_err err = XEVF_ERR_INIT;
 	char *token = NULL, *url = NULL, *body = NULL, *selector = NULL, *escaped = NULL;
-	int code, rc = -1;
+	int code, rc;
 
 	*pods = NULL;
 	*n = 0;
 	*error = NULL;
-	if (xevf_read_text(k->token_file, MAX_TOKEN, &token, &err) < 0) {
-		if (asprintf(error, "%s (the service account token)", xevf_err_msg(&err)) < 0)
-			*error = NULL;
+	if ((rc = xevf_read_text(k->token_file, MAX_TOKEN, &token, &err)) < 0) {
+		agent_fail(error, -rc, "%s (the service account token)", xevf_err_msg(&err));
 		xevf_err_clear(&err);
-		return -1;
+		return rc;
 	}
+	rc = -ENOMEM;
 	token[strcspn(token, "\r\n")] = 0;
 	if (asprintf(&selector, "spec.nodeName=%s,status.phase=Pending", k->node) < 0)
 		goto out;
@@ -207,13 +207,13 @@ int kube_pending_pods(struct kube *k, const char *resource, struct kube_pod **po
 		goto out;
 	struct http_request req = {.url = url, .bearer_token = token, .ca_file = k->ca_file, .timeout_ms = TIMEOUT_MS};
 	code = http_get(&req, &body, error);
-	if (code < 0)
+	if (code < 0) {
+		rc = code;
 		goto out;
+	}
 	if (code != 200) {
-		if (asprintf(error, "GET pods: HTTP %d%s", code,
-			     code == 401 || code == 403 ? " (the service account may not list pods: check the RBAC rules)"
-							: "") < 0)
-			*error = NULL;
+		rc = agent_fail(error, EPROTO, "GET pods: HTTP %d%s", code, code == 401 || code == 403 ?
+				" (the service account may not list pods: check the RBAC rules)" : "");
 		goto out;
 	}
 	rc = kube_parse_pending_pods(body, strlen(body), resource, pods, n, error);

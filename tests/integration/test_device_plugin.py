@@ -385,6 +385,18 @@ def test_discover_cli(world):
     assert "VF 0000:13:00.3  #2  8086:56c1  group 19  driver (none)  Unhealthy: not bound to any driver" in text
 
 
+def test_shipped_binary_has_no_test_doubles():
+    """The simulated VFIO devices live in tests/doubles and reach only the test
+    build: the shipped agent has none of their code and no --vfio-sim flag."""
+    from conftest import AGENT_SIM
+    shipped = subprocess.run(["nm", AGENT], capture_output=True, text=True, check=True).stdout
+    assert "vfio_sim" not in shipped and "sim_devices" not in shipped
+    assert "vfio_sim_new" in subprocess.run(["nm", AGENT_SIM], capture_output=True, text=True, check=True).stdout
+    refused = subprocess.run([AGENT, "--vfio-sim", "/tmp", "--check-config"], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "--vfio-sim" not in subprocess.run([AGENT, "--help"], capture_output=True, text=True).stdout
+
+
 def test_help_documents_every_flag():
     out = subprocess.run([AGENT, "--help"], capture_output=True, text=True, check=True).stdout
     for flag in ["--config", "--plugin-dir", "--sysfs-root", "--dev-root", "--resource-name", "--allocation-policy",

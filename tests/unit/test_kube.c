@@ -1,6 +1,8 @@
 /* Which pending pods want a resource, and which of them runs a given VM. */
 #include "testutil.h"
 
+#include <errno.h>
+
 #include "kube.h"
 
 static const char pod_list[] =
@@ -46,7 +48,7 @@ static void test_pending_pods(void **state)
 		{"{\"kind\": \"Status\", \"code\": 403}", "the API server's answer has no items (not a PodList)"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(kube_parse_pending_pods(bad[i].json, strlen(bad[i].json), "r/x", &pods, &n, &error), -1);
+		assert_int_equal(kube_parse_pending_pods(bad[i].json, strlen(bad[i].json), "r/x", &pods, &n, &error), -EINVAL);
 		assert_string_equal(error, bad[i].why);
 		assert_null(pods);
 		free(error);

@@ -68,7 +68,7 @@ static int write_attr(const struct xevf_roots *roots, const char *pf_addr, const
 	if (pf_path(roots, pf_addr, attr, &path))
 		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
 	snprintf(text, sizeof(text), "%ld", v);
-	rc = xevf_write_text(path, text, err);
+	rc = xevf_sysfs_write(roots, path, text, err);
 	if (rc) {
 		/* prefix the PF so that the message names the device */
 		char *inner = strdup(xevf_err_msg(err));

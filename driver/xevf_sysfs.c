@@ -1,4 +1,5 @@
 #include "xevf_sysfs.h"
+#include "xevf_roots.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -49,6 +50,18 @@ void xevf_pci_addr_format(const struct xevf_pci_addr *a, char buf[XEVF_PCI_ADDR_
 		 a->bus & 0xff, a->dev & 0x1f, a->func & 7);
 }
 
+/* sysfs attributes, configuration and state files are regular files. */
+static int check_regular(int fd, const char *path, struct xevf_err *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return xevf_err_set(err, errno, "cannot stat %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return xevf_err_set(err, EINVAL, "%s is not a regular file", path);
+	return 0;
+}
+
 static void trim_trailing_space(char *s, size_t *len)
 {
 	while (*len > 0 && isspace((unsigned char)s[*len - 1]))
@@ -62,9 +75,14 @@ int xevf_read_text(const char *path, size_t max, char **out, struct xevf_err *er
 	int fd, rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* non-blocking: a FIFO put where a file belongs must not hang the caller */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return xevf_err_set(err, errno, "cannot open %s: %s", path, strerror(errno));
+	if ((rc = check_regular(fd, path, err)) < 0) {
+		close(fd);
+		return rc;
+	}
 	/* One byte more than allowed, so that an over-long file is detected. */
 	buf = malloc(max + 2);
 	if (!buf) {
@@ -188,11 +206,16 @@ int xevf_write_text(const char *path, const char *text, struct xevf_err *err)
 {
 	size_t len = strlen(text);
 	ssize_t n;
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	/* the attribute itself is never a symbolic link: one would point the write elsewhere */
+	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), rc;
 
 	if (fd < 0)
 		return xevf_err_set(err, errno, "cannot open %s for writing: %s (%s)", path, strerror(errno),
-				    xevf_errno_hint(errno));
+				    errno == ELOOP ? "it is a symbolic link, not an attribute" : xevf_errno_hint(errno));
+	if ((rc = check_regular(fd, path, err)) < 0) {
+		close(fd);
+		return rc;
+	}
 	do {
 		n = write(fd, text, len);
 	} while (n < 0 && errno == EINTR);
@@ -216,3 +239,31 @@ bool xevf_path_exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
+
+int xevf_sysfs_write(const struct xevf_roots *roots, const char *path, const char *text, struct xevf_err *err)
+{
+	const char *root = roots && roots->sysfs ? roots->sysfs : "/sys";
+	char *real_root, *real;
+	size_t n;
+	int rc;
+
+	errno = 0;
+	real_root = realpath(root, NULL);
+	real = real_root ? realpath(path, NULL) : NULL;
+	n = real_root ? strlen(real_root) : 0;
+
+	if (!real_root || (!real && errno != ENOENT)) {
+		rc = xevf_err_set(err, errno ? errno : ENOMEM, "cannot open %s for writing: %s", real_root ? path : root,
+				  strerror(errno ? errno : ENOMEM));
+	} else if (!real) {
+		rc = xevf_write_text(path, text, err); /* says that the attribute does not exist */
+	} else if (strncmp(real, real_root, n) != 0 || (real[n] != '/' && real[n] != '\0')) {
+		/* a link under the sysfs root that leads out of it: never write there */
+		rc = xevf_err_set(err, EXDEV, "%s resolves to %s, outside %s: refusing to write to it", path, real, root);
+	} else {
+		rc = xevf_write_text(path, text, err);
+	}
+	free(real_root);
+	free(real);
+	return rc;
+}

@@ -35,7 +35,8 @@ void xevf_pci_addr_format(const struct xevf_pci_addr *a, char buf[XEVF_PCI_ADDR_
 
 /* Reads a whole text file of at most max bytes into a new NUL-terminated string
  * with trailing white space removed. -EFBIG when the file is larger than max,
- * -EILSEQ when it holds a NUL byte. */
+ * -EILSEQ when it holds a NUL byte, -EINVAL when it is not a regular file (a
+ * FIFO is never waited on). */
 int xevf_read_text(const char *path, size_t max, char **out, struct xevf_err *err) XEVF_MUST_CHECK;
 
 /* Parses the whole of s (after trimming white space) as an integer in the given
@@ -51,8 +52,15 @@ int xevf_read_long(const char *path, int base, long *out, struct xevf_err *err) 
 int xevf_readlink_basename(const char *path, char **out, struct xevf_err *err) XEVF_MUST_CHECK;
 
 /* Writes text to an existing sysfs attribute in one write(2), as the kernel
- * expects. The error names the file and the errno text. */
+ * expects. A symbolic link or anything but a regular file is refused. The
+ * error names the file and the errno text. */
 int xevf_write_text(const char *path, const char *text, struct xevf_err *err) XEVF_MUST_CHECK;
+
+/* xevf_write_text to a sysfs attribute, after checking that the path
+ * resolves inside the sysfs root (-EXDEV otherwise). */
+struct xevf_roots;
+int xevf_sysfs_write(const struct xevf_roots *roots, const char *path, const char *text,
+		     struct xevf_err *err) XEVF_MUST_CHECK;
 
 bool xevf_path_exists(const char *path);
 

@@ -55,7 +55,13 @@ int xevf_write_file_atomic(const char *path, const void *data, size_t len, struc
 		free(tmp);
 		return xevf_err_set(err, ENOMEM, "%s: out of memory", path);
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* a fresh file of our own: whatever is left at the temporary name (a
+	 * crashed write, or a link planted there) is removed, never followed */
+	if (unlink(tmp) < 0 && errno != ENOENT) {
+		rc = xevf_err_set(err, errno, "%s: cannot remove a stale temporary file: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = xevf_err_set(err, errno, "%s: cannot create: %s", tmp, strerror(errno));
 		goto out;

@@ -221,13 +221,12 @@ static int write_named(const struct xevf_roots *roots, const char *vf_addr, cons
 
 	if (!path)
 		return xevf_err_set(err, ENOMEM, "%s: out of memory", vf_addr);
-	rc = xevf_write_text(path, text, err);
+	rc = xevf_sysfs_write(roots, path, text, err);
 	if (rc) {
 		char *inner = strdup(xevf_err_msg(err));
 		xevf_err_set(err, -rc, "VF %s: %s", vf_addr, inner ? inner : "write failed");
 		free(inner);
 	}
-	(void)roots;
 	return rc;
 }
 

@@ -501,6 +501,10 @@ int dp_server_start(struct plugin *pl)
 		pl->server = NULL;
 		return -EIO;
 	}
+	/* only root (the kubelet) may talk to it, whatever the umask says */
+	if (chmod(pl->socket_path, 0600) < 0)
+		log_warn("socket_mode_failed", "resource=%s socket=%s err=\"%s\"", pl->pool.cfg.resource_name,
+			 pl->socket_path, strerror(errno));
 	grpc_server_start(pl->server);
 	pl->state = SERVER_SERVING;
 	pl->shutdown_notified = false;

@@ -16,7 +16,9 @@
 #include <grpc/grpc_security.h>
 #include <protobuf-c/protobuf-c.h>
 
-/* protobuf <-> gRPC byte buffers; rpc_unpack gives NULL for absent or undecodable payloads */
+/* protobuf <-> gRPC byte buffers. rpc_unpack gives NULL for absent or
+ * undecodable payloads, and for one with a NUL byte in a string (protobuf-c
+ * would cut the string there) or otherwise not in canonical form. */
 grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
 ProtobufCMessage *rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb);
 

@@ -26,6 +26,13 @@ ProtobufCMessage *rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_b
 	slice = grpc_byte_buffer_reader_readall(&reader);
 	grpc_byte_buffer_reader_destroy(&reader);
 	msg = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(slice), GRPC_SLICE_START_PTR(slice));
+	/* protobuf-c ends a string at its first NUL byte: "m\0one" and "m\0two"
+	 * would both read as "m". Such a message packs to fewer bytes than came
+	 * in; it is refused rather than read as something it does not say. */
+	if (msg && protobuf_c_message_get_packed_size(msg) != GRPC_SLICE_LENGTH(slice)) {
+		protobuf_c_message_free_unpacked(msg, NULL);
+		msg = NULL;
+	}
 	grpc_slice_unref(slice);
 	return msg;
 }

@@ -5,6 +5,7 @@ Each test asserts what the kubelet (and through it KubeVirt) would see."""
 import json
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -474,3 +475,60 @@ def test_metrics_probes_and_status(world):
     agent.stop()
     bad = subprocess.run([AGENT, "status", "--status-socket", status_sock], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "cannot reach the agent at " + status_sock in bad.stderr
+
+
+def test_plugin_socket_is_private_whatever_the_umask(world):
+    """The plugin socket is 0600 even under umask 000 (it was 0777: any local
+    user could Allocate)."""
+    world.create_host(pfs=1, vfs=2)
+    world.start_kubelet()
+    old = os.umask(0)
+    try:
+        world.start_agent()
+    finally:
+        os.umask(old)
+    world.kubelet.wait_registration(RESOURCE)
+    sock = os.path.join(world.plugin_dir, "xevf-intel.com_xe_vf.sock")
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+
+
+def test_fifo_at_the_config_path_is_refused_at_once(world):
+    """A FIFO where the config file belongs hangs nothing: start, --check-config
+    and SIGHUP each say it is not a regular file."""
+    world.create_host(pfs=1, vfs=2)
+    fifo = str(world.tmp / "config.json")
+    os.mkfifo(fifo)
+    for extra in (["--check-config"], []):
+        started = time.monotonic()
+        r = subprocess.run([AGENT, "--config", fifo] + world.agent_args() + extra, capture_output=True, text=True,
+                           timeout=20)
+        assert r.returncode == 2
+        assert "is not a regular file" in r.stderr and fifo in r.stderr
+        assert time.monotonic() - started < 5
+    good = world.tmp / "good.json"
+    good.write_text('{"pools": [{"resourceName": "intel.com/xe_vf"}]}')
+    world.start_kubelet()
+    agent = world.start_agent("--config", str(good))
+    world.kubelet.wait_registration(RESOURCE)
+    os.unlink(good)
+    os.mkfifo(good)
+    agent.signal(signal.SIGHUP)
+    agent.wait_log(r"event=reload_failed reason=\".*is not a regular file\"")
+    assert agent.stop() == 0
+
+
+def test_ids_with_a_nul_byte_are_refused(world):
+    """protobuf-c would cut "0000:03:00.1\\0x" at the NUL and read a valid id:
+    such a request is refused whole."""
+    world.create_host(pfs=1, vfs=2)
+    world.start_kubelet()
+    world.start_agent()
+    world.kubelet.wait_registration(RESOURCE)
+    client = world.client()
+    with pytest.raises(grpc.RpcError) as e:
+        client.allocate([["0000:03:00.1\0x"]])
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as e:
+        client.preferred(["0000:03:00.1", "0000:03:00.2\0"], [], 1)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(client.allocate([["0000:03:00.1"]]).container_responses[0].envs.values()) == ["0000:03:00.1"]

@@ -435,6 +435,19 @@ def test_reservations_steer_allocations_and_expire(nodes):
     assert peer.release("mig-6").phase == "released"
 
 
+def test_migration_ids_with_a_nul_byte_are_refused(nodes):
+    """"m\0one" and "m\0two" are not the same migration "m": both are refused."""
+    src, dst = nodes("node-a"), nodes("node-b", vfs=3)
+    fp = src.local().describe(src.vfs()[0])
+    peer = dst.remote()
+    for mid in ("m\0one", "m\0two"):
+        with pytest.raises(grpc.RpcError) as e:
+            peer.reserve(mid, fp)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [m.migration_id for m in peer.list()] == []
+    assert peer.reserve("m", fp).migration_id == "m"
+
+
 def _provision(node, vf_index, **values):
     prof = os.path.join(node.world.host.devdir("0000:03:00.0"), "sriov_admin", "vf%d" % vf_index, "profile")
     os.makedirs(prof, exist_ok=True)

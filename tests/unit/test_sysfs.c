@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "fail.h"
+#include "xevf_roots.h"
 #include "xevf_sysfs.h"
 
 static void test_pci_addr_accepts_canonical_forms(void **state)
@@ -191,6 +192,52 @@ static void test_mkdir_parent(void **state)
 	free(dir);
 }
 
+static void test_no_fifo_no_symlink_nothing_outside_the_root(void **state)
+{
+	char *dir = temp_dir(), *fifo = pathf("%s/config.json", dir), *attr = pathf("%s/sys/sriov_numvfs", dir);
+	char *outside = pathf("%s/outside", dir), *link = pathf("%s/sys/driver_override", dir);
+	char *sys = pathf("%s/sys", dir), *state_file = pathf("%s/migrations.json", dir), *text = NULL;
+	struct xevf_roots roots = {sys, NULL};
+	struct xevf_err err = XEVF_ERR_INIT;
+	(void)state;
+
+	/* a FIFO where a file belongs is refused at once, not waited on */
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(xevf_read_text(fifo, 100, &text, &err), -EINVAL);
+	char *expected = pathf("%s is not a regular file", fifo);
+	assert_string_equal(xevf_err_msg(&err), expected);
+	free(expected);
+	assert_int_equal(mkdir(sys, 0700), 0);
+	write_file(attr, "0\n", 2);
+	write_file(outside, "keep", 4);
+	/* a link planted as an attribute is not followed */
+	assert_int_equal(symlink(outside, link), 0);
+	assert_int_equal(xevf_sysfs_write(&roots, link, "x", &err), -EXDEV);
+	assert_non_null(strstr(xevf_err_msg(&err), "outside"));
+	assert_int_equal(xevf_write_text(link, "x", &err), -ELOOP);
+	assert_int_equal(xevf_sysfs_write(&roots, attr, "3", &err), 0);
+	/* the temporary file of an atomic write is our own, never a planted link */
+	char *tmp = pathf("%s.tmp", state_file);
+	assert_int_equal(symlink(outside, tmp), 0);
+	assert_int_equal(xevf_write_file_atomic(state_file, "{}", 2, &err), 0);
+	assert_int_equal(xevf_read_text(outside, 100, &text, &err), 0);
+	assert_string_equal(text, "keep");
+	free(text);
+	assert_int_equal(xevf_read_text(state_file, 100, &text, &err), 0);
+	assert_string_equal(text, "{}");
+	free(text);
+	xevf_err_clear(&err);
+	rm_tree(dir);
+	free(tmp);
+	free(fifo);
+	free(attr);
+	free(outside);
+	free(link);
+	free(sys);
+	free(state_file);
+	free(dir);
+}
+
 static void test_msg_set_may_quote_the_old_message(void **state)
 {
 	(void)state;
@@ -217,6 +264,7 @@ int main(void)
 		cmocka_unit_test(test_write_text_reports_file_and_errno),
 		cmocka_unit_test(test_write_file_atomic),
 		cmocka_unit_test(test_mkdir_parent),
+		cmocka_unit_test(test_no_fifo_no_symlink_nothing_outside_the_root),
 		cmocka_unit_test(test_msg_set_may_quote_the_old_message),
 	};
 	return cmocka_run_group_tests_name("sysfs", tests, NULL, NULL);

@@ -252,17 +252,14 @@ int xevf_sysfs_write(const struct xevf_roots *roots, const char *path, const cha
 	real = real_root ? realpath(path, NULL) : NULL;
 	n = real_root ? strlen(real_root) : 0;
 
-	if (!real_root || (!real && errno != ENOENT)) {
+	if (!real_root || (!real && errno != ENOENT))
 		rc = xevf_err_set(err, errno ? errno : ENOMEM, "cannot open %s for writing: %s", real_root ? path : root,
 				  strerror(errno ? errno : ENOMEM));
-	} else if (!real) {
-		rc = xevf_write_text(path, text, err); /* says that the attribute does not exist */
-	} else if (strncmp(real, real_root, n) != 0 || (real[n] != '/' && real[n] != '\0')) {
+	else if (real && (strncmp(real, real_root, n) != 0 || (real[n] != '/' && real[n] != '\0')))
 		/* a link under the sysfs root that leads out of it: never write there */
 		rc = xevf_err_set(err, EXDEV, "%s resolves to %s, outside %s: refusing to write to it", path, real, root);
-	} else {
+	else /* also when the attribute does not exist: the write says so */
 		rc = xevf_write_text(path, text, err);
-	}
 	free(real_root);
 	free(real);
 	return rc;

@@ -302,23 +302,39 @@ static int strv_add(char ***v, size_t *n, const char *s)
 	return 0;
 }
 
+/* This process's id as <proc_root> numbers it ("" when it does not say, as a
+ * generated tree does): its own VFIO fds are not "in use" by anybody else. */
+static void own_pid(const char *root, char *pid, size_t size)
+{
+	char *self = NULL;
+	ssize_t len = -1;
+
+	if (xevf_asprintf(&self, "%s/self", root) == 0)
+		len = readlink(self, pid, size - 1);
+	free(self);
+	pid[len > 0 ? len : 0] = '\0';
+}
+
 int xevf_vfio_nodes_in_use(const char *proc_root, char ***paths, size_t *n)
 {
 	const char *root = proc_root ? proc_root : "/proc";
 	DIR *procs = opendir(root);
 	struct dirent *p;
+	char self[32];
 	int rc = 0;
 
 	*paths = NULL;
 	*n = 0;
 	if (!procs)
 		return -errno;
+	own_pid(root, self, sizeof(self));
 	while (rc == 0 && (p = readdir(procs))) {
 		char *fd_dir = NULL;
 		DIR *fds;
 		struct dirent *f;
 
-		if (!isdigit((unsigned char)p->d_name[0]) || xevf_asprintf(&fd_dir, "%s/%s/fd", root, p->d_name))
+		if (!isdigit((unsigned char)p->d_name[0]) || strcmp(p->d_name, self) == 0 ||
+		    xevf_asprintf(&fd_dir, "%s/%s/fd", root, p->d_name))
 			continue;
 		fds = opendir(fd_dir); /* processes come and go: failures are normal */
 		while (fds && rc == 0 && (f = readdir(fds))) {

@@ -51,9 +51,10 @@ int xevf_module_pci_driver(const struct xevf_roots *roots, const char *module, c
 int xevf_vf_bind(const struct xevf_roots *roots, const char *vf_addr, const char *driver, int timeout_ms,
 		 struct xevf_err *err) XEVF_MUST_CHECK;
 
-/* Host paths of VFIO nodes (/dev/vfio/...) that some process holds open, by
- * looking at every <proc_root>/<pid>/fd/ (proc_root NULL: /proc). A VM's QEMU
- * holds its VF's group or cdev open for as long as it runs. */
+/* Host paths of VFIO nodes (/dev/vfio/...) that some other process holds
+ * open, by looking at every <proc_root>/<pid>/fd/ (proc_root NULL: /proc)
+ * but this process's own (<proc_root>/self). A VM's QEMU holds its VF's group
+ * or cdev open for as long as it runs. */
 int xevf_vfio_nodes_in_use(const char *proc_root, char ***paths, size_t *n) XEVF_MUST_CHECK;
 
 /* A driver's version as sysfs shows it: <sysfs>/module/<module>/version, else

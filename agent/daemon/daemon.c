@@ -80,7 +80,7 @@ static void start_migration(struct daemon *d)
 		.unix_socket = d->cfg.migration_socket, .tcp_address = d->cfg.migration_address,
 		.tls_ca = d->cfg.tls_ca, .tls_cert = d->cfg.tls_cert, .tls_key = d->cfg.tls_key,
 		.state_dir = d->cfg.state_dir, .node_name = d->cfg.node_name, .sysfs_root = d->cfg.sysfs_root,
-		.dev_root = d->cfg.dev_root, .kernel_release = d->cfg.kernel_release,
+		.dev_root = d->cfg.dev_root, .proc_root = d->cfg.proc_root, .kernel_release = d->cfg.kernel_release,
 	};
 	char *error = NULL;
 

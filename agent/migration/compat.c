@@ -85,7 +85,7 @@ static void judge_migratable(const struct xevf_vf *vf, const struct fp_probe *pr
 			"%s: not migratable: bound to %s, not to a VFIO driver (xe-vfio-pci migrates; CONFIG_XE_VFIO_PCI is "
 			"off by default in the kernel)", vf->addr, vf->driver ? vf->driver : "no driver");
 	} else if (!probe->asked) {
-		/* a container (a VM) has it: opening its VFIO group could stand in
+		/* somebody (a VM) uses it: opening its VFIO group could stand in
 		 * QEMU's way, so the driver tells; the device's flags are QEMU's to read */
 		fp->migratable = variant;
 		if (!variant)
@@ -94,9 +94,6 @@ static void judge_migratable(const struct xevf_vf *vf, const struct fp_probe *pr
 				"to xe-vfio-pci (CONFIG_XE_VFIO_PCI)", vf->addr, vf->driver);
 	} else if (probe->errnum == 0) {
 		fp->migration_flags = probe->flags;
-		fp->migratable = 1;
-	} else if (probe->errnum == EBUSY) {
-		/* a VM holds it: the driver is the migration driver, the flags are QEMU's to read */
 		fp->migratable = 1;
 	} else {
 		fp->not_migratable_reason = dup_field(probe->error);

@@ -18,7 +18,7 @@ struct fp_source {
 
 /* What opening the VF's device told (or why it could not be asked). */
 struct fp_probe {
-	bool asked;               /* false: a container holds it, its device was not opened */
+	bool asked;               /* false: somebody uses it (a VM), its device was not opened */
 	int errnum;               /* 0: flags are the device's */
 	uint64_t flags;
 	const char *error;        /* the message when errnum != 0 */

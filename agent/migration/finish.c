@@ -64,13 +64,35 @@ static int decide(struct migration *m, const char *id, struct finish *f, grpc_st
 	return f->copy ? 0 : -ENOMEM;
 }
 
+/* Nobody else may use a VF whose state is run, reset or wiped: a VM's QEMU
+ * holding it, or a pod that is not the migration's own (its target pod, or
+ * the source VM it moves away). */
+static int step_allowed(struct migration *m, const struct finish *f, const struct inventory_vf *iv,
+			struct xevf_err *err)
+{
+	struct busy_scan scan = {0};
+	const char *busy;
+	int rc = 0;
+
+	if (!iv || (!f->commit && f->copy->role == ROLE_SOURCE))
+		return 0; /* the source VM keeps running here: nothing is destroyed */
+	busy_scan(m, &scan);
+	busy = busy_why(&scan, iv, f->copy->role == ROLE_SOURCE || f->copy->claimed);
+	if (busy)
+		rc = xevf_err_set(err, EBUSY, "VF %s is in use: %s; it was left as it is", f->copy->vf, busy);
+	busy_scan_free(&scan);
+	return rc;
+}
+
 /* Lock not held: the device's last step. */
 static int device_step(struct migration *m, struct finish *f, struct xevf_err *err)
 {
 	const struct record *r = f->copy;
 	const struct inventory_vf *iv = inventory_find(f->inv, r->vf);
-	int rc = 0;
+	int rc = step_allowed(m, f, iv, err);
 
+	if (rc)
+		return rc;
 	if (f->dev && !f->dev->open && iv && (r->phase == PHASE_SAVED || r->phase == PHASE_RESTORED))
 		(void)devices_open(&m->devices, f->dev, iv->vf, m->dev_root, err);
 	xevf_err_clear(err);
@@ -137,7 +159,7 @@ static void finish_call(struct migration *m, struct rpc_call *call, const Xevf__
 		devices_close(&m->devices, to_close);
 		if (snap.seq)
 			mig_write(m, &snap);
-		code = rc == 0 ? GRPC_STATUS_OK : GRPC_STATUS_ABORTED;
+		code = rc == 0 ? GRPC_STATUS_OK : rc == -EBUSY ? GRPC_STATUS_FAILED_PRECONDITION : GRPC_STATUS_ABORTED;
 		if (rc && asprintf(&msg, "migration %s: %s", f.copy->id, xevf_err_msg(&err)) < 0)
 			msg = NULL;
 	}

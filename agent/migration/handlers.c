@@ -17,6 +17,7 @@ void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufC
 {
 	const Xevf__Migration__V1__DescribeRequest *req = (const Xevf__Migration__V1__DescribeRequest *)msg;
 	Xevf__Migration__V1__Fingerprint fp;
+	struct busy_scan scan = {0};
 	struct inventory *inv;
 	const struct inventory_vf *iv;
 
@@ -26,29 +27,33 @@ void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufC
 	if (!(iv = inventory_find(inv, req->vf))) {
 		mig_refuse(call, GRPC_STATUS_NOT_FOUND, "no VF %.64s on node %s", req->vf, m->node);
 	} else {
-		mig_fingerprint(m, iv, &fp);
+		busy_scan(m, &scan);
+		mig_fingerprint(m, iv, &scan, &fp, NULL);
 		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&fp);
 		fingerprint_clear(&fp);
 	}
+	busy_scan_free(&scan);
 	inventory_unref(inv);
 }
 
 /* Why the node's VF i cannot take the source's state (malloc'd), or NULL.
  * taken[i]: the reason a migration already has it (decided under the lock). */
 static char *why_not(struct migration *m, const struct inventory_vf *iv, const char *taken,
-		     const Xevf__Migration__V1__Fingerprint *src)
+		     const struct busy_scan *scan, const Xevf__Migration__V1__Fingerprint *src)
 {
 	Xevf__Migration__V1__Fingerprint fp;
-	char *why;
+	const char *busy = busy_why(scan, iv, false);
+	bool in_use = false;
+	char *why = NULL;
 
 	if (!iv->vf->healthy)
 		return strdup("unhealthy");
-	if (iv->allocated_recently)
-		return strdup("in use by a container");
+	if (busy)
+		return asprintf(&why, "in use: %s", busy) < 0 ? NULL : why;
 	if (taken)
 		return strdup(taken);
-	mig_fingerprint(m, iv, &fp);
-	why = compat_why_not(&fp, src);
+	mig_fingerprint(m, iv, scan, &fp, &in_use);
+	why = in_use ? strdup("in use: its VFIO device is open elsewhere (EBUSY)") : compat_why_not(&fp, src);
 	fingerprint_clear(&fp);
 	return why;
 }
@@ -84,6 +89,7 @@ void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMes
 	const Xevf__Migration__V1__CheckTargetRequest *req = (const Xevf__Migration__V1__CheckTargetRequest *)msg;
 	Xevf__Migration__V1__CheckTargetResponse resp = XEVF__MIGRATION__V1__CHECK_TARGET_RESPONSE__INIT;
 	Xevf__Migration__V1__Candidate *cands;
+	struct busy_scan scan = {0};
 	char **taken = NULL;
 	struct inventory *inv;
 
@@ -92,10 +98,11 @@ void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMes
 		return;
 	}
 	inv = snapshot(m, &taken);
+	busy_scan(m, &scan);
 	cands = calloc(inv ? inv->nvfs + 1 : 1, sizeof(*cands));
 	resp.candidates = calloc(inv ? inv->nvfs + 1 : 1, sizeof(Xevf__Migration__V1__Candidate *));
 	for (size_t i = 0; inv && cands && resp.candidates && taken && i < inv->nvfs; i++) {
-		char *why = why_not(m, &inv->vfs[i], taken[i], req->source);
+		char *why = why_not(m, &inv->vfs[i], taken[i], &scan, req->source);
 		xevf__migration__v1__candidate__init(&cands[i]);
 		cands[i].vf = (char *)inv->vfs[i].vf->addr;
 		cands[i].compatible = why == NULL;
@@ -109,6 +116,7 @@ void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMes
 	free(cands);
 	free(resp.candidates);
 	xevf_strv_free(taken, inv ? inv->nvfs : 0);
+	busy_scan_free(&scan);
 	inventory_unref(inv);
 }
 
@@ -116,23 +124,24 @@ void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMes
 static long first_compatible(struct migration *m, const struct inventory *inv, char **taken,
 			     const Xevf__Migration__V1__Fingerprint *src, char **reasons)
 {
+	struct busy_scan scan = {0};
 	size_t len = 0;
 	FILE *rs = open_memstream(reasons, &len);
+	long pick = -1;
 
-	for (size_t i = 0; inv && taken && i < inv->nvfs; i++) {
-		char *why = why_not(m, &inv->vfs[i], taken[i], src);
-		if (!why) {
-			if (rs)
-				fclose(rs);
-			return (long)i;
-		}
-		if (rs)
+	busy_scan(m, &scan);
+	for (size_t i = 0; inv && taken && i < inv->nvfs && pick < 0; i++) {
+		char *why = why_not(m, &inv->vfs[i], taken[i], &scan, src);
+		if (!why)
+			pick = (long)i;
+		else if (rs)
 			fprintf(rs, "%s%s: %s", ftell(rs) ? "; " : "", inv->vfs[i].vf->addr, why);
 		free(why);
 	}
 	if (rs)
 		fclose(rs);
-	return -1;
+	busy_scan_free(&scan);
+	return pick;
 }
 
 static void reply_reservation(struct rpc_call *call, const struct record *r)

@@ -30,6 +30,7 @@ struct migration_settings {
 	const char *node_name;        /* NULL: host name */
 	const char *sysfs_root;
 	const char *dev_root;
+	const char *proc_root;        /* NULL: /proc; which VFIO nodes other processes hold */
 	const char *kernel_release;   /* NULL: uname */
 };
 

@@ -14,7 +14,7 @@
 
 struct migration {
 	/* settings: strings owned */
-	char *unix_socket, *tcp_address, *tls_ca, *tls_cert, *tls_key, *sysfs_root, *dev_root;
+	char *unix_socket, *tcp_address, *tls_ca, *tls_cert, *tls_key, *sysfs_root, *dev_root, *proc_root;
 	char *node, *kernel_release;
 	struct state_file file;
 	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
@@ -36,9 +36,23 @@ int mig_move(struct migration *m, struct record *r, enum phase to);
 /* Lock not held: writes a rendered snapshot, logging a failure. */
 void mig_write(struct migration *m, struct state_snapshot *snap);
 void mig_fp_source(const struct migration *m, struct fp_source *src);
-/* Lock not held: the VF's fingerprint, opening and probing its device when no
- * container has it. */
-void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, Xevf__Migration__V1__Fingerprint *fp);
+/* busy.c: one look at the host's processes per call (lock not held). */
+struct busy_scan {
+	char **held;                  /* VFIO nodes other processes hold open */
+	size_t nheld;
+	bool scanned;                 /* false: /proc could not be read */
+};
+void busy_scan(const struct migration *m, struct busy_scan *s);
+void busy_scan_free(struct busy_scan *s);
+/* Why the VF must not be touched (static text), or NULL. allocation_is_ours:
+ * a container's allocation of it belongs to the asking migration (its target
+ * pod got the reserved VF), so it does not count. */
+const char *busy_why(const struct busy_scan *s, const struct inventory_vf *iv, bool allocation_is_ours);
+
+/* Lock not held: the VF's fingerprint, opening and probing its device only
+ * when nobody else uses it; *in_use (may be NULL) says when somebody does. */
+void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, const struct busy_scan *scan,
+		     Xevf__Migration__V1__Fingerprint *fp, bool *in_use);
 /* Ends a call with an error (logged). */
 void mig_refuse(struct rpc_call *call, grpc_status_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mig_status_of(const struct record *r, const char *device_state, Xevf__Migration__V1__MigrationStatus *st);

@@ -83,6 +83,22 @@ static int restore_check(struct migration *m, const char *id, struct restore *rs
 	return rs->copy ? 0 : -ENOMEM;
 }
 
+/* Nobody else may use the VF a state is written into: a VM's QEMU holding it,
+ * or a pod that is not this reservation's target pod. */
+static int restore_allowed(struct migration *m, const struct inventory_vf *iv, const struct record *r,
+			   struct xevf_err *err)
+{
+	struct busy_scan scan = {0};
+	const char *busy;
+	int rc = 0;
+
+	busy_scan(m, &scan);
+	if ((busy = busy_why(&scan, iv, r->claimed)))
+		rc = xevf_err_set(err, EBUSY, "it is in use: %s; nothing was written into it", busy);
+	busy_scan_free(&scan);
+	return rc;
+}
+
 /* Claims and opens the reserved VF's device and marks the record restoring. */
 static int restore_begin(struct migration *m, const char *id, struct restore *rs, grpc_status_code *code, char **msg)
 {
@@ -98,7 +114,9 @@ static int restore_begin(struct migration *m, const char *id, struct restore *rs
 	if (rc)
 		return rc;
 	iv = inventory_find(rs->inv, rs->copy->vf);
-	rc = iv ? devices_open(&m->devices, rs->dev, iv->vf, m->dev_root, &err) : -ENODEV;
+	rc = iv ? restore_allowed(m, iv, rs->copy, &err) : -ENODEV;
+	if (rc == 0)
+		rc = devices_open(&m->devices, rs->dev, iv->vf, m->dev_root, &err);
 	pthread_mutex_lock(&m->lock);
 	struct record *r = registry_find(&m->reg, id);
 	if (rc == 0 && r && mig_move(m, r, PHASE_RESTORING) == 0) {
@@ -109,6 +127,8 @@ static int restore_begin(struct migration *m, const char *id, struct restore *rs
 		if (asprintf(msg, "reserved VF %s: %s", rs->copy->vf, !iv ? "gone from the node" : rc ? xevf_err_msg(&err) :
 			     "the reservation ended meanwhile") < 0)
 			*msg = NULL;
+		if (rc == -EBUSY)
+			*code = GRPC_STATUS_FAILED_PRECONDITION;
 		rc = rc ? rc : -ENOENT;
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -184,6 +204,9 @@ void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCM
 	s.pending = (Xevf__Migration__V1__StateChunk *)msg;
 	if (restore_begin(m, s.pending->migration_id, &rs, &code, &why)) {
 		mig_refuse(call, code, "%s", why ? why : "out of memory");
+		if (why && strstr(why, "in use"))
+			log_warn("restore_refused", "migration=%s vf=%s reason=\"%s\"", rs.copy ? rs.copy->id : "?",
+				 rs.copy ? rs.copy->vf : "?", why);
 	} else {
 		s.id = rs.copy->id;
 		log_info("restore_started", "migration=%s vf=%s peer=%s", rs.copy->id, rs.copy->vf, rpc_call_peer(call));

@@ -55,22 +55,23 @@ void mig_fp_source(const struct migration *m, struct fp_source *src)
 }
 
 /* Probes the VF's device: claimed under the lock, opened and asked without it. */
-static void probe(struct migration *m, const struct inventory_vf *iv, struct fp_probe *p, struct xevf_err *err)
+static void probe(struct migration *m, const struct inventory_vf *iv, bool busy, struct fp_probe *p,
+		  struct xevf_err *err)
 {
 	struct mig_dev *d, *to_close;
 
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_lock(&m->lock);
-	if (iv->allocated_recently && !devices_find(&m->devices, iv->vf->addr)) {
+	if (busy && !devices_find(&m->devices, iv->vf->addr)) {
 		pthread_mutex_unlock(&m->lock);
-		return; /* a container has it: never opened behind its VM's back */
+		return; /* somebody else uses it: never opened behind its VM's back */
 	}
 	p->asked = true;
 	if (!(d = devices_claim(&m->devices, iv->vf->addr))) {
 		/* a stream uses it: it was probed when the stream started */
-		struct mig_dev *busy = devices_find(&m->devices, iv->vf->addr);
-		p->asked = busy != NULL;
-		p->flags = busy ? busy->dev.flags : 0;
+		struct mig_dev *streaming = devices_find(&m->devices, iv->vf->addr);
+		p->asked = streaming != NULL;
+		p->flags = streaming ? streaming->dev.flags : 0;
 		pthread_mutex_unlock(&m->lock);
 		return;
 	}
@@ -88,15 +89,24 @@ static void probe(struct migration *m, const struct inventory_vf *iv, struct fp_
 	devices_close(&m->devices, to_close);
 }
 
-void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, Xevf__Migration__V1__Fingerprint *fp)
+void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, const struct busy_scan *scan,
+		     Xevf__Migration__V1__Fingerprint *fp, bool *in_use)
 {
 	struct xevf_err err = XEVF_ERR_INIT;
 	struct fp_probe p = {0};
 	struct fp_source src;
 	bool vfio = iv->vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT || iv->vf->driver_kind == XEVF_DRIVER_VFIO_PCI;
+	bool busy = busy_why(scan, iv, false) != NULL;
 
 	if (vfio)
-		probe(m, iv, &p, &err);
+		probe(m, iv, busy, &p, &err);
+	/* EBUSY: a VM holds it after all; that is "in use", never "migratable" */
+	if (p.asked && p.errnum == EBUSY) {
+		p.asked = false;
+		busy = true;
+	}
+	if (in_use)
+		*in_use = busy;
 	mig_fp_source(m, &src);
 	fingerprint_fill(&src, iv, &p, fp);
 	xevf_err_clear(&err);
@@ -263,6 +273,7 @@ static int copy_settings(struct migration *m, const struct migration_settings *s
 	m->tls_key = xevf_strdup_or_null(s->tls_key);
 	m->sysfs_root = xevf_strdup_or_null(s->sysfs_root);
 	m->dev_root = xevf_strdup_or_null(s->dev_root ? s->dev_root : "/dev");
+	m->proc_root = xevf_strdup_or_null(s->proc_root);
 	m->node = strdup(s->node_name && *s->node_name ? s->node_name : host);
 	m->kernel_release = s->kernel_release ? strdup(s->kernel_release) : (uname(&u) == 0 ? strdup(u.release) : NULL);
 	return m->node && m->dev_root && state_file_init(&m->file, s->state_dir) == 0 ? 0 : -ENOMEM;
@@ -363,6 +374,7 @@ void migration_stop(struct migration *m)
 	free(m->tls_key);
 	free(m->sysfs_root);
 	free(m->dev_root);
+	free(m->proc_root);
 	free(m->node);
 	free(m->kernel_release);
 	pthread_mutex_destroy(&m->lock);

@@ -291,6 +291,62 @@ def test_abort_mid_stream_keeps_the_source_running_and_frees_the_reservation(nod
     assert reserved in dst.vfs()
 
 
+def _hold(node, proc, vf, pid):
+    """A VM's QEMU (pid) holds the VF's VFIO group open, as /proc shows it."""
+    fds = proc / str(pid) / "fd"
+    fds.mkdir(parents=True)
+    os.symlink("/dev/vfio/" + node.world.host.group_of(vf), fds / "21")
+    return fds / "21"
+
+
+def test_a_vf_a_vm_holds_is_never_reserved_restored_into_or_run(nodes, tmp_path):
+    """Busy means a process holds the VF's VFIO device (not only "allocated by
+    this agent lately", which a restart forgets): such a VF is never reserved,
+    restored into, reset or run with a foreign state."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    src, dst = nodes("node-a"), nodes("node-b", vfs=2, extra=("--proc-root", str(proc)))
+    vf = src.vfs()[0]
+    src.give_state(vf, b"the VM's memory")
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    held, free = dst.vfs()
+    link = _hold(dst, proc, held, 4242)
+    cands = {c.vf: c for c in peer.check(fp).candidates}
+    assert not cands[held].compatible
+    assert cands[held].reason == "in use: a process (a VM's QEMU) holds its VFIO device open"
+    assert cands[free].compatible
+    assert peer.reserve("mig-h", fp).vf == free
+    # the agent restarts: it remembers no allocation, /proc still tells
+    dst.restart()
+    peer = dst.remote()
+    with pytest.raises(grpc.RpcError) as e:
+        peer.reserve("mig-h2", fp)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert held + ": in use: a process (a VM's QEMU) holds its VFIO device open" in e.value.details()
+    os.unlink(link)
+    # a VM starts on the reserved VF before the state arrives: nothing is written into it
+    link = _hold(dst, proc, free, 4343)
+    chunks = list(src.local().save("mig-h", vf))
+    with pytest.raises(grpc.RpcError) as e:
+        peer.restore(iter(chunks))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "in use: a process (a VM's QEMU) holds its VFIO device open; nothing was written" in e.value.details()
+    assert phases(peer)["mig-h"][2] == "reserved"
+    # once the VM is gone the state goes in; a VM taking the VF before the commit: it is not run
+    os.unlink(link)
+    assert peer.restore(iter(chunks)).vf == free
+    link = _hold(dst, proc, free, 4444)
+    with pytest.raises(grpc.RpcError) as e:
+        peer.commit("mig-h")
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "VF %s is in use" % free in e.value.details()
+    assert phases(peer)["mig-h"][2] == "restored"
+    os.unlink(link)
+    assert peer.commit("mig-h").phase == "committed"
+    assert src.local().commit("mig-h").phase == "committed"
+
+
 def test_target_restart_keeps_the_reservation(nodes):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]

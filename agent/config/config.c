@@ -11,6 +11,7 @@
 #include "fail.h"
 #include "json_read.h"
 #include "settings.h"
+#include "text.h"
 #include "xevf_sysfs.h"
 
 /* A config file is a few kilobytes; anything this large is a mistake. */
@@ -29,18 +30,6 @@ bool alloc_policy_parse(const char *name, enum alloc_policy *out)
 		*out = ALLOC_SPREAD;
 	else
 		return false;
-	return true;
-}
-
-static bool dns_label_ok(const char *s, size_t len)
-{
-	if (len == 0 || len > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[len - 1]))
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (!(islower(c) || isdigit(c) || c == '-'))
-			return false;
-	}
 	return true;
 }
 
@@ -65,7 +54,7 @@ bool config_valid_resource_name(const char *name, const char **why)
 	for (label = name; label < slash;) {
 		const char *dot = memchr(label, '.', (size_t)(slash - label));
 		size_t n = dot ? (size_t)(dot - label) : (size_t)(slash - label);
-		if (!dns_label_ok(label, n)) {
+		if (!text_dns_label(label, n)) {
 			*why = "the domain must be a DNS subdomain: lower-case letters, digits, '-' and '.'";
 			return false;
 		}

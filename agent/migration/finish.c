@@ -158,7 +158,7 @@ static void finish_call(struct migration *m, struct rpc_call *call, const Xevf__
 		pthread_mutex_unlock(&m->lock);
 		devices_close(&m->devices, to_close);
 		if (snap.seq)
-			mig_write(m, &snap);
+			(void)mig_write(m, &snap, NULL);
 		code = rc == 0 ? GRPC_STATUS_OK : rc == -EBUSY ? GRPC_STATUS_FAILED_PRECONDITION : GRPC_STATUS_ABORTED;
 		if (rc && asprintf(&msg, "migration %s: %s", f.copy->id, xevf_err_msg(&err)) < 0)
 			msg = NULL;

@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "text.h"
 #include "migration_private.h"
 #include "xevf_util.h"
 
@@ -162,7 +163,8 @@ static struct record *reserve_locked(struct migration *m, const Xevf__Migration_
 {
 	struct record *r;
 
-	if (registry_find(&m->reg, req->migration_id) || registry_find_vf(&m->reg, iv->vf->addr, -1))
+	if (registry_find(&m->reg, req->migration_id) || registry_find_vf(&m->reg, iv->vf->addr, -1) ||
+	    registry_count(&m->reg) >= REGISTRY_ACTIVE_MAX)
 		return NULL;
 	if (!(r = record_new(req->migration_id, ROLE_TARGET, iv->vf->addr, PHASE_RESERVED)))
 		return NULL;
@@ -200,26 +202,50 @@ static int answer_existing(struct migration *m, struct rpc_call *call, const cha
 	return 0;
 }
 
+/* What a Reserve asks for is bounded and well formed before any of it is
+ * kept (the state file holds it): 1 when it is not (the call is answered). */
+static int reserve_refused(struct rpc_call *call, const Xevf__Migration__V1__ReserveRequest *req)
+{
+	if (!migration_id_valid(req->migration_id))
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "migration_id must be 1..%d characters of [A-Za-z0-9._-]",
+			   MIGRATION_ID_MAX);
+	else if (!req->source)
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "Reserve needs the source fingerprint");
+	else if (*req->vm_namespace && !text_dns_label(req->vm_namespace, strlen(req->vm_namespace)))
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "vm_namespace must be a Kubernetes namespace name "
+			   "(at most 63 characters of a-z, 0-9 and '-')");
+	else if (*req->vm_name && !text_dns_subdomain(req->vm_name))
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "vm_name must be a Kubernetes object name "
+			   "(at most 253 characters of a-z, 0-9, '-' and '.')");
+	else
+		return 0;
+	return 1;
+}
+
+/* The reservation could not be made durable: it is taken back. */
+static void unreserve(struct migration *m, const char *id)
+{
+	struct record *r;
+
+	pthread_mutex_lock(&m->lock);
+	if ((r = registry_find(&m->reg, id)) && r->phase == PHASE_RESERVED) {
+		registry_remove(&m->reg, r);
+		record_free(r);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
 {
 	const Xevf__Migration__V1__ReserveRequest *req = (const Xevf__Migration__V1__ReserveRequest *)msg;
 	uint32_t ttl = req->ttl_seconds ? req->ttl_seconds : DEFAULT_TTL_S;
 	struct state_snapshot snap = {0};
-	char **taken = NULL, *reasons = NULL;
+	char **taken = NULL, *reasons = NULL, *error = NULL;
 	struct inventory *inv;
 	struct record *r = NULL;
 	long pick;
 
-	if (!migration_id_valid(req->migration_id)) {
-		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "migration_id must be 1..%d characters of [A-Za-z0-9._-]",
-			   MIGRATION_ID_MAX);
-		return;
-	}
-	if (!req->source) {
-		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "Reserve needs the source fingerprint");
-		return;
-	}
-	if (answer_existing(m, call, req->migration_id) == 0)
+	if (reserve_refused(call, req) || answer_existing(m, call, req->migration_id) == 0)
 		return;
 	inv = snapshot(m, &taken);
 	pick = first_compatible(m, inv, taken, req->source, &reasons);
@@ -229,15 +255,20 @@ void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCM
 		r = record_dup(r);
 	}
 	pthread_mutex_unlock(&m->lock);
-	if (snap.seq)
-		mig_write(m, &snap);
-	if (r)
+	/* acknowledged only once it is on disk */
+	if (r && mig_write(m, &snap, &error)) {
+		unreserve(m, r->id);
+		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, "migration %s: nothing reserved: %s", r->id, error);
+	} else if (r) {
 		reply_reservation(call, r);
-	else
-		mig_refuse(call, GRPC_STATUS_FAILED_PRECONDITION, "no compatible free VF on node %s for migration %s: %s",
-			   m->node, req->migration_id, pick >= 0 ? "another migration took it; try again" :
+	} else {
+		mig_refuse(call, pick >= 0 ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_FAILED_PRECONDITION,
+			   "no compatible free VF on node %s for migration %s: %s", m->node, req->migration_id,
+			   pick >= 0 ? "another migration took it, or this node keeps too many; try again" :
 			   reasons && *reasons ? reasons : "no VFs");
+	}
 	record_free(r);
+	free(error);
 	free(reasons);
 	xevf_strv_free(taken, inv ? inv->nvfs : 0);
 	inventory_unref(inv);
@@ -251,6 +282,7 @@ void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCM
 	Xevf__Migration__V1__MigrationStatus st;
 	struct state_snapshot snap = {0};
 	struct record *r = NULL, *copy = NULL;
+	char *error = NULL;
 	bool valid = migration_id_valid(req->migration_id), released = false;
 
 	pthread_mutex_lock(&m->lock);
@@ -264,9 +296,14 @@ void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCM
 	}
 	copy = r ? record_dup(r) : NULL;
 	pthread_mutex_unlock(&m->lock);
-	if (snap.seq)
-		mig_write(m, &snap);
-	if (!r)
+	if (released && mig_write(m, &snap, &error)) {
+		/* not durable: the reservation stands */
+		pthread_mutex_lock(&m->lock);
+		if ((r = registry_find_ended(&m->reg, req->migration_id)))
+			(void)registry_reopen(&m->reg, r, PHASE_RESERVED);
+		pthread_mutex_unlock(&m->lock);
+		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, "migration %s: still reserved: %s", req->migration_id, error);
+	} else if (!r)
 		mig_refuse(call, GRPC_STATUS_NOT_FOUND, "no migration %.128s on node %s", req->migration_id, m->node);
 	else if (!copy)
 		mig_refuse(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -280,6 +317,7 @@ void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCM
 		mig_status_of(copy, "", &st);
 		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
 	}
+	free(error);
 	record_free(copy);
 }
 

@@ -33,8 +33,9 @@ struct migration {
 struct inventory *mig_inventory(struct migration *m);
 /* Lock held: a record ended (metrics, freed VFs). */
 int mig_move(struct migration *m, struct record *r, enum phase to);
-/* Lock not held: writes a rendered snapshot, logging a failure. */
-void mig_write(struct migration *m, struct state_snapshot *snap);
+/* Lock not held: writes a rendered snapshot; a failure is logged and, with
+ * error, said (0 or -errno). */
+int mig_write(struct migration *m, struct state_snapshot *snap, char **error);
 void mig_fp_source(const struct migration *m, struct fp_source *src);
 /* busy.c: one look at the host's processes per call (lock not held). */
 struct busy_scan {

@@ -153,6 +153,36 @@ void registry_free(struct registry *reg)
 	memset(reg, 0, sizeof(*reg));
 }
 
+void registry_remove(struct registry *reg, struct record *r)
+{
+	for (struct record **pp = &reg->active; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			r->next = NULL;
+			return;
+		}
+}
+
+int registry_reopen(struct registry *reg, struct record *r, enum phase phase)
+{
+	if (reg->ended != r || phase_ended(phase))
+		return -EINVAL;
+	reg->ended = r->next;
+	reg->nended--;
+	r->phase = phase;
+	registry_add(reg, r);
+	return 0;
+}
+
+size_t registry_count(const struct registry *reg)
+{
+	size_t n = 0;
+
+	for (const struct record *r = reg->active; r; r = r->next)
+		n++;
+	return n;
+}
+
 static void end(struct registry *reg, struct record *r)
 {
 	struct record **pp = &reg->active;

@@ -73,6 +73,16 @@ struct record *registry_find_ended(const struct registry *reg, const char *id);
 /* The active record that uses vf in that role (any role: role < 0). */
 struct record *registry_find_vf(const struct registry *reg, const char *vf, int role);
 void registry_free(struct registry *reg);
+size_t registry_count(const struct registry *reg);
+
+/* Rolling back a change that could not be made durable: an active record
+ * leaves the registry (the caller frees it), or the newest ended record
+ * becomes active again in phase. */
+void registry_remove(struct registry *reg, struct record *r);
+int registry_reopen(struct registry *reg, struct record *r, enum phase phase);
+
+/* At most this many migrations at once: each is in the state file. */
+#define REGISTRY_ACTIVE_MAX 1024
 
 /* The one way a phase changes: 0, or -EINVAL when the FSM has no such arc.
  * Moving to an ended phase moves the record to the history. */

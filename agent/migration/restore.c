@@ -134,7 +134,7 @@ static int restore_begin(struct migration *m, const char *id, struct restore *rs
 	pthread_mutex_unlock(&m->lock);
 	devices_close(&m->devices, to_close);
 	if (snap.seq)
-		mig_write(m, &snap);
+		(void)mig_write(m, &snap, NULL);
 	xevf_err_clear(&err);
 	return rc;
 }
@@ -155,7 +155,7 @@ static void restore_end(struct migration *m, struct restore *rs, int rc)
 	to_close = devices_release(&m->devices, rs->dev, rc != 0);
 	pthread_mutex_unlock(&m->lock);
 	if (snap.seq)
-		mig_write(m, &snap);
+		(void)mig_write(m, &snap, NULL);
 	devices_close(&m->devices, to_close);
 }
 

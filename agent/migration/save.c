@@ -72,7 +72,7 @@ static void source_fail(struct migration *m, const char *id, struct mig_dev *d, 
 	pthread_mutex_unlock(&m->lock);
 	devices_close(&m->devices, to_close);
 	if (snap.seq)
-		mig_write(m, &snap);
+		(void)mig_write(m, &snap, NULL);
 }
 
 /* Lock held: may vf's state be saved for migration id? Claims its device. */
@@ -149,7 +149,7 @@ static struct mig_dev *save_begin(struct migration *m, const char *id, const cha
 	}
 	devices_close(&m->devices, to_close);
 	if (snap.seq)
-		mig_write(m, &snap);
+		(void)mig_write(m, &snap, NULL);
 	inventory_unref(inv);
 	return d;
 }
@@ -186,7 +186,7 @@ static void save_done(struct migration *m, struct save_ctx *s, struct mig_dev *d
 	/* the migration relies on the open device until commit or abort */
 	(void)devices_release(&m->devices, d, false);
 	pthread_mutex_unlock(&m->lock);
-	mig_write(m, &snap);
+	(void)mig_write(m, &snap, NULL);
 	log_info("saved", "migration=%s vf=%s bytes=%llu precopy_bytes=%llu chunks=%u device_state=%s", s->id, s->vf,
 		 (unsigned long long)s->stream.offset, (unsigned long long)rep->precopy_bytes, rep->chunks,
 		 xevf_mig_state_name(d->dev.state));

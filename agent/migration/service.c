@@ -40,13 +40,17 @@ int mig_move(struct migration *m, struct record *r, enum phase to)
 	return rc;
 }
 
-void mig_write(struct migration *m, struct state_snapshot *snap)
+int mig_write(struct migration *m, struct state_snapshot *snap, char **error)
 {
-	char *error = NULL;
+	char *why = NULL;
+	int rc = state_file_write(&m->file, snap, &why);
 
-	if (state_file_write(&m->file, snap, &error))
-		log_error("state_write_failed", "reason=\"%s\" hint=\"is --state-dir writable?\"", error ? error : "?");
-	free(error);
+	if (rc)
+		log_error("state_write_failed", "reason=\"%s\" hint=\"is --state-dir writable?\"", why ? why : "?");
+	if (rc && error)
+		agent_fail(error, -rc, "%s", why ? why : "the state file cannot be written");
+	free(why);
+	return rc;
 }
 
 void mig_fp_source(const struct migration *m, struct fp_source *src)
@@ -199,7 +203,7 @@ size_t migration_tick(struct migration *m, char ***freed)
 		to_close = next;
 	}
 	if (changed)
-		mig_write(m, &snap);
+		(void)mig_write(m, &snap, NULL);
 	return n;
 }
 
@@ -240,7 +244,7 @@ void migration_claim(struct migration *m, const char *vf)
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (snap.seq)
-		mig_write(m, &snap);
+		(void)mig_write(m, &snap, NULL);
 }
 
 int migration_state_parse(const char *text, size_t *count, char **why)
@@ -297,7 +301,8 @@ static void load_state(struct migration *m, const char *state_dir)
 		log_error("state_corrupt", "file=%s reason=\"%s\" moved_to=%s action=\"starting without reservations; "
 			  "inspect the file\"", m->file.path, error ? error : "?", aside);
 	} else {
-		log_error("state_unreadable", "file=%s reason=\"%s\"", m->file.path, error ? error : "?");
+		log_error("state_unreadable", "file=%s reason=\"%s\" action=\"%s\"", m->file.path, error ? error : "?",
+			  m->file.broken ? m->file.broken : "starting without reservations");
 	}
 	free(aside);
 	free(error);

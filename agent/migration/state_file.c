@@ -28,6 +28,7 @@ int state_file_init(struct state_file *f, const char *state_dir)
 void state_file_destroy(struct state_file *f)
 {
 	free(f->path);
+	free(f->broken);
 	pthread_mutex_destroy(&f->write_lock);
 }
 
@@ -70,6 +71,11 @@ int state_file_write(struct state_file *f, struct state_snapshot *snap, char **e
 	if (!f->path) {
 		free(snap->text);
 		return 0;
+	}
+	if (f->broken) {
+		free(snap->text);
+		snap->text = NULL;
+		return agent_fail(error, EIO, "%s: %s", f->path, f->broken);
 	}
 	if (!snap->text)
 		return agent_fail(error, ENOMEM, "%s: out of memory", f->path);
@@ -174,10 +180,16 @@ int state_file_load(struct state_file *f, struct record **records, char **aside,
 			restarted(r);
 		return 0;
 	}
-	if (rc == -EINVAL && asprintf(aside, "%s.corrupt-%lld", f->path, (long long)(clock_unix_ms() / 1000)) >= 0 &&
-	    rename(f->path, *aside) != 0) {
+	/* unreadable or corrupt: out of the way before anything is written over it */
+	if (asprintf(aside, "%s.corrupt-%lld", f->path, (long long)(clock_unix_ms() / 1000)) < 0)
+		*aside = NULL;
+	if (!*aside || rename(f->path, *aside) != 0) {
+		int e = *aside ? errno : ENOMEM;
 		free(*aside);
 		*aside = NULL;
+		if (asprintf(&f->broken, "it could not be read (%s) nor moved aside (%s): nothing is written over it; "
+			     "move it away and restart", *error ? *error : "?", strerror(e)) < 0)
+			f->broken = NULL;
 	}
 	return rc;
 }

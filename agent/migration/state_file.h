@@ -17,6 +17,8 @@ struct state_file {
 	pthread_mutex_t write_lock; /* orders writers; guards nothing else */
 	uint64_t rendered;        /* snapshots rendered (under the service's lock) */
 	uint64_t written;         /* the newest snapshot on disk (under write_lock) */
+	char *broken;             /* set at load: why nothing may be written (an unreadable
+				     file that could not be moved aside is never overwritten) */
 };
 
 /* A snapshot waiting to be written. */
@@ -35,8 +37,9 @@ int state_file_write(struct state_file *f, struct state_snapshot *snap, char **e
 
 /* Reads the file: 0 and its records (the phases a restart cut short moved on:
  * a save stream to interrupted, a restore back to reserved); 0 and none when
- * there is no file; -errno and why when it is unreadable or corrupt (then it
- * has been moved aside, *aside says where). */
+ * there is no file; -errno and why when it is unreadable or corrupt: then it
+ * has been moved aside (*aside says where), or, when even that failed, every
+ * later write is refused so that it is never overwritten. */
 int state_file_load(struct state_file *f, struct record **records, char **aside, char **error);
 
 /* The parser behind it: 0 and the records of a file's text, or -EINVAL and why. */

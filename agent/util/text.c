@@ -32,3 +32,31 @@ bool text_eq(const char *a, const char *b)
 {
 	return strcmp(a ? a : "", b ? b : "") == 0;
 }
+
+bool text_dns_label(const char *s, size_t len)
+{
+	if (len == 0 || len > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[len - 1]))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!(islower(c) || isdigit(c) || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+bool text_dns_subdomain(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > 253)
+		return false;
+	for (const char *label = s; label < s + len;) {
+		const char *dot = memchr(label, '.', (size_t)(s + len - label));
+		size_t n = dot ? (size_t)(dot - label) : (size_t)(s + len - label);
+		if (!text_dns_label(label, n) || (dot && dot + 1 == s + len))
+			return false;
+		label += n + (dot ? 1 : 0);
+	}
+	return true;
+}

@@ -3,11 +3,18 @@
 #define XEVF_AGENT_TEXT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* A printable, length-limited copy of an untrusted id for messages (malloc'd). */
 char *printable_id(const char *id);
 
 /* Equal strings, NULL counting as "" (fingerprint fields may be absent). */
 bool text_eq(const char *a, const char *b);
+
+/* Kubernetes names: an RFC 1123 label (at most 63 characters of [a-z0-9-],
+ * alphanumeric at both ends: a namespace), and a subdomain (labels joined by
+ * dots, at most 253 characters: most object names). */
+bool text_dns_label(const char *s, size_t len);
+bool text_dns_subdomain(const char *s);
 
 #endif

@@ -347,6 +347,55 @@ def test_a_vf_a_vm_holds_is_never_reserved_restored_into_or_run(nodes, tmp_path)
     assert src.local().commit("mig-h").phase == "committed"
 
 
+def test_reserve_and_release_are_acknowledged_only_once_on_disk(nodes):
+    """A full disk or a state path that is not a file: the caller gets an error
+    and nothing changes, in memory as on disk."""
+    src, dst = nodes("node-a"), nodes("node-b", vfs=2)
+    fp = src.local().describe(src.vfs()[0])
+    peer = dst.remote()
+    path = dst.dir / "state" / "migrations.json"
+    path.mkdir()  # rename(2) cannot put the file there
+    with pytest.raises(grpc.RpcError) as e:
+        peer.reserve("mig-d", fp)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "migration mig-d: nothing reserved: " in e.value.details() and str(path) in e.value.details()
+    assert phases(peer) == {}
+    path.rmdir()
+    assert peer.reserve("mig-d", fp).phase == "reserved"
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(grpc.RpcError) as e:
+        peer.release("mig-d")
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "migration mig-d: still reserved: " in e.value.details()
+    assert phases(peer)["mig-d"][2] == "reserved"
+    path.rmdir()
+    assert peer.release("mig-d").phase == "released"
+    dst.restart()
+    assert "mig-d" not in phases(dst.remote())
+
+
+def test_kept_strings_are_bounded_and_an_unreadable_state_file_is_set_aside(nodes):
+    """A ~900 KB VM name once made the state file unreadable at the next start,
+    losing every reservation: names follow Kubernetes' rules, and a file that
+    cannot be read is moved aside before anything is written over it."""
+    src, dst = nodes("node-a"), nodes("node-b", vfs=2)
+    fp = src.local().describe(src.vfs()[0])
+    peer = dst.remote()
+    for vm in (("default", "v" * 900000), ("Default", "vm1"), ("default", "vm\n1")):
+        with pytest.raises(grpc.RpcError) as e:
+            peer.reserve("mig-b", fp, vm=vm)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert peer.reserve("mig-b", fp, vm=("prod", "db-0.a")).phase == "reserved"
+    dst.agent.stop()
+    path = dst.dir / "state" / "migrations.json"
+    path.write_text(" " * (5 << 20))  # larger than the agent reads
+    dst.start()
+    dst.agent.wait_log(r"event=state_corrupt .*is larger than .*moved_to=.*migrations\.json\.corrupt-")
+    assert dst.remote().reserve("mig-c", fp).phase == "reserved"
+    assert "mig-c" in path.read_text()
+
+
 def test_target_restart_keeps_the_reservation(nodes):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]

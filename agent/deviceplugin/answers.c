@@ -93,10 +93,38 @@ static int add_spec(struct arena *a, V1beta1__ContainerAllocateResponse *c, cons
 	return 0;
 }
 
+/* A pod has a handful of containers; the kubelet asks for one at a time. */
+#define ALLOCATE_MAX_CONTAINERS 256
+
+/* The request's size before its ids are looked at: every id must be one of
+ * the pool's VFs and none may repeat, so more ids than VFs cannot be right. */
+static int validate_sizes(const struct pool *p, const V1beta1__AllocateRequest *req, char **error)
+{
+	size_t total = 0;
+
+	if (req->n_container_requests == 0 || req->n_container_requests > ALLOCATE_MAX_CONTAINERS)
+		return refuse(error, GRPC_STATUS_INVALID_ARGUMENT, "%zu container requests: 1 to %d are taken",
+			      req->n_container_requests, ALLOCATE_MAX_CONTAINERS);
+	for (size_t c = 0; c < req->n_container_requests; c++) {
+		const V1beta1__ContainerAllocateRequest *cr = req->container_requests[c];
+		if (!cr || cr->n_devices_ids == 0)
+			return refuse(error, GRPC_STATUS_INVALID_ARGUMENT, "container request %zu asks for no device", c);
+		total += cr->n_devices_ids;
+	}
+	if (total > p->ndevs)
+		return refuse(error, GRPC_STATUS_INVALID_ARGUMENT, "%zu device ids asked for: resource %s has %zu VFs on "
+			      "this node", total, p->cfg.resource_name, p->ndevs);
+	return 0;
+}
+
 /* Checks every id of every container before anything is built: a request is
  * answered whole or refused whole. */
 static int validate_allocate(const struct pool *p, const V1beta1__AllocateRequest *req, char **error)
 {
+	int sizes = validate_sizes(p, req, error);
+
+	if (sizes)
+		return sizes;
 	for (size_t c = 0; c < req->n_container_requests; c++) {
 		const V1beta1__ContainerAllocateRequest *cr = req->container_requests[c];
 		for (size_t i = 0; cr && i < cr->n_devices_ids; i++) {

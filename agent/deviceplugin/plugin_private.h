@@ -12,7 +12,8 @@
 
 enum dp_tag_kind { TAG_REQUEST, TAG_UNARY_DONE, TAG_STREAM_SEND, TAG_STREAM_CLOSE, TAG_SHUTDOWN, TAG_REGISTER };
 
-enum dp_method { M_OPTIONS, M_LIST_AND_WATCH, M_PREFERRED, M_ALLOCATE, M_PRE_START, M_COUNT };
+/* M_UNKNOWN: any other method path, answered UNIMPLEMENTED (never left queued) */
+enum dp_method { M_OPTIONS, M_LIST_AND_WATCH, M_PREFERRED, M_ALLOCATE, M_PRE_START, M_COUNT, M_UNKNOWN = M_COUNT };
 
 struct registration {
 	grpc_channel *channel;

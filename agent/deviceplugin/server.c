@@ -23,6 +23,7 @@ struct dp_call {
 	struct dp_tag request_tag, done_tag, send_tag, close_tag;
 	grpc_call *call;
 	gpr_timespec deadline;
+	grpc_call_details details; /* M_UNKNOWN: the method asked for */
 	grpc_metadata_array request_md;
 	grpc_byte_buffer *payload;  /* the request */
 	grpc_byte_buffer *response; /* being sent */
@@ -62,6 +63,11 @@ static const struct {
 
 static void request_call(struct plugin *pl, enum dp_method m);
 
+static const char *method_name(enum dp_method m)
+{
+	return m == M_UNKNOWN ? "unknown" : dp_methods[m].name;
+}
+
 static void call_free(struct dp_call *c)
 {
 	struct plugin *pl = c->plugin;
@@ -74,6 +80,8 @@ static void call_free(struct dp_call *c)
 	}
 	if (c->call)
 		grpc_call_unref(c->call);
+	if (c->method == M_UNKNOWN)
+		grpc_call_details_destroy(&c->details);
 	grpc_metadata_array_destroy(&c->request_md);
 	if (c->payload)
 		grpc_byte_buffer_destroy(c->payload);
@@ -92,7 +100,7 @@ static void call_start_batch(struct dp_call *c, const grpc_op *ops, size_t n, st
 	if (e != GRPC_CALL_OK) {
 		/* Only a bug of ours gets here (ops out of order); cancel so that the
 		 * call ends rather than hangs. */
-		log_error("grpc_batch_failed", "method=%s code=%d", dp_methods[c->method].name, (int)e);
+		log_error("grpc_batch_failed", "method=%s code=%d", method_name(c->method), (int)e);
 		grpc_call_cancel(c->call, NULL);
 		return;
 	}
@@ -404,7 +412,9 @@ static void on_request(struct dp_call *c, bool ok)
 	}
 	if (pl->state == SERVER_SERVING)
 		request_call(pl, c->method);
-	if (c->method == M_LIST_AND_WATCH)
+	if (c->method == M_UNKNOWN)
+		finish_unary(c, GRPC_STATUS_UNIMPLEMENTED, "the v1beta1 device plugin has no such method", NULL);
+	else if (c->method == M_LIST_AND_WATCH)
 		start_stream(c);
 	else
 		answer_unary(c);
@@ -416,7 +426,7 @@ static void request_call(struct plugin *pl, enum dp_method m)
 	grpc_call_error e;
 
 	if (!c) {
-		log_error("out_of_memory", "resource=%s method=%s", pl->pool.cfg.resource_name, dp_methods[m].name);
+		log_error("out_of_memory", "resource=%s method=%s", pl->pool.cfg.resource_name, method_name(m));
 		return;
 	}
 	c->plugin = pl;
@@ -426,11 +436,19 @@ static void request_call(struct plugin *pl, enum dp_method m)
 	c->send_tag = (struct dp_tag){TAG_STREAM_SEND, c};
 	c->close_tag = (struct dp_tag){TAG_STREAM_CLOSE, c};
 	grpc_metadata_array_init(&c->request_md);
-	e = grpc_server_request_registered_call(pl->server, pl->methods[m], &c->call, &c->deadline, &c->request_md,
-						&c->payload, pl->cq, pl->cq, &c->request_tag);
+	if (m == M_UNKNOWN) {
+		grpc_call_details_init(&c->details);
+		e = grpc_server_request_call(pl->server, &c->call, &c->details, &c->request_md, pl->cq, pl->cq,
+					     &c->request_tag);
+	} else {
+		e = grpc_server_request_registered_call(pl->server, pl->methods[m], &c->call, &c->deadline,
+							&c->request_md, &c->payload, pl->cq, pl->cq, &c->request_tag);
+	}
 	if (e != GRPC_CALL_OK) {
-		log_error("grpc_request_failed", "resource=%s method=%s code=%d", pl->pool.cfg.resource_name,
-			  dp_methods[m].name, (int)e);
+		log_error("grpc_request_failed", "resource=%s method=%s code=%d", pl->pool.cfg.resource_name, method_name(m),
+			  (int)e);
+		if (m == M_UNKNOWN)
+			grpc_call_details_destroy(&c->details);
 		grpc_metadata_array_destroy(&c->request_md);
 		free(c);
 		return;
@@ -510,7 +528,7 @@ int dp_server_start(struct plugin *pl)
 	pl->shutdown_notified = false;
 	if (dp_stat_ino(pl->socket_path, &pl->socket_ino))
 		pl->socket_ino = 0;
-	for (int m = 0; m < M_COUNT; m++)
+	for (int m = 0; m <= M_UNKNOWN; m++)
 		request_call(pl, (enum dp_method)m);
 	log_info("serving", "resource=%s socket=%s", pl->pool.cfg.resource_name, pl->socket_path);
 	return 0;

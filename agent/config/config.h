@@ -62,6 +62,7 @@ struct agent_config {
 	char *state_dir;
 	char *node_name;           /* NULL: the host name */
 	char *kube_api, *kube_token_file, *kube_ca_file; /* NULL: in-cluster or none */
+	long kube_api_allow_http;  /* 0/1: an http:// API server gets the token in clear */
 };
 
 /* Values given on the command line, by the flag's setting; they win over the

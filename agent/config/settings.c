@@ -11,7 +11,7 @@
 #include "json_read.h"
 #include "log.h"
 
-enum setting_type { SETTING_STRING, SETTING_LONG };
+enum setting_type { SETTING_STRING, SETTING_LONG, SETTING_BOOL };
 
 struct setting {
 	const char *key;          /* JSON key */
@@ -39,6 +39,8 @@ static int check_log_level(const char *key, const char *value, char **error)
 
 #define STR(k, f, a, field, d, chk, h) {k, f, a, SETTING_STRING, offsetof(struct agent_config, field), d, 0, 0, 0, chk, h}
 #define LONG(k, f, a, field, d, lo, hi, h) {k, f, a, SETTING_LONG, offsetof(struct agent_config, field), NULL, d, lo, hi, NULL, h}
+/* a boolean is kept as a long, 0 or 1; its flag takes true or false */
+#define BOOL(k, f, field, d, h) {k, f, "true|false", SETTING_BOOL, offsetof(struct agent_config, field), NULL, d, 0, 1, NULL, h}
 
 static const struct setting settings[] = {
 	STR("pluginDir", "plugin-dir", "DIR", plugin_dir, XEVF_DEFAULT_PLUGIN_DIR, check_absolute,
@@ -76,6 +78,8 @@ static const struct setting settings[] = {
 	    "bearer token for it (default: the pod's service account token)"),
 	STR("kubeCAFile", "kube-ca-file", "FILE", kube_ca_file, NULL, NULL,
 	    "CA of its certificate (default: the service account's ca.crt)"),
+	BOOL("kubeAPIAllowHTTP", "kube-api-allow-http", kube_api_allow_http, 0,
+	     "send the token to an http:// API server in clear (testing only)"),
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -114,7 +118,7 @@ void config_init(struct agent_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < NSETTINGS; i++)
-		if (settings[i].type == SETTING_LONG)
+		if (settings[i].type != SETTING_STRING)
 			*long_field(cfg, &settings[i]) = CONFIG_UNSET_LONG;
 }
 
@@ -141,9 +145,21 @@ int settings_parse_json(struct agent_config *cfg, const char *key, json_object *
 
 	if (i < 0)
 		return 1;
+	if (settings[i].type == SETTING_BOOL) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return agent_fail(error, EINVAL, "%s: expected true or false, found %s", key, json_read_type(v));
+		*long_field(cfg, &settings[i]) = json_object_get_boolean(v) ? 1 : 0;
+		return 0;
+	}
 	if (settings[i].type == SETTING_LONG)
 		return json_read_long(v, key, settings[i].min, settings[i].max, long_field(cfg, &settings[i]), error);
 	return json_read_string(v, key, string_field(cfg, &settings[i]), error);
+}
+
+/* A boolean flag's value: 0, 1, or -1 when it is neither true nor false. */
+static int flag_bool(const char *value)
+{
+	return strcmp(value, "true") == 0 ? 1 : strcmp(value, "false") == 0 ? 0 : -1;
 }
 
 int settings_check_flag(size_t i, const char *value, char **error)
@@ -151,6 +167,8 @@ int settings_check_flag(size_t i, const char *value, char **error)
 	char *end;
 	long v;
 
+	if (i < NSETTINGS && settings[i].type == SETTING_BOOL && flag_bool(value) < 0)
+		return agent_fail(error, EINVAL, "--%s: '%s' is not true or false", settings[i].flag, value);
 	if (i >= NSETTINGS || settings[i].type != SETTING_LONG)
 		return 0;
 	errno = 0;
@@ -170,7 +188,9 @@ int settings_apply_overrides(struct agent_config *cfg, const char *const *values
 			continue;
 		if ((rc = settings_check_flag(i, values[i], error)))
 			return rc;
-		if (s->type == SETTING_LONG) {
+		if (s->type == SETTING_BOOL) {
+			*long_field(cfg, s) = flag_bool(values[i]);
+		} else if (s->type == SETTING_LONG) {
 			*long_field(cfg, s) = strtol(values[i], NULL, 10);
 		} else {
 			char **field = string_field(cfg, s);
@@ -186,7 +206,7 @@ int settings_finish(struct agent_config *cfg, char **error)
 {
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		const struct setting *s = &settings[i];
-		if (s->type == SETTING_LONG) {
+		if (s->type != SETTING_STRING) {
 			long *field = long_field(cfg, s);
 			if (*field == CONFIG_UNSET_LONG)
 				*field = s->def_long;
@@ -220,7 +240,9 @@ void settings_print_help(FILE *out)
 		const struct setting *s = &settings[i];
 		int width = fprintf(out, "      --%s %s", s->flag, s->arg);
 		fprintf(out, "%*s%s", width < 31 ? 31 - width : 1, "", s->help);
-		if (s->type == SETTING_LONG)
+		if (s->type == SETTING_BOOL)
+			fprintf(out, " (default %s)\n", s->def_long ? "true" : "false");
+		else if (s->type == SETTING_LONG)
 			fprintf(out, ", %ld..%ld (default %ld)\n", s->min, s->max, s->def_long);
 		else if (s->def && *s->def)
 			fprintf(out, " (default %s)\n", s->def);
@@ -233,7 +255,9 @@ void settings_print(const struct agent_config *cfg, FILE *out)
 {
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		const struct setting *s = &settings[i];
-		if (s->type == SETTING_LONG)
+		if (s->type == SETTING_BOOL)
+			fprintf(out, "%s=%s\n", s->key, *long_field((struct agent_config *)cfg, s) ? "true" : "false");
+		else if (s->type == SETTING_LONG)
 			fprintf(out, "%s=%ld\n", s->key, *long_field((struct agent_config *)cfg, s));
 		else
 			fprintf(out, "%s=%s\n", s->key, *string_field((struct agent_config *)cfg, s) ?

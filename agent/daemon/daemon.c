@@ -93,12 +93,19 @@ static void start_migration(struct daemon *d)
 
 static void open_kube(struct daemon *d)
 {
-	struct kube_settings ks = {d->cfg.kube_api, d->cfg.kube_token_file, d->cfg.kube_ca_file, d->cfg.node_name};
+	struct kube_settings ks = {d->cfg.kube_api, d->cfg.kube_token_file, d->cfg.kube_ca_file, d->cfg.node_name,
+				   d->cfg.kube_api_allow_http != 0};
 	char *error = NULL;
 
 	if (!d->migration)
 		return; /* the API server only tells a migration's target pod from others */
 	d->kube = kube_open(&ks, &error);
+	if (!d->kube && error) {
+		log_error("kube_api_refused", "reason=\"%s\" action=\"a VF reserved for a migration goes to the next "
+			  "allocation of its pool\"", error);
+		free(error);
+		return;
+	}
 	if (d->kube)
 		log_info("kube_api", "url=%s node=%s use=\"which pending pod is a migration's target\"", kube_api_url(d->kube),
 			 d->cfg.node_name);

@@ -1,14 +1,20 @@
 /* SendState: this (source) agent streams a VF's state into the target
  * agent's RestoreState, over mutual TLS with its own certificate. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "migration_private.h"
 
 #define PEER_STREAM_TIMEOUT_MS 600000
 #define RESTORE_METHOD "/xevf.migration.v1.Migration/RestoreState"
+/* one answer for every target that cannot be reached: SendState is no probe */
+#define UNREACHABLE "target %.128s cannot be reached; the source VF was left running"
 
 struct target_stream {
 	struct rpc_stream *st;
@@ -63,21 +69,75 @@ static void conclude(struct migration *m, struct rpc_call *call, const Xevf__Mig
 	xevf_err_clear(&err);
 }
 
+/* HOST:PORT, HOST a DNS name, an IPv4 address or a bracketed IPv6 address:
+ * 0 and the parts (malloc'd), or -EINVAL. Nothing of gRPC's target syntax
+ * (dns:///, ipv4:, vsock:, unix-abstract:, ...) is taken. */
+static int split_target(const char *target, char **host, char **port)
+{
+	const char *colon = strrchr(target, ':'), *h = target, *end;
+	size_t hlen;
+	long p;
+	char *tail;
+
+	*host = *port = NULL;
+	if (!colon || colon == target)
+		return -EINVAL;
+	end = colon;
+	if (*h == '[') {
+		if (end[-1] != ']')
+			return -EINVAL;
+		h++;
+		end--;
+	}
+	hlen = (size_t)(end - h);
+	if (hlen == 0 || hlen > 253 || strspn(h, target[0] == '[' ? "0123456789abcdefABCDEF:." :
+					      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-") < hlen)
+		return -EINVAL;
+	errno = 0;
+	p = strtol(colon + 1, &tail, 10);
+	if (errno || *tail || tail == colon + 1 || p < 1 || p > 65535)
+		return -EINVAL;
+	*host = strndup(h, hlen);
+	*port = strdup(colon + 1);
+	return *host && *port ? 0 : -ENOMEM;
+}
+
+/* The agent resolves the target itself and dials the address: "ipv4:..." or
+ * "ipv6:[...]" (malloc'd), or NULL when it cannot be resolved. */
+static char *resolve_target(const char *host, const char *port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+	char addr[INET6_ADDRSTRLEN] = "", *out = NULL;
+
+	if (getaddrinfo(host, port, &hints, &res) != 0 || !res)
+		return NULL;
+	if (getnameinfo(res->ai_addr, res->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST) == 0 &&
+	    asprintf(&out, res->ai_family == AF_INET6 ? "ipv6:[%s]:%s" : "ipv4:%s:%s", addr, port) < 0)
+		out = NULL;
+	freeaddrinfo(res);
+	return out;
+}
+
 static struct rpc_stream *open_target(struct migration *m, struct rpc_call *call, const char *target, grpc_channel **ch)
 {
 	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key};
-	struct rpc_stream *st;
-	char *error = NULL;
+	struct rpc_stream *st = NULL;
+	char *error = NULL, *host = NULL, *port = NULL, *address = NULL;
 
-	*ch = rpc_channel_open(target, &tls, &error);
+	*ch = NULL;
+	if (split_target(target, &host, &port) == 0 && (address = resolve_target(host, port)))
+		*ch = rpc_channel_open(address, &tls, host, &error);
 	st = *ch ? rpc_stream_open(*ch, RESTORE_METHOD, PEER_STREAM_TIMEOUT_MS) : NULL;
 	if (!st) {
-		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, "target %.128s: %s", target, error ? error : "cannot open a stream");
+		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, UNREACHABLE, target);
 		if (*ch)
 			grpc_channel_destroy(*ch);
 		*ch = NULL;
 	}
 	free(error);
+	free(host);
+	free(port);
+	free(address);
 	return st;
 }
 
@@ -89,13 +149,18 @@ void handle_send(struct migration *m, struct rpc_call *call, const ProtobufCMess
 	struct target_stream ts = {0};
 	grpc_status_code code;
 	grpc_channel *ch = NULL;
+	char *host = NULL, *port = NULL;
 	uint64_t bytes = 0;
 	int rc;
 
-	if (!req->target || !*req->target || req->target[0] == '/' || strncmp(req->target, "unix:", 5) == 0) {
+	if (!req->target || split_target(req->target, &host, &port) != 0) {
 		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "SendState needs the target agent's HOST:PORT");
+		free(host);
+		free(port);
 		return;
 	}
+	free(host);
+	free(port);
 	if (!m->tls_ca || !m->tls_cert || !m->tls_key) {
 		mig_refuse(call, GRPC_STATUS_FAILED_PRECONDITION,
 			   "this agent has no TLS files (--tls-ca, --tls-cert, --tls-key): it cannot reach other agents");
@@ -106,10 +171,18 @@ void handle_send(struct migration *m, struct rpc_call *call, const ProtobufCMess
 	rc = mig_save(m, req->migration_id, req->vf, req->chunk_size, rpc_call_peer(call), send_to_target, &ts, &bytes,
 		      &code, &err);
 	if (rc < 0 && ts.broke) {
-		/* the call is over on the target's side: its status says why */
+		/* the call is over on the target's side: its status says why, unless
+		 * nothing answered at all (the same words for every such target) */
 		rpc_stream_finish(ts.st, &res);
-		mig_refuse(call, GRPC_STATUS_ABORTED, "target %.128s did not take the state: %s; %s", req->target,
-			   details(&res), xevf_err_msg(&err));
+		if ((res.status == GRPC_STATUS_UNAVAILABLE || res.status == GRPC_STATUS_DEADLINE_EXCEEDED) &&
+		    strstr(xevf_err_msg(&err), "(the source VF is RUNNING)"))
+			mig_refuse(call, GRPC_STATUS_UNAVAILABLE, UNREACHABLE, req->target);
+		else if (res.status == GRPC_STATUS_UNAVAILABLE || res.status == GRPC_STATUS_DEADLINE_EXCEEDED)
+			mig_refuse(call, GRPC_STATUS_UNAVAILABLE, "target %.128s cannot be reached; %s", req->target,
+				   xevf_err_msg(&err));
+		else
+			mig_refuse(call, GRPC_STATUS_ABORTED, "target %.128s did not take the state: %s; %s", req->target,
+				   details(&res), xevf_err_msg(&err));
 	} else if (rc < 0) {
 		rpc_stream_cancel(ts.st, &res);
 		mig_refuse(call, code, "%s", xevf_err_msg(&err));

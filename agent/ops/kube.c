@@ -37,6 +37,11 @@ struct kube *kube_open(const struct kube_settings *s, char **error)
 		*error = strdup("the node's name is needed to ask the API server about its pods (--node-name)");
 		return NULL;
 	}
+	if (!in_cluster && strncmp(s->api_url, "https://", 8) != 0 && !s->allow_http) {
+		agent_fail(error, EINVAL, "%s: the API server is asked with the service account's token, which never goes "
+			   "out in clear: give an https:// URL (--kube-api-allow-http true is for tests only)", s->api_url);
+		return NULL;
+	}
 	k = calloc(1, sizeof(*k));
 	if (!k) {
 		*error = strdup("out of memory");

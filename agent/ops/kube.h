@@ -18,6 +18,7 @@ struct kube_settings {
 	const char *token_file;  /* NULL: the service account's */
 	const char *ca_file;     /* NULL: the service account's (in-cluster), else the system's */
 	const char *node_name;   /* this node, as the API server knows it */
+	bool allow_http;         /* an http:// URL gets the token in clear: testing only */
 };
 
 struct kube_pod {

@@ -54,8 +54,10 @@ void rpc_call_finish(struct rpc_call *call, grpc_status_code status, const char 
 		     const ProtobufCMessage *reply);
 
 /* ---- client ---- */
-/* target: "unix:/path" (insecure) or "host:port" (tls required) */
-grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, char **error);
+/* target: "unix:/path" (insecure) or a TCP target (tls required); server_name:
+ * the name the peer's certificate must carry when target is a resolved
+ * address (NULL: the target's own host). */
+grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, const char *server_name, char **error);
 
 struct rpc_result {
 	grpc_status_code status;

@@ -17,8 +17,10 @@
 #include "log.h"
 
 
-grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, char **error)
+grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, const char *server_name, char **error)
 {
+	grpc_arg name_arg = {GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = (char *)server_name}};
+	grpc_channel_args args = {1, &name_arg};
 	grpc_channel_credentials *creds;
 	grpc_channel *ch;
 
@@ -47,7 +49,7 @@ grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, ch
 		(void)agent_fail(error, EINVAL, "%s: cannot create channel credentials", target);
 		return NULL;
 	}
-	ch = grpc_channel_create(target, creds, NULL);
+	ch = grpc_channel_create(target, creds, server_name ? &args : NULL);
 	grpc_channel_credentials_release(creds);
 	if (!ch)
 		(void)agent_fail(error, EINVAL, "%s: cannot create a channel", target);

@@ -680,7 +680,8 @@ def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
     token.write_text("test-token\n")
     try:
         src = nodes("node-a")
-        dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, "--kube-token-file", str(token)])
+        dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, "--kube-api-allow-http", "true",
+                                               "--kube-token-file", str(token)])
         dst.agent.wait_log(r"event=kube_api url=%s node=node-b" % re.escape(api_server.url))
         fp = src.local().describe(src.vfs()[0])
         reserved = dst.remote().reserve("mig-k", fp, vm=("prod", "db")).vf
@@ -716,6 +717,24 @@ def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
             api_server.stop()
 
 
+def test_send_state_takes_host_and_port_only(nodes):
+    """SendState dialed any gRPC target syntax, which made it a probe: only
+    HOST:PORT is taken, resolved by the agent, and every target that cannot
+    be reached gets the same answer."""
+    src = nodes("node-a")
+    vf = src.vfs()[0]
+    for target in ("dns:///127.0.0.1:1", "ipv4:127.0.0.1:1", "vsock:3:1", "unix-abstract:x", "unix:/tmp/x",
+                   "/tmp/x", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "host name:1"):
+        r = cli("send", "--id", "mig-p", "--vf", vf, "--source", src.sock, "--target", target, check=False)
+        assert r.returncode == 1 and "SendState needs the target agent's HOST:PORT" in r.stderr, (target, r.stderr)
+    answers = set()
+    for target in ("127.0.0.1:1", "no-such-host.invalid:9481", "[::1]:1"):
+        r = cli("send", "--id", "mig-p", "--vf", vf, "--source", src.sock, "--target", target, check=False)
+        assert r.returncode == 1
+        answers.add(r.stderr.replace(target, "TARGET"))
+    assert len(answers) == 1 and "cannot be reached" in answers.pop()
+
+
 def test_a_target_that_refuses_the_state_leaves_the_source_running(nodes):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]
@@ -730,7 +749,7 @@ def test_a_target_that_refuses_the_state_leaves_the_source_running(nodes):
     assert phases(src.local())["mig-none"][2] == "failed"
     with open(src.state_file(vf), "rb") as f:
         assert f.read() == b"keep me" * 1000
-    # a target that does not answer
+    # a target that does not answer (#10.23: the same words for every such target)
     r = cli("send", "--id", "mig-none", "--vf", vf, "--source", src.sock, "--target", "127.0.0.1:1", check=False)
-    assert r.returncode == 1 and "target 127.0.0.1:1 did not take the state" in r.stderr
-    assert "(the source VF is RUNNING)" in r.stderr
+    assert r.returncode == 1
+    assert "target 127.0.0.1:1 cannot be reached; the source VF was left running" in r.stderr

@@ -78,18 +78,26 @@ static void test_open(void **state)
 	unsetenv("KUBERNETES_SERVICE_HOST");
 	assert_null(kube_open(&none, &error));
 	assert_null(error); /* not configured, not in a cluster: off, no error */
-	struct kube_settings no_node = {"https://api.example:6443", NULL, NULL, NULL};
+	struct kube_settings no_node = {"https://api.example:6443", NULL, NULL, NULL, false};
 	assert_null(kube_open(&no_node, &error));
 	assert_non_null(strstr(error, "--node-name"));
 	free(error);
 	setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);
 	setenv("KUBERNETES_SERVICE_PORT", "443", 1);
-	struct kube_settings in_cluster = {NULL, NULL, NULL, "node-1"};
+	struct kube_settings in_cluster = {NULL, NULL, NULL, "node-1", false};
 	struct kube *k = kube_open(&in_cluster, &error);
 	assert_non_null(k);
 	assert_string_equal(kube_api_url(k), "https://[fd00::1]:443");
 	kube_close(k);
 	unsetenv("KUBERNETES_SERVICE_HOST");
+	/* the token never goes out in clear, unless a test says so */
+	struct kube_settings plain = {"http://api.example:8080", NULL, NULL, "node-1", false};
+	assert_null(kube_open(&plain, &error));
+	assert_non_null(strstr(error, "give an https:// URL"));
+	free(error);
+	plain.allow_http = true;
+	assert_non_null(k = kube_open(&plain, &error));
+	kube_close(k);
 }
 
 int main(void)

@@ -121,6 +121,33 @@ static void create_pools(struct daemon *d)
 		(void)daemon_add_pool(d, &d->cfg.pools[i]);
 }
 
+/* Waits, answering /healthz, while another agent serves the plugin dir; false
+ * when asked to stop meanwhile. */
+static bool claim_plugin_dir(struct daemon *d)
+{
+	char holder[24] = "";
+	int rc = daemon_plugin_dir_claim(d, holder, sizeof(holder));
+
+	if (rc == 0)
+		return true;
+	if (rc != -EWOULDBLOCK) {
+		/* nothing to share it with, as far as anybody can tell: serve */
+		log_warn("plugin_dir_unlocked", "dir=%s err=\"%s\" action=\"serving without the lock\"", d->cfg.plugin_dir,
+			 strerror(-rc));
+		return true;
+	}
+	log_warn("plugin_dir_busy", "dir=%s holder_pid=%s action=\"another xevf-agent serves this plugin directory; "
+		 "waiting for it to exit before serving\"", d->cfg.plugin_dir, *holder ? holder : "?");
+	while (!got_term && (rc = daemon_plugin_dir_claim(d, holder, sizeof(holder))) == -EWOULDBLOCK) {
+		metrics_heartbeat(clock_mono_ms());
+		usleep(100 * 1000);
+	}
+	if (got_term)
+		return false;
+	log_info("plugin_dir_taken_over", "dir=%s", d->cfg.plugin_dir);
+	return true;
+}
+
 static int start(struct daemon *d)
 {
 	if (install_signals()) {
@@ -143,6 +170,9 @@ static int start(struct daemon *d)
 	start_migration(d);
 	open_kube(d);
 	metrics_heartbeat(clock_mono_ms());
+	if (!claim_plugin_dir(d))
+		return 0; /* stopping before it ever served */
+	daemon_plugin_dir_watch(d);
 	/* VFs ready before the kubelet hears of them: the first pass runs here. */
 	preparer_run_now(d->preparer, &d->cfg, NULL, 0);
 	d->prepare_passes_seen = preparer_passes(d->preparer);
@@ -232,6 +262,7 @@ static void tick(struct daemon *d)
 
 	handle_signals(d);
 	read_uevents(d, now);
+	daemon_plugin_dir_events(d);
 	if (preparer_passes(d->preparer) != d->prepare_passes_seen) {
 		/* a pass finished: show its outcome (new VFs, bindings, reasons) now */
 		d->prepare_passes_seen = preparer_passes(d->preparer);
@@ -294,6 +325,7 @@ static void stop(struct daemon *d)
 	if (d->uevent_fd >= 0)
 		close(d->uevent_fd);
 	inventory_unref(d->inventory);
+	daemon_plugin_dir_release(d);
 	xevf_strv_free(d->known_vfs, d->nknown_vfs);
 	ledger_free(&d->ledger);
 	xevf_strv_free(d->notes, d->nnotes);
@@ -313,6 +345,7 @@ int daemon_run(const struct config_overrides *o, struct agent_config *cfg, const
 	d.cfg = *cfg;
 	config_init(cfg);
 	d.uevent_fd = -1;
+	d.plugin_dir_lock = d.plugin_dir_watch = -1;
 	daemon_apply_settings(&d);
 	daemon_hooks_init(&d);
 	rc = start(&d);

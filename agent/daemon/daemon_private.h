@@ -47,12 +47,21 @@ struct daemon {
 	bool stopping;
 	bool status_dirty;       /* the published status and gauges need refreshing */
 	struct http_server *http;
+	int plugin_dir_lock;         /* this agent's claim on the plugin dir, -1 until it has it */
+	int plugin_dir_watch;        /* inotify on the plugin dir, -1 without */
 	struct migration *migration; /* NULL when the Migration service could not start */
 	struct kube *kube;           /* NULL: no API server to tell pods apart */
 };
 
 /* daemon.c: roots, log level and kubelet socket from the configuration */
 void daemon_apply_settings(struct daemon *d);
+
+/* plugin_dir.c: the claim (0, or -EWOULDBLOCK and the holder's pid when
+ * another agent has it) and the watch on kubelet.sock */
+int daemon_plugin_dir_claim(struct daemon *d, char *holder, size_t size);
+void daemon_plugin_dir_release(struct daemon *d);
+void daemon_plugin_dir_watch(struct daemon *d);
+void daemon_plugin_dir_events(struct daemon *d);
 
 /* rescan.c */
 void daemon_rescan(struct daemon *d);

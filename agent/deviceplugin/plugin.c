@@ -57,13 +57,16 @@ void plugin_retire(struct plugin *pl, const char *why)
 
 bool plugin_retired(const struct plugin *pl) { return pl->retired; }
 
+void plugin_kubelet_in_doubt(struct plugin *pl) { pl->reg.in_doubt = true; }
+
 void plugin_tick(struct plugin *pl, int64_t now, bool stopping)
 {
-	ino_t ino = 0;
+	struct dp_file_id id = {0};
 
 	if (pl->retired)
 		return;
-	if (pl->state == SERVER_SERVING && (dp_stat_ino(pl->socket_path, &ino) != 0 || ino != pl->socket_ino)) {
+	if (pl->state == SERVER_SERVING &&
+	    (dp_file_id_of(pl->socket_path, &id) != 0 || !dp_file_id_eq(&id, &pl->socket_id))) {
 		/* The kubelet removes every plugin socket when it restarts; so may an
 		 * operator. Stop, drain, then serve on a fresh socket (the old server
 		 * must be gone first: gRPC unlinks its socket path on shutdown). */

@@ -54,6 +54,9 @@ bool plugin_retired(const struct plugin *pl);
 /* Keeps the socket alive and registered with the current kubelet
  * (<plugin_dir>/kubelet.sock). */
 void plugin_tick(struct plugin *pl, int64_t now, bool stopping);
+/* Something happened to kubelet.sock (the plugin dir's watch says so):
+ * register again at the next tick, whatever the socket looks like. */
+void plugin_kubelet_in_doubt(struct plugin *pl);
 /* A completion for one of the device plugin's tags (tag->obj says whose). */
 void plugin_dispatch(struct dp_tag *tag, bool ok);
 /* Destroys a drained server; true when nothing of the plugin is left running. */

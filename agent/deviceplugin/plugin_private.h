@@ -15,6 +15,14 @@ enum dp_tag_kind { TAG_REQUEST, TAG_UNARY_DONE, TAG_STREAM_SEND, TAG_STREAM_CLOS
 /* M_UNKNOWN: any other method path, answered UNIMPLEMENTED (never left queued) */
 enum dp_method { M_OPTIONS, M_LIST_AND_WATCH, M_PREFERRED, M_ALLOCATE, M_PRE_START, M_COUNT, M_UNKNOWN = M_COUNT };
 
+/* Which file a path names now: a new kubelet's socket may get the inode
+ * number the old one had (ext4 reuses them), never also its ctime. */
+struct dp_file_id {
+	dev_t dev;
+	ino_t ino;
+	struct timespec ctime;
+};
+
 struct registration {
 	grpc_channel *channel;
 	grpc_call *call;
@@ -25,8 +33,9 @@ struct registration {
 	grpc_slice details;
 	bool in_flight;
 	bool registered;
-	ino_t attempt_ino;     /* kubelet.sock inode when the attempt started */
-	ino_t registered_ino;  /* ... when the last attempt succeeded */
+	struct dp_file_id attempt_id;    /* kubelet.sock when the attempt started */
+	struct dp_file_id registered_id; /* ... when the last attempt succeeded */
+	bool in_doubt;         /* the plugin dir changed around kubelet.sock: register again */
 	int64_t next_attempt_ms;
 	int backoff_ms;
 	unsigned failures;
@@ -47,7 +56,7 @@ struct plugin {
 	struct dp_tag shutdown_tag;
 	bool shutdown_notified;
 	int live_calls;          /* call objects, including pending requests */
-	ino_t socket_ino;
+	struct dp_file_id socket_id;
 	struct dp_call *streams; /* open ListAndWatch streams */
 	struct registration reg;
 	bool retired;            /* pool removed (reload) or agent stopping */
@@ -58,10 +67,11 @@ int dp_server_start(struct plugin *pl);
 void dp_server_stop(struct plugin *pl, const char *why);
 void dp_call_dispatch(struct dp_tag *tag, bool ok);
 void dp_push_lists(struct plugin *pl);
-int dp_stat_ino(const char *path, ino_t *ino);
+int dp_file_id_of(const char *path, struct dp_file_id *id);
+bool dp_file_id_eq(const struct dp_file_id *a, const struct dp_file_id *b);
 
 /* registration.c */
-void dp_register_start(struct plugin *pl, ino_t kubelet_ino);
+void dp_register_start(struct plugin *pl, const struct dp_file_id *kubelet_id);
 void dp_register_done(struct plugin *pl, bool ok);
 void dp_register_cleanup(struct registration *r);
 void dp_register_tick(struct plugin *pl, int64_t now);

@@ -57,7 +57,7 @@ static grpc_call *register_call(struct plugin *pl)
 					NULL);
 }
 
-void dp_register_start(struct plugin *pl, ino_t kubelet_ino)
+void dp_register_start(struct plugin *pl, const struct dp_file_id *kubelet_id)
 {
 	struct registration *r = &pl->reg;
 	V1beta1__RegisterRequest req = V1BETA1__REGISTER_REQUEST__INIT;
@@ -90,7 +90,7 @@ void dp_register_start(struct plugin *pl, ino_t kubelet_ino)
 	ops[5].data.recv_status_on_client.trailing_metadata = &r->trailing_md;
 	ops[5].data.recv_status_on_client.status = &r->status;
 	ops[5].data.recv_status_on_client.status_details = &r->details;
-	r->attempt_ino = kubelet_ino;
+	r->attempt_id = *kubelet_id;
 	if (grpc_call_start_batch(r->call, ops, 6, &r->tag, NULL) != GRPC_CALL_OK) {
 		log_error("register_failed", "resource=%s reason=\"could not start the call\"", pl->pool.cfg.resource_name);
 		dp_register_cleanup(r);
@@ -128,7 +128,7 @@ void dp_register_done(struct plugin *pl, bool ok)
 
 	if (ok && r->status == GRPC_STATUS_OK && pl->state == SERVER_SERVING) {
 		r->registered = true;
-		r->registered_ino = r->attempt_ino;
+		r->registered_id = r->attempt_id;
 		r->backoff_ms = 0;
 		r->failures = 0;
 		metrics_registration(pl->pool.cfg.resource_name, true);
@@ -146,13 +146,15 @@ void dp_register_done(struct plugin *pl, bool ok)
 void dp_register_tick(struct plugin *pl, int64_t now)
 {
 	struct registration *r = &pl->reg;
-	ino_t ino = 0;
+	struct dp_file_id id = {0};
+	bool doubt = r->in_doubt;
 
 	if (pl->state != SERVER_SERVING || r->in_flight)
 		return;
-	if (dp_stat_ino(pl->kubelet_socket, &ino) != 0)
+	r->in_doubt = false;
+	if (dp_file_id_of(pl->kubelet_socket, &id) != 0)
 		return; /* the daemon reports a missing kubelet once */
-	if (r->registered && ino == r->registered_ino)
+	if (r->registered && !doubt && dp_file_id_eq(&id, &r->registered_id))
 		return;
 	if (r->registered) {
 		log_info("kubelet_restarted", "resource=%s kubelet=%s action=\"registering again\"",
@@ -161,8 +163,8 @@ void dp_register_tick(struct plugin *pl, int64_t now)
 		r->backoff_ms = 0;
 		r->next_attempt_ms = 0;
 	}
-	if (r->attempt_ino != ino && r->next_attempt_ms > now)
+	if ((doubt || !dp_file_id_eq(&r->attempt_id, &id)) && r->next_attempt_ms > now)
 		r->next_attempt_ms = now; /* a new kubelet socket appeared since the last failed attempt: try now */
 	if (now >= r->next_attempt_ms)
-		dp_register_start(pl, ino);
+		dp_register_start(pl, &id);
 }

@@ -482,14 +482,20 @@ void dp_call_dispatch(struct dp_tag *tag, bool ok)
 
 /* ---- the server ---- */
 
-int dp_stat_ino(const char *path, ino_t *ino)
+int dp_file_id_of(const char *path, struct dp_file_id *id)
 {
 	struct stat st;
 
 	if (stat(path, &st) < 0)
 		return -errno;
-	*ino = st.st_ino;
+	*id = (struct dp_file_id){st.st_dev, st.st_ino, st.st_ctim};
 	return 0;
+}
+
+bool dp_file_id_eq(const struct dp_file_id *a, const struct dp_file_id *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->ctime.tv_sec == b->ctime.tv_sec &&
+	       a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
 int dp_server_start(struct plugin *pl)
@@ -526,8 +532,8 @@ int dp_server_start(struct plugin *pl)
 	grpc_server_start(pl->server);
 	pl->state = SERVER_SERVING;
 	pl->shutdown_notified = false;
-	if (dp_stat_ino(pl->socket_path, &pl->socket_ino))
-		pl->socket_ino = 0;
+	if (dp_file_id_of(pl->socket_path, &pl->socket_id))
+		memset(&pl->socket_id, 0, sizeof(pl->socket_id));
 	for (int m = 0; m <= M_UNKNOWN; m++)
 		request_call(pl, (enum dp_method)m);
 	log_info("serving", "resource=%s socket=%s", pl->pool.cfg.resource_name, pl->socket_path);
@@ -551,14 +557,14 @@ void dp_server_stop(struct plugin *pl, const char *why)
 
 bool plugin_reap(struct plugin *pl)
 {
-	ino_t ino = 0;
+	struct dp_file_id id = {0};
 
 	if (pl->state == SERVER_DRAINING && pl->shutdown_notified && pl->live_calls == 0) {
 		grpc_server_destroy(pl->server);
 		pl->server = NULL;
 		pl->state = SERVER_STOPPED;
 		/* Remove our socket, but never one that somebody else made since. */
-		if (dp_stat_ino(pl->socket_path, &ino) == 0 && ino == pl->socket_ino)
+		if (dp_file_id_of(pl->socket_path, &id) == 0 && dp_file_id_eq(&id, &pl->socket_id))
 			unlink(pl->socket_path);
 		log_info("server_stopped", "resource=%s", pl->pool.cfg.resource_name);
 	}

@@ -3,6 +3,7 @@
 Each test asserts what the kubelet (and through it KubeVirt) would see."""
 
 import json
+import queue
 import os
 import signal
 import stat
@@ -595,3 +596,35 @@ def test_allocate_is_bounded_and_repeated_refusals_do_not_flood_the_log(world):
     agent.wait_log(r"event=log_suppressed of=allocate_refused lines=\d+", after=mark)
     refused = [line for line in agent.lines[mark:] if "event=allocate_refused" in line]
     assert len(refused) <= 2 * 20 + 1
+
+
+def test_a_second_agent_on_the_plugin_dir_waits_its_turn(world):
+    """Two agents on one plugin dir (a DaemonSet rollout with maxSurge) deleted
+    each other's sockets every ~200 ms. The second one waits, says why, and
+    takes over when the first exits."""
+    first, _ = start_node(world, pfs=1, vfs=2)
+    second = world.start_agent()
+    _, line = second.wait_log(r"event=plugin_dir_busy")
+    assert "holder_pid=%d" % first.proc.pid in line
+    time.sleep(1.5)
+    with pytest.raises(queue.Empty):
+        world.kubelet.registrations.get(timeout=0.1)
+    assert not any("socket_removed" in x for x in first.lines)
+    assert world.client().allocate([["0000:03:00.1"]]).container_responses[0].envs
+    assert first.stop() == 0
+    second.wait_log(r"event=plugin_dir_taken_over")
+    world.kubelet.wait_registration(RESOURCE, timeout=5 * SLOW)
+    assert world.client().allocate([["0000:03:00.2"]]).container_responses[0].envs
+    assert second.stop() == 0
+
+
+def test_every_new_kubelet_socket_gets_a_registration(world):
+    """A new kubelet was recognised only by a new inode number of kubelet.sock,
+    which ext4 reuses (16 of 20 re-creations missed). Now the plugin dir is
+    watched and the socket's identity includes its ctime."""
+    agent, _ = start_node(world, pfs=1, vfs=2)
+    for i in range(20):
+        world.kubelet.stop()
+        world.kubelet.start()  # only kubelet.sock is new: the plugin's own socket stays
+        world.kubelet.wait_registration(RESOURCE, timeout=5 * SLOW)
+    assert agent.stop() == 0

@@ -138,7 +138,7 @@ static bool claim_plugin_dir(struct daemon *d)
 	}
 	log_warn("plugin_dir_busy", "dir=%s holder_pid=%s action=\"another xevf-agent serves this plugin directory; "
 		 "waiting for it to exit before serving\"", d->cfg.plugin_dir, *holder ? holder : "?");
-	while (!got_term && (rc = daemon_plugin_dir_claim(d, holder, sizeof(holder))) == -EWOULDBLOCK) {
+	while (!got_term && daemon_plugin_dir_claim(d, holder, sizeof(holder)) == -EWOULDBLOCK) {
 		metrics_heartbeat(clock_mono_ms());
 		usleep(100 * 1000);
 	}

@@ -17,12 +17,6 @@ static int pf_path(const struct xevf_roots *roots, const char *pf_addr, const ch
 	return xevf_asprintf(out, "%s/bus/pci/devices/%s/%s", root, pf_addr, attr);
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 int xevf_sriov_count_vfs(const struct xevf_roots *roots, const char *pf_addr)
 {
 	char *dir_path = NULL;
@@ -79,25 +73,24 @@ static int write_attr(const struct xevf_roots *roots, const char *pf_addr, const
 	return rc;
 }
 
-static int wait_for_vfs(const struct xevf_roots *roots, const char *pf_addr, long want, int timeout_ms,
+static int wait_for_vfs(const struct xevf_roots *roots, const char *pf_addr, long want, const struct xevf_wait *wait,
 			struct xevf_err *err)
 {
 	int waited = 0, n = -1;
 
-	for (;;) {
+	do {
 		n = xevf_sriov_count_vfs(roots, pf_addr);
 		if (n == want)
 			return 0;
-		if (waited >= timeout_ms)
-			break;
-		sleep_ms(20);
-		waited += 20;
-	}
+	} while (xevf_wait_step(wait, &waited));
+	if (xevf_wait_stopped(wait))
+		return xevf_err_set(err, ECANCELED, "PF %s: stopped waiting for %ld VF(s) after %d ms (%d there)", pf_addr,
+				    want, waited, n);
 	return xevf_err_set(err, ETIMEDOUT, "PF %s: sriov_numvfs was set to %ld but %d VF(s) appeared within %d ms; "
-			    "check dmesg", pf_addr, want, n, timeout_ms);
+			    "check dmesg", pf_addr, want, n, wait ? wait->timeout_ms : 0);
 }
 
-int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, long want, int timeout_ms,
+int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, long want, const struct xevf_wait *wait,
 			  struct xevf_err *err)
 {
 	long total = 0, current = 0, autoprobe = 0;
@@ -118,19 +111,19 @@ int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, l
 	    (rc = write_attr(roots, pf_addr, "sriov_drivers_autoprobe", 0, err)))
 		return rc;
 	if (current == want)
-		return wait_for_vfs(roots, pf_addr, want, timeout_ms, err);
+		return wait_for_vfs(roots, pf_addr, want, wait, err);
 	if (current != 0) {
 		/* The kernel refuses to go from one non-zero count to another. */
 		if ((rc = write_attr(roots, pf_addr, "sriov_numvfs", 0, err)))
 			return rc;
-		if ((rc = wait_for_vfs(roots, pf_addr, 0, timeout_ms, err)))
+		if ((rc = wait_for_vfs(roots, pf_addr, 0, wait, err)))
 			return rc;
 	}
 	if (want == 0)
 		return 0;
 	if ((rc = write_attr(roots, pf_addr, "sriov_numvfs", want, err)))
 		return rc;
-	return wait_for_vfs(roots, pf_addr, want, timeout_ms, err);
+	return wait_for_vfs(roots, pf_addr, want, wait, err);
 }
 
 void xevf_kv_free(struct xevf_kv *kv, size_t n)

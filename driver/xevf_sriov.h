@@ -7,13 +7,15 @@
 
 #include "xevf_discovery.h"
 #include "xevf_error.h"
+#include "xevf_util.h"
 
 /* Makes the PF have exactly want VFs, the way an operator would:
  * sriov_drivers_autoprobe = 0 (so that no host driver grabs the VFs), then
  * sriov_numvfs = want, through 0 when another non-zero count is set, then waits
- * up to timeout_ms for the virtfnN links. Does nothing when the count is already
- * right. The caller must have made sure that no VF of this PF is in use. */
-int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, long want, int timeout_ms,
+ * (wait) for the virtfnN links. Does nothing when the count is already
+ * right. -ECANCELED when wait->stop stopped the wait. The caller must have
+ * made sure that no VF of this PF is in use. */
+int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, long want, const struct xevf_wait *wait,
 			  struct xevf_err *err) XEVF_MUST_CHECK;
 
 /* Number of virtfnN links of the PF now; negative errno when it cannot be read. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int xevf_asprintf(char **out, const char *fmt, ...)
@@ -123,4 +124,22 @@ bool xevf_strv_has(char *const *v, size_t n, const char *s)
 		if (strcmp(v[i], s) == 0)
 			return true;
 	return false;
+}
+
+#define WAIT_STEP_MS 20
+
+bool xevf_wait_stopped(const struct xevf_wait *w)
+{
+	return w && w->stop && w->stop(w->ctx);
+}
+
+bool xevf_wait_step(const struct xevf_wait *w, int *waited)
+{
+	struct timespec ts = {0, WAIT_STEP_MS * 1000000L};
+
+	if (!w || *waited >= w->timeout_ms || xevf_wait_stopped(w))
+		return false;
+	nanosleep(&ts, NULL);
+	*waited += WAIT_STEP_MS;
+	return !xevf_wait_stopped(w);
 }

@@ -29,4 +29,20 @@ int xevf_mkdir_parent(const char *path, mode_t mode);
  * then an fsync of the directory. The error names the file. */
 int xevf_write_file_atomic(const char *path, const void *data, size_t len, struct xevf_err *err) XEVF_MUST_CHECK;
 
+/* How long a call may wait for the kernel (VFs to appear, a driver to bind),
+ * and how its caller stops it early (stop() returning true: the agent is
+ * stopping). */
+struct xevf_wait {
+	int timeout_ms;
+	bool (*stop)(void *ctx); /* NULL: never stopped early */
+	void *ctx;
+};
+#define XEVF_WAIT_MS(ms) (&(const struct xevf_wait){(ms), NULL, NULL})
+
+/* One step of a polling wait: sleeps a little and returns true while there
+ * is time left and nobody stopped it. *waited counts the milliseconds. */
+bool xevf_wait_step(const struct xevf_wait *w, int *waited);
+/* Did the caller stop it (rather than the time running out)? */
+bool xevf_wait_stopped(const struct xevf_wait *w);
+
 #endif

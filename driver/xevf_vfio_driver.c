@@ -230,7 +230,7 @@ static int write_named(const struct xevf_roots *roots, const char *vf_addr, cons
 	return rc;
 }
 
-int xevf_vf_bind(const struct xevf_roots *roots, const char *vf_addr, const char *driver, int timeout_ms,
+int xevf_vf_bind(const struct xevf_roots *roots, const char *vf_addr, const char *driver, const struct xevf_wait *wait,
 		 struct xevf_err *err)
 {
 	const char *root = roots && roots->sysfs ? roots->sysfs : "/sys";
@@ -269,18 +269,16 @@ int xevf_vf_bind(const struct xevf_roots *roots, const char *vf_addr, const char
 			free(now);
 			return 0;
 		}
-		if (waited >= timeout_ms)
+		if (!xevf_wait_step(wait, &waited))
 			break;
 		free(now);
-		{
-			struct timespec ts = {0, 20 * 1000000L};
-			nanosleep(&ts, NULL);
-		}
-		waited += 20;
 	}
-	rc = xevf_err_set(err, ENODEV, "VF %s: still %s%s %d ms after asking for %s (driver_override + drivers_probe); "
-			  "is the %s driver loaded? check dmesg", vf_addr, now ? "bound to " : "unbound",
-			  now ? now : "", timeout_ms, driver, driver);
+	if (xevf_wait_stopped(wait))
+		rc = xevf_err_set(err, ECANCELED, "VF %s: stopped waiting for %s to bind after %d ms", vf_addr, driver, waited);
+	else
+		rc = xevf_err_set(err, ENODEV, "VF %s: still %s%s %d ms after asking for %s (driver_override + "
+				  "drivers_probe); is the %s driver loaded? check dmesg", vf_addr, now ? "bound to " : "unbound",
+				  now ? now : "", waited, driver, driver);
 	free(now);
 	return rc;
 }

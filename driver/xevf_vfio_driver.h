@@ -45,10 +45,10 @@ int xevf_module_load(struct xevf_modules *m, const struct xevf_roots *roots, con
 int xevf_module_pci_driver(const struct xevf_roots *roots, const char *module, char **driver) XEVF_MUST_CHECK;
 
 /* Binds the VF to driver: unbinds it from another driver first, then writes
- * driver_override and drivers_probe, and waits up to timeout_ms for the
+ * driver_override and drivers_probe, and waits (wait) for the
  * driver link. Nothing to do when already bound to it. Callers must have made
  * sure that the VF is not in use. */
-int xevf_vf_bind(const struct xevf_roots *roots, const char *vf_addr, const char *driver, int timeout_ms,
+int xevf_vf_bind(const struct xevf_roots *roots, const char *vf_addr, const char *driver, const struct xevf_wait *wait,
 		 struct xevf_err *err) XEVF_MUST_CHECK;
 
 /* Host paths of VFIO nodes (/dev/vfio/...) that some other process holds

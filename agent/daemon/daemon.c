@@ -173,9 +173,10 @@ static int start(struct daemon *d)
 	if (!claim_plugin_dir(d))
 		return 0; /* stopping before it ever served */
 	daemon_plugin_dir_watch(d);
-	/* VFs ready before the kubelet hears of them: the first pass runs here. */
-	preparer_run_now(d->preparer, &d->cfg, NULL, 0);
-	d->prepare_passes_seen = preparer_passes(d->preparer);
+	/* Serving and registering wait for nothing: the first preparation pass runs
+	 * on its own thread, and what it makes ready reaches the kubelet through
+	 * ListAndWatch as it comes. */
+	daemon_request_prepare(d, "start");
 	create_pools(d);
 	daemon_rescan(d);
 	d->next_rescan_ms = clock_mono_ms() + d->cfg.rescan_interval_ms;

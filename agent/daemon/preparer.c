@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ struct preparer {
 	pthread_cond_t cond;
 	bool thread_started;
 	bool stopping;
+	atomic_bool stop_now;    /* read by a running pass: the agent is stopping, give up waiting */
 	bool pending;
 	struct pass_input next;  /* the input of the pending pass */
 	uint64_t passes;
@@ -83,6 +85,7 @@ oom:
 /* ---- one pass --------------------------------------------------------------- */
 
 struct pass {
+	struct preparer *preparer;
 	const struct pass_input *in;
 	struct xevf_roots roots;
 	struct xevf_scan_opts opts;
@@ -94,6 +97,13 @@ struct pass {
 	struct inventory_note *notes;
 	size_t nnotes;
 };
+
+/* A pass gives up (between steps, and inside the kernel waits) once the
+ * agent stops: a shutdown never waits on VFs that do not come. */
+static bool pass_stopped(void *ctx)
+{
+	return atomic_load(&((struct preparer *)ctx)->stop_now);
+}
 
 static void add_note(struct pass *ps, const char *addr, const char *reason)
 {
@@ -133,7 +143,9 @@ static void set_numvfs(struct pass *ps, const struct pool_config *pool, const st
 	}
 	log_info("numvfs_setting", "pf=%s resource=%s current=%ld wanted=%ld", pf->addr, pool->resource_name,
 		 pf->num_vfs, pool->num_vfs);
-	if (xevf_sriov_set_numvfs(&ps->roots, pf->addr, pool->num_vfs, NUMVFS_TIMEOUT_MS, &err))
+	struct xevf_wait wait = {NUMVFS_TIMEOUT_MS, pass_stopped, ps->preparer};
+
+	if (xevf_sriov_set_numvfs(&ps->roots, pf->addr, pool->num_vfs, &wait, &err))
 		log_error("numvfs_failed", "pf=%s wanted=%ld reason=\"%s\"", pf->addr, pool->num_vfs, xevf_err_msg(&err));
 	else
 		log_info("numvfs_set", "pf=%s vfs=%ld", pf->addr, pool->num_vfs);
@@ -149,7 +161,8 @@ static int load_and_bind(struct pass *ps, const struct xevf_vf *vf, const char *
 		return rc;
 	if (xevf_module_pci_driver(&ps->roots, module, &driver))
 		return xevf_err_set(err, ENOMEM, "out of memory");
-	rc = xevf_vf_bind(&ps->roots, vf->addr, driver, BIND_TIMEOUT_MS, err);
+	rc = xevf_vf_bind(&ps->roots, vf->addr, driver, &(struct xevf_wait){BIND_TIMEOUT_MS, pass_stopped, ps->preparer},
+			  err);
 	if (rc == 0)
 		log_info("vf_bound", "pci=%s driver=%s module=%s migratable=%s", vf->addr, driver, module,
 			 strcmp(module, XEVF_XE_VFIO_MODULE) == 0 ? "true" : "false");
@@ -238,7 +251,7 @@ static int discover(struct pass *ps, struct xevf_host **host)
 	return rc;
 }
 
-static void run_pass(const struct pass_input *in, struct inventory_note **notes, size_t *nnotes)
+static void run_pass(struct preparer *p, const struct pass_input *in, struct inventory_note **notes, size_t *nnotes)
 {
 	struct pass ps;
 	struct xevf_host *host = NULL;
@@ -248,6 +261,7 @@ static void run_pass(const struct pass_input *in, struct inventory_note **notes,
 	bool changed = false;
 
 	memset(&ps, 0, sizeof(ps));
+	ps.preparer = p;
 	ps.in = in;
 	ps.roots.sysfs = in->cfg.sysfs_root;
 	ps.roots.dev = in->cfg.dev_root;
@@ -263,7 +277,7 @@ static void run_pass(const struct pass_input *in, struct inventory_note **notes,
 
 	/* SR-IOV first: binding comes after the VFs exist. The first pool that
 	 * sets numVFs for a PF decides. */
-	for (size_t h = 0; h < host->npfs; h++) {
+	for (size_t h = 0; h < host->npfs && !pass_stopped(p); h++) {
 		for (size_t i = 0; i < in->cfg.npools; i++) {
 			const struct pool_config *pool = &in->cfg.pools[i];
 			if (!selector_takes_pf(&pool->selector, &host->pfs[h]) || pool->num_vfs < 0)
@@ -275,6 +289,8 @@ static void run_pass(const struct pass_input *in, struct inventory_note **notes,
 			break;
 		}
 	}
+	if (pass_stopped(p))
+		goto out;
 	if (changed) {
 		xevf_host_free(host);
 		host = NULL;
@@ -293,7 +309,7 @@ static void run_pass(const struct pass_input *in, struct inventory_note **notes,
 			const struct pool_config *pool = &in->cfg.pools[i];
 			if (!selector_takes_pf(&pool->selector, pf))
 				continue;
-			for (size_t v = 0; v < pf->nvfs; v++)
+			for (size_t v = 0; v < pf->nvfs && !pass_stopped(p); v++)
 				if (selector_prepares_vf(&pool->selector, &pf->vfs[v]))
 					bind_vf(&ps, pool, &pf->vfs[v]);
 			break; /* a PF's VFs are prepared by its first pool */
@@ -340,7 +356,7 @@ static void *thread_main(void *arg)
 		memset(&p->next, 0, sizeof(p->next));
 		p->pending = false;
 		pthread_mutex_unlock(&p->lock);
-		run_pass(&in, &notes, &n);
+		run_pass(p, &in, &notes, &n);
 		input_clear(&in);
 		publish(p, notes, n);
 		pthread_mutex_lock(&p->lock);
@@ -358,6 +374,7 @@ int preparer_start(struct preparer **out)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	atomic_init(&p->stop_now, false);
 	if (pthread_create(&p->thread, NULL, thread_main, p) != 0) {
 		pthread_mutex_destroy(&p->lock);
 		pthread_cond_destroy(&p->cond);
@@ -373,6 +390,7 @@ void preparer_stop(struct preparer *p)
 {
 	if (!p)
 		return;
+	atomic_store(&p->stop_now, true);
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
 	pthread_cond_signal(&p->cond);
@@ -402,19 +420,6 @@ void preparer_request(struct preparer *p, const struct agent_config *cfg, char *
 	p->pending = true;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-}
-
-void preparer_run_now(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent)
-{
-	struct pass_input in;
-	struct inventory_note *notes = NULL;
-	size_t n = 0;
-
-	if (input_fill(&in, cfg, recent, nrecent))
-		return;
-	run_pass(&in, &notes, &n);
-	input_clear(&in);
-	publish(p, notes, n);
 }
 
 uint64_t preparer_failures(struct preparer *p)

@@ -20,14 +20,13 @@
 struct preparer;
 
 int preparer_start(struct preparer **out);
+/* Stops a running pass at its next step or wait, and the thread. */
 void preparer_stop(struct preparer *p);
 
 /* Asks for a pass with this configuration (copied) and these recently
  * allocated VF addresses. Passes asked for while one runs fold into one. */
 void preparer_request(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent);
 
-/* Runs a pass on the calling thread (used at start-up, before serving). */
-void preparer_run_now(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent);
 
 /* Completed passes so far; the notes of the last one (copied, caller frees
  * with prepare_notes_free). */

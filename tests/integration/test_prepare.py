@@ -205,3 +205,26 @@ def test_resource_name_without_config_leaves_numvfs_alone(world, tmp_path):
                 assert f.read().strip() == "3"
     finally:
         kernel.stop()
+
+
+def test_preparation_never_holds_up_serving_registration_or_shutdown(world, tmp_path):
+    """4 PFs whose VFs never appear kept the agent unregistered for 61 s
+    (/healthz 503: the chart's liveness probe killed it at ~40 s), and SIGTERM
+    during a pass took 45.7 s. Preparation now runs beside serving, and a
+    shutdown stops it at its next step."""
+    import urllib.request
+    world.create_host(pfs=4, vfs=0, vf_driver=None)  # no simulated kernel: sriov_numvfs makes no VF
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 2}]}))
+    world.start_kubelet()
+    started = time.monotonic()
+    agent = world.start_agent("--config", str(config), "--proc-root", str(tmp_path))
+    world.kubelet.wait_registration(RESOURCE, timeout=10)
+    assert time.monotonic() - started < 3
+    _, line = agent.wait_log(r"event=http_serving .*port=(\d+)")
+    port = int(line.split("port=")[1].split()[0])
+    agent.wait_log(r"event=numvfs_setting pf=0000:03:00.0")  # a pass waits for VFs that do not come
+    assert urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=5).read() == b"ok\n"
+    stopping = time.monotonic()
+    assert agent.stop() == 0
+    assert time.monotonic() - stopping < 5

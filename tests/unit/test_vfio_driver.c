@@ -119,12 +119,12 @@ static void test_bind_with_the_simulated_kernel(void **state)
 	(void)state;
 
 	start_sim_kernel(&s, 3);
-	assert_int_equal(xevf_vf_bind(&roots, "0000:03:00.1", "vfio-pci", 2000, &err), 0);
+	assert_int_equal(xevf_vf_bind(&roots, "0000:03:00.1", "vfio-pci", XEVF_WAIT_MS(2000), &err), 0);
 	assert_int_equal(xevf_readlink_basename(link, &name, NULL), 0);
 	assert_string_equal(name, "vfio-pci");
 	free(name);
 	/* already bound: nothing to do */
-	assert_int_equal(xevf_vf_bind(&roots, "0000:03:00.1", "vfio-pci", 0, &err), 0);
+	assert_int_equal(xevf_vf_bind(&roots, "0000:03:00.1", "vfio-pci", XEVF_WAIT_MS(0), &err), 0);
 	free(link);
 	sleep(3);
 	sim_destroy(&s);
@@ -139,7 +139,7 @@ static void test_bind_that_does_not_happen_names_vf_and_driver(void **state)
 	(void)state;
 
 	/* no simulated kernel: the writes land, nothing binds */
-	assert_int_equal(xevf_vf_bind(&roots, "0000:03:00.1", "xe-vfio-pci", 100, &err), -ENODEV);
+	assert_int_equal(xevf_vf_bind(&roots, "0000:03:00.1", "xe-vfio-pci", XEVF_WAIT_MS(100), &err), -ENODEV);
 	assert_string_equal(xevf_err_msg(&err), "VF 0000:03:00.1: still unbound 100 ms after asking for xe-vfio-pci "
 						"(driver_override + drivers_probe); is the xe-vfio-pci driver loaded? check dmesg");
 	assert_int_equal(xevf_read_text(override, 64, &text, NULL), 0);
@@ -147,7 +147,7 @@ static void test_bind_that_does_not_happen_names_vf_and_driver(void **state)
 	free(text);
 	/* a missing sysfs file: ENOENT with the file and what it means */
 	assert_int_equal(unlink(override), 0);
-	assert_int_equal(xevf_vf_bind(&roots, "0000:03:00.1", "xe-vfio-pci", 100, &err), -ENOENT);
+	assert_int_equal(xevf_vf_bind(&roots, "0000:03:00.1", "xe-vfio-pci", XEVF_WAIT_MS(100), &err), -ENOENT);
 	assert_non_null(strstr(xevf_err_msg(&err), "VF 0000:03:00.1: cannot open "));
 	assert_non_null(strstr(xevf_err_msg(&err), "driver_override for writing: No such file or directory (the file does "
 						   "not exist: the kernel or driver lacks this feature, or the device vanished)"));
@@ -166,27 +166,27 @@ static void test_numvfs(void **state)
 	(void)state;
 
 	write_file(autoprobe, "1\n", 2);
-	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:03:00.0", 9, 100, &err), -EINVAL);
+	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:03:00.0", 9, XEVF_WAIT_MS(100), &err), -EINVAL);
 	assert_string_equal(xevf_err_msg(&err), "PF 0000:03:00.0 supports at most 2 VFs (sriov_totalvfs); 9 were asked for");
 	/* already right: only autoprobe is turned off */
-	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:03:00.0", 2, 100, &err), 0);
+	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:03:00.0", 2, XEVF_WAIT_MS(100), &err), 0);
 	assert_int_equal(xevf_read_text(autoprobe, 16, &text, NULL), 0);
 	assert_string_equal(text, "0");
 	free(text);
 	/* no kernel to remove the VFs: a timeout that says what happened */
-	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:03:00.0", 1, 100, &err), -ETIMEDOUT);
+	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:03:00.0", 1, XEVF_WAIT_MS(100), &err), -ETIMEDOUT);
 	assert_string_equal(xevf_err_msg(&err), "PF 0000:03:00.0: sriov_numvfs was set to 0 but 2 VF(s) appeared within "
 						"100 ms; check dmesg");
 	/* with the simulated kernel: through 0, then 1 */
 	start_sim_kernel(&s, 3);
-	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:03:00.0", 1, 2000, &err), 0);
+	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:03:00.0", 1, XEVF_WAIT_MS(2000), &err), 0);
 	assert_int_equal(xevf_sriov_count_vfs(&roots, "0000:03:00.0"), 1);
 	sleep(3);
 	assert_int_equal(xevf_read_text(log, 4096, &text, NULL), 0);
 	assert_string_equal(text, "numvfs 0000:03:00.0 0\nnumvfs 0000:03:00.0 1");
 	free(text);
 	/* a PF without SR-IOV attributes */
-	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:00:1f.0", 1, 100, &err), -ENOENT);
+	assert_int_equal(xevf_sriov_set_numvfs(&roots, "0000:00:1f.0", 1, XEVF_WAIT_MS(100), &err), -ENOENT);
 	assert_non_null(strstr(xevf_err_msg(&err), "has no SR-IOV support (CONFIG_PCI_IOV), or the device is gone"));
 	xevf_err_clear(&err);
 	free(log);

@@ -70,6 +70,8 @@ static const struct setting settings[] = {
 	STR("tlsKey", "tls-key", "FILE", tls_key, NULL, NULL, "PEM key of this agent"),
 	STR("stateDir", "state-dir", "DIR", state_dir, XEVF_DEFAULT_STATE_DIR, NULL,
 	    "where reservations and migrations are kept across restarts"),
+	LONG("streamIdleTimeoutMs", "stream-idle-timeout", "MS", stream_idle_timeout_ms, 30000, 100, 3600000,
+	     "a device-state stream that moves no byte this long fails (its source VF runs again)"),
 	STR("nodeName", "node-name", "NAME", node_name, NULL, NULL, "this node's name in migration fingerprints (default: host name)"),
 	STR("kubeAPI", "kube-api", "URL", kube_api, NULL, NULL,
 	    "the API server, to tell which pending pod is a migration's target (default: in-cluster when "

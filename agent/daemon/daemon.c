@@ -81,6 +81,7 @@ static void start_migration(struct daemon *d)
 		.tls_ca = d->cfg.tls_ca, .tls_cert = d->cfg.tls_cert, .tls_key = d->cfg.tls_key,
 		.state_dir = d->cfg.state_dir, .node_name = d->cfg.node_name, .sysfs_root = d->cfg.sysfs_root,
 		.dev_root = d->cfg.dev_root, .proc_root = d->cfg.proc_root, .kernel_release = d->cfg.kernel_release,
+		.stream_idle_ms = (int)d->cfg.stream_idle_timeout_ms,
 	};
 	char *error = NULL;
 

@@ -40,8 +40,10 @@ static int decide(struct migration *m, const char *id, struct finish *f, grpc_st
 		if (f->commit)
 			return asprintf(msg, "migration %s is %s; wait for it or Abort", r->id, phase_name(r->phase)) < 0 ? -ENOMEM
 														 : -EBUSY;
-		/* the stream sees it at its next chunk and recovers the device */
+		/* the stream ends at once (also when it waits on a stalled peer) and
+		 * its thread recovers the device */
 		r->abort_requested = true;
+		mig_cancel_stream(r);
 		log_info("migration_abort_requested", "migration=%s vf=%s", r->id, r->vf);
 		f->copy = record_dup(r);
 		*code = GRPC_STATUS_OK;

@@ -32,6 +32,7 @@ struct migration_settings {
 	const char *dev_root;
 	const char *proc_root;        /* NULL: /proc; which VFIO nodes other processes hold */
 	const char *kernel_release;   /* NULL: uname */
+	int stream_idle_ms;           /* a stream that moves nothing this long fails */
 };
 
 /* Loads the state file and starts listening. NULL and *error on failure. */

@@ -16,6 +16,7 @@ struct migration {
 	/* settings: strings owned */
 	char *unix_socket, *tcp_address, *tls_ca, *tls_cert, *tls_key, *sysfs_root, *dev_root, *proc_root;
 	char *node, *kernel_release;
+	int stream_idle_ms;
 	struct state_file file;
 	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
 	struct inventory *inv;        /* the last snapshot (a reference) */
@@ -71,8 +72,18 @@ void handle_abort(struct migration *m, struct rpc_call *call, const ProtobufCMes
 
 /* save.c */
 typedef int (*chunk_send_fn)(void *ctx, const ProtobufCMessage *chunk);
+/* Where a save's chunks go, and what Abort or a shutdown ends at once (the
+ * stream into the target agent; call: NULL for SaveState's own caller). */
+struct save_sink {
+	chunk_send_fn send;
+	void *ctx;
+	struct rpc_call *call;
+	struct rpc_stream *peer;
+};
 int mig_save(struct migration *m, const char *id, const char *vf, uint32_t chunk_size, const char *peer,
-	     chunk_send_fn send, void *send_ctx, uint64_t *bytes, grpc_status_code *code, struct xevf_err *err);
+	     const struct save_sink *sink, uint64_t *bytes, grpc_status_code *code, struct xevf_err *err);
+/* Lock held: ends what a record's stream is doing now (Abort, ttl, shutdown). */
+void mig_cancel_stream(struct record *r);
 /* The source side after its peer refused the state: the device runs again. */
 void mig_source_refused(struct migration *m, const char *id, struct xevf_err *err);
 void handle_save(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);

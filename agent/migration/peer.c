@@ -168,8 +168,10 @@ void handle_send(struct migration *m, struct rpc_call *call, const ProtobufCMess
 	}
 	if (!(ts.st = open_target(m, call, req->target, &ch)))
 		return;
-	rc = mig_save(m, req->migration_id, req->vf, req->chunk_size, rpc_call_peer(call), send_to_target, &ts, &bytes,
-		      &code, &err);
+	struct save_sink sink = {send_to_target, &ts, NULL, ts.st};
+
+	rpc_stream_set_idle_timeout(ts.st, m->stream_idle_ms);
+	rc = mig_save(m, req->migration_id, req->vf, req->chunk_size, rpc_call_peer(call), &sink, &bytes, &code, &err);
 	if (rc < 0 && ts.broke) {
 		/* the call is over on the target's side: its status says why, unless
 		 * nothing answered at all (the same words for every such target) */

@@ -87,7 +87,7 @@ struct record *record_dup(const struct record *r)
 	c->vm_name = r->vm_name ? strdup(r->vm_name) : NULL;
 	c->expires_unix_ms = r->expires_unix_ms;
 	c->claimed = r->claimed;
-	c->abort_requested = r->abort_requested;
+	c->abort_requested = r->abort_requested; /* not the stream handles: a copy is for answering */
 	if ((r->resource && !c->resource) || (r->vm_namespace && !c->vm_namespace) || (r->vm_name && !c->vm_name)) {
 		record_free(c);
 		return NULL;

@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct rpc_call;
+struct rpc_stream;
+
 enum phase {
 	PHASE_RESERVED,     /* target: a VF set aside, nothing restored */
 	PHASE_RESTORING,    /* target: a state stream is coming in */
@@ -50,6 +53,10 @@ struct record {
 	int64_t expires_unix_ms;  /* target reservations */
 	bool claimed;             /* the target pod got the VF */
 	bool abort_requested;     /* Abort while a stream runs */
+	/* while a stream runs (set and cleared under the service's lock, never kept
+	 * in the state file): the call or the outgoing stream that carries it */
+	struct rpc_call *stream_call;
+	struct rpc_stream *stream_peer;
 	struct record *next;
 };
 

@@ -60,6 +60,7 @@ static ssize_t restore_source(void *ctx, void *buf, size_t cap, struct xevf_err 
 }
 
 struct restore {
+	struct rpc_call *call;
 	struct record *copy;
 	struct mig_dev *dev;
 	struct inventory *inv;
@@ -120,6 +121,7 @@ static int restore_begin(struct migration *m, const char *id, struct restore *rs
 	pthread_mutex_lock(&m->lock);
 	struct record *r = registry_find(&m->reg, id);
 	if (rc == 0 && r && mig_move(m, r, PHASE_RESTORING) == 0) {
+		r->stream_call = rs->call; /* Abort and the ttl end it at once */
 		state_file_render(&m->file, &m->reg, &snap);
 	} else {
 		to_close = devices_release(&m->devices, rs->dev, true);
@@ -149,6 +151,7 @@ static void restore_end(struct migration *m, struct restore *rs, int rc)
 
 	pthread_mutex_lock(&m->lock);
 	if ((r = registry_find(&m->reg, rs->copy->id))) {
+		r->stream_call = NULL;
 		(void)mig_move(m, r, rc == 0 ? PHASE_RESTORED : PHASE_RESERVED);
 		state_file_render(&m->file, &m->reg, &snap);
 	}
@@ -202,6 +205,7 @@ void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCM
 		return;
 	}
 	s.pending = (Xevf__Migration__V1__StateChunk *)msg;
+	rs.call = call;
 	if (restore_begin(m, s.pending->migration_id, &rs, &code, &why)) {
 		mig_refuse(call, code, "%s", why ? why : "out of memory");
 		if (why && strstr(why, "in use"))

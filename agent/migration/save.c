@@ -15,8 +15,7 @@
 struct save_ctx {
 	struct migration *m;
 	struct record *rec;            /* stays in the registry while it saves (the device claim keeps it there) */
-	chunk_send_fn send;
-	void *send_ctx;
+	const struct save_sink *sink;
 	struct state_stream stream;
 	const char *id, *vf;
 };
@@ -38,7 +37,7 @@ static int save_sink(void *ctx, const char *phase, const void *buf, size_t len, 
 	chunk.data.data = (uint8_t *)buf; /* only read by the packer */
 	chunk.data.len = len;
 	chunk.phase = (char *)phase;
-	if (s->send(s->send_ctx, (const ProtobufCMessage *)&chunk) < 0)
+	if (s->sink->send(s->sink->ctx, (const ProtobufCMessage *)&chunk) < 0)
 		return xevf_err_set(err, ECONNRESET, "the receiver of migration %s went away", s->id);
 	state_stream_add(&s->stream, buf, len);
 	return 0;
@@ -98,8 +97,10 @@ static struct mig_dev *save_check(struct migration *m, const char *id, const cha
 	return d;
 }
 
-/* Lock held: the record now saving (created for a new migration). */
-static struct record *start_record(struct migration *m, const char *id, const struct inventory_vf *iv)
+/* Lock held: the record now saving (created for a new migration), with the
+ * handles Abort uses to end its stream at once. */
+static struct record *start_record(struct migration *m, const char *id, const struct inventory_vf *iv,
+				   const struct save_sink *sink)
 {
 	struct record *r = registry_find(&m->reg, id);
 
@@ -112,12 +113,34 @@ static struct record *start_record(struct migration *m, const char *id, const st
 		return NULL;
 	}
 	r->abort_requested = false;
+	r->stream_call = sink->call;
+	r->stream_peer = sink->peer;
 	return r;
 }
 
+/* Lock held: the stream is over; nobody may use its handles any more. */
+static void stream_ended(struct migration *m, const char *id)
+{
+	struct record *r = registry_find(&m->reg, id);
+
+	if (r) {
+		r->stream_call = NULL;
+		r->stream_peer = NULL;
+	}
+}
+
+void mig_cancel_stream(struct record *r)
+{
+	if (r->stream_call)
+		rpc_call_cancel(r->stream_call);
+	if (r->stream_peer)
+		rpc_stream_abort(r->stream_peer);
+}
+
 /* Claims and opens the VF's device and starts its record; NULL and *code, err on failure. */
-static struct mig_dev *save_begin(struct migration *m, const char *id, const char *vf_addr, struct record **rec,
-				  grpc_status_code *code, struct xevf_err *err)
+static struct mig_dev *save_begin(struct migration *m, const char *id, const char *vf_addr,
+				  const struct save_sink *sink, struct record **rec, grpc_status_code *code,
+				  struct xevf_err *err)
 {
 	struct state_snapshot snap = {0};
 	struct inventory *inv;
@@ -136,7 +159,7 @@ static struct mig_dev *save_begin(struct migration *m, const char *id, const cha
 		d = NULL;
 	} else if (d) {
 		pthread_mutex_lock(&m->lock);
-		if ((*rec = start_record(m, id, iv)))
+		if ((*rec = start_record(m, id, iv, sink)))
 			state_file_render(&m->file, &m->reg, &snap);
 		else
 			to_close = devices_release(&m->devices, d, true);
@@ -171,7 +194,7 @@ static int save_stream(struct save_ctx *s, struct mig_dev *d, const struct xevf_
 	last.total_bytes = s->stream.offset;
 	last.sha256 = s->stream.digest;
 	last.phase = "stopcopy";
-	if (s->send(s->send_ctx, (const ProtobufCMessage *)&last) < 0)
+	if (s->sink->send(s->sink->ctx, (const ProtobufCMessage *)&last) < 0)
 		return xevf_err_set(err, ECONNRESET, "the receiver went away before the final chunk");
 	return 0;
 }
@@ -193,10 +216,10 @@ static void save_done(struct migration *m, struct save_ctx *s, struct mig_dev *d
 }
 
 int mig_save(struct migration *m, const char *id, const char *vf_addr, uint32_t chunk_size, const char *peer,
-	     chunk_send_fn send, void *send_ctx, uint64_t *bytes, grpc_status_code *code, struct xevf_err *err)
+	     const struct save_sink *sink, uint64_t *bytes, grpc_status_code *code, struct xevf_err *err)
 {
 	struct xevf_mig_options opts = {.precopy = true, .chunk_size = chunk_size ? chunk_size : DEFAULT_CHUNK};
-	struct save_ctx s = {.m = m, .send = send, .send_ctx = send_ctx};
+	struct save_ctx s = {.m = m, .sink = sink};
 	struct xevf_mig_report rep = {0};
 	struct mig_dev *d;
 	int rc;
@@ -206,7 +229,7 @@ int mig_save(struct migration *m, const char *id, const char *vf_addr, uint32_t 
 		return xevf_err_set(err, EINVAL, "migration_id must be 1..%d characters of [A-Za-z0-9._-]", MIGRATION_ID_MAX);
 	if (opts.chunk_size > MAX_CHUNK)
 		opts.chunk_size = MAX_CHUNK;
-	if (!(d = save_begin(m, id, vf_addr, &s.rec, code, err)))
+	if (!(d = save_begin(m, id, vf_addr, sink, &s.rec, code, err)))
 		return err->errnum ? -err->errnum : -EIO;
 	s.id = s.rec->id;
 	s.vf = d->addr;
@@ -214,6 +237,9 @@ int mig_save(struct migration *m, const char *id, const char *vf_addr, uint32_t 
 	rc = state_stream_init(&s.stream) == 0 ? save_stream(&s, d, &opts, &rep, err)
 					       : xevf_err_set(err, ENOMEM, "no SHA-256 context");
 	*bytes = s.stream.offset;
+	pthread_mutex_lock(&m->lock);
+	stream_ended(m, id);
+	pthread_mutex_unlock(&m->lock);
 	if (rc == 0) {
 		save_done(m, &s, d, &rep);
 	} else {
@@ -250,8 +276,11 @@ void handle_save(struct migration *m, struct rpc_call *call, const ProtobufCMess
 	grpc_status_code code;
 	uint64_t bytes = 0;
 
-	if (mig_save(m, req->migration_id, req->vf, req->chunk_size, rpc_call_peer(call), send_to_caller, call, &bytes,
-		     &code, &err) == 0)
+	/* not cut by Abort: the abort is seen at the next chunk and the caller gets
+	 * the answer (a caller that stops reading meets the idle deadline) */
+	struct save_sink sink = {send_to_caller, call, NULL, NULL};
+
+	if (mig_save(m, req->migration_id, req->vf, req->chunk_size, rpc_call_peer(call), &sink, &bytes, &code, &err) == 0)
 		rpc_call_finish(call, GRPC_STATUS_OK, NULL, NULL);
 	else
 		mig_refuse(call, code, "%s", xevf_err_msg(&err));

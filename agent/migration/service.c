@@ -158,18 +158,45 @@ void migration_update(struct migration *m, struct inventory *inv)
 	inventory_unref(old);
 }
 
-/* Lock held: the expired reservations end; their devices are returned to close. */
-static struct mig_dev *expire(struct migration *m, int64_t now, bool *changed)
+/* A restored state whose reservation expired: its device is reset (the
+ * foreign state must never run) before the record ends. */
+struct expired_restore {
+	char *id;
+	struct mig_dev *dev;
+	struct expired_restore *next;
+};
+
+/* Lock held: the ttl of a target reservation counts in every phase before
+ * commit. Reserved: it ends; restoring: its stream ends now (the restore then
+ * falls back to reserved, which ends at the next tick); restored: its device
+ * is claimed for a reset. Devices to close and restores to reset come back. */
+static struct mig_dev *expire(struct migration *m, int64_t now, bool *changed, struct expired_restore **resets)
 {
 	struct mig_dev *to_close = NULL;
 
 	for (struct record *r = m->reg.active, *next; r; r = next) {
 		next = r->next;
-		if (r->role != ROLE_TARGET || r->phase != PHASE_RESERVED || r->expires_unix_ms >= now)
+		if (r->role != ROLE_TARGET || r->expires_unix_ms >= now)
 			continue;
+		if (r->phase == PHASE_RESTORING) {
+			mig_cancel_stream(r);
+			continue;
+		}
+		struct mig_dev *d = devices_claim(&m->devices, r->vf);
+		if (r->phase == PHASE_RESTORED) {
+			struct expired_restore *e = d ? calloc(1, sizeof(*e)) : NULL;
+			if (e && (e->id = strdup(r->id))) {
+				e->dev = d;
+				e->next = *resets;
+				*resets = e;
+			} else {
+				free(e);
+				(void)devices_release(&m->devices, d, false);
+			}
+			continue;
+		}
 		log_info("reservation_expired", "migration=%s vf=%s vm=%s/%s", r->id, r->vf,
 			 r->vm_namespace ? r->vm_namespace : "", r->vm_name ? r->vm_name : "");
-		struct mig_dev *d = devices_claim(&m->devices, r->vf);
 		struct mig_dev *c = devices_release(&m->devices, d, true);
 		if (c) {
 			c->next = to_close;
@@ -181,15 +208,49 @@ static struct mig_dev *expire(struct migration *m, int64_t now, bool *changed)
 	return to_close;
 }
 
+/* Lock not held: resets each expired restore's device, then ends its record. */
+static void reset_expired(struct migration *m, struct expired_restore *list)
+{
+	struct state_snapshot snap = {0};
+
+	while (list) {
+		struct expired_restore *e = list;
+		struct xevf_err err = XEVF_ERR_INIT;
+		struct mig_dev *to_close;
+		struct record *r;
+		int rc = e->dev->open ? xevf_mig_reset(&e->dev->dev, &err) : 0;
+
+		list = e->next;
+		pthread_mutex_lock(&m->lock);
+		if (rc == 0 && (r = registry_find(&m->reg, e->id))) {
+			log_info("reservation_expired", "migration=%s vf=%s phase=restored action=\"the restored state was "
+				 "reset, never run\"", r->id, r->vf);
+			(void)mig_move(m, r, PHASE_EXPIRED);
+			state_file_render(&m->file, &m->reg, &snap);
+		} else if (rc) {
+			log_error("reservation_expiry_failed", "migration=%s reason=\"%s\"", e->id, xevf_err_msg(&err));
+		}
+		to_close = devices_release(&m->devices, e->dev, rc == 0);
+		pthread_mutex_unlock(&m->lock);
+		devices_close(&m->devices, to_close);
+		xevf_err_clear(&err);
+		free(e->id);
+		free(e);
+	}
+	if (snap.seq)
+		(void)mig_write(m, &snap, NULL);
+}
+
 size_t migration_tick(struct migration *m, char ***freed)
 {
 	struct state_snapshot snap = {0};
+	struct expired_restore *resets = NULL;
 	struct mig_dev *to_close;
 	bool changed = false;
 	size_t n;
 
 	pthread_mutex_lock(&m->lock);
-	to_close = expire(m, clock_unix_ms(), &changed);
+	to_close = expire(m, clock_unix_ms(), &changed, &resets);
 	if (changed)
 		state_file_render(&m->file, &m->reg, &snap);
 	*freed = m->freed;
@@ -204,6 +265,7 @@ size_t migration_tick(struct migration *m, char ***freed)
 	}
 	if (changed)
 		(void)mig_write(m, &snap, NULL);
+	reset_expired(m, resets);
 	return n;
 }
 
@@ -278,6 +340,7 @@ static int copy_settings(struct migration *m, const struct migration_settings *s
 	m->sysfs_root = xevf_strdup_or_null(s->sysfs_root);
 	m->dev_root = xevf_strdup_or_null(s->dev_root ? s->dev_root : "/dev");
 	m->proc_root = xevf_strdup_or_null(s->proc_root);
+	m->stream_idle_ms = s->stream_idle_ms;
 	m->node = strdup(s->node_name && *s->node_name ? s->node_name : host);
 	m->kernel_release = s->kernel_release ? strdup(s->kernel_release) : (uname(&u) == 0 ? strdup(u.release) : NULL);
 	return m->node && m->dev_root && state_file_init(&m->file, s->state_dir) == 0 ? 0 : -ENOMEM;
@@ -321,7 +384,8 @@ static int listen_all(struct migration *m, char **error)
 	}
 	if (!unix_addr && !m->tcp_address)
 		return 0;
-	m->server = rpc_server_start(unix_addr, m->tcp_address, &tls, mig_dispatch, m, &m->tcp_port, error);
+	m->server = rpc_server_start(unix_addr, m->tcp_address, &tls, m->stream_idle_ms, mig_dispatch, m, &m->tcp_port,
+				     error);
 	free(unix_addr);
 	if (!m->server)
 		return -EIO;
@@ -364,6 +428,11 @@ void migration_stop(struct migration *m)
 {
 	if (!m)
 		return;
+	/* a shutdown waits on no peer: every stream ends now, then the calls */
+	pthread_mutex_lock(&m->lock);
+	for (struct record *r = m->reg.active; r; r = r->next)
+		mig_cancel_stream(r);
+	pthread_mutex_unlock(&m->lock);
 	rpc_server_stop(m->server);
 	if (m->unix_socket && m->server)
 		unlink(m->unix_socket);

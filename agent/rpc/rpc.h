@@ -34,10 +34,11 @@ typedef void (*rpc_handler_fn)(struct rpc_call *call, void *ctx);
 struct rpc_server;
 
 /* Listens on each address ("unix:/path" insecure, "host:port" with tls, which
- * then requires and verifies client certificates). *bound_port gets the TCP
- * port (useful with port 0). Errors go to *error (caller frees). */
+ * then requires and verifies client certificates). A call that moves nothing
+ * for idle_ms (> 0) is cancelled as stalled. *bound_port gets the TCP port
+ * (useful with port 0). Errors go to *error (caller frees). */
 struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr, const struct rpc_tls *tls,
-				    rpc_handler_fn handler, void *ctx, int *bound_port, char **error);
+				    int idle_ms, rpc_handler_fn handler, void *ctx, int *bound_port, char **error);
 /* Stops accepting, cancels calls in progress and waits for their threads. */
 void rpc_server_stop(struct rpc_server *s);
 
@@ -49,6 +50,8 @@ const char *rpc_call_peer(const struct rpc_call *call);
 int rpc_call_recv(struct rpc_call *call, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
 /* 0 sent, -1 the call broke (client gone or cancelled) */
 int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg);
+/* From any thread: ends the call now; its handler's next receive or send fails. */
+void rpc_call_cancel(struct rpc_call *call);
 /* Ends the call: the reply (may be NULL for streams and errors) and status. */
 void rpc_call_finish(struct rpc_call *call, grpc_status_code status, const char *message,
 		     const ProtobufCMessage *reply);
@@ -72,6 +75,10 @@ int rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
 
 struct rpc_stream;
 struct rpc_stream *rpc_stream_open(grpc_channel *ch, const char *method, int timeout_ms);
+/* A send or receive that moves nothing for idle_ms (> 0) ends the stream. */
+void rpc_stream_set_idle_timeout(struct rpc_stream *st, int idle_ms);
+/* From any thread: ends the stream now; the owner's next send or receive fails. */
+void rpc_stream_abort(struct rpc_stream *st);
 int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg);
 /* Half-closes the client side. */
 int rpc_stream_close_send(struct rpc_stream *st);

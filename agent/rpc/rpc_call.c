@@ -16,17 +16,30 @@
 #include "xevf_sysfs.h"
 #include "log.h"
 
-bool rpc_run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops, size_t n)
+bool rpc_run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops, size_t n, int idle_ms)
 {
 	int tag_storage;
 	void *tag = &tag_storage;
+	gpr_timespec until = idle_ms > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+							gpr_time_from_millis(idle_ms, GPR_TIMESPAN))
+					 : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+	grpc_event ev;
+
 	if (grpc_call_start_batch(call, ops, n, tag, NULL) != GRPC_CALL_OK)
 		return false;
-	grpc_event ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	ev = grpc_completion_queue_pluck(cq, tag, until, NULL);
+	if (ev.type == GRPC_QUEUE_TIMEOUT) {
+		/* nothing moved for idle_ms: the peer stalls; end the call, then
+		 * collect the batch, which the cancellation completes */
+		grpc_call_cancel_with_status(call, GRPC_STATUS_DEADLINE_EXCEEDED, "no progress on the stream", NULL);
+		(void)grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+		return false;
+	}
 	return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
-int rpc_send_message(grpc_call *call, grpc_completion_queue *cq, bool *sent_initial, const ProtobufCMessage *msg)
+int rpc_send_message(grpc_call *call, grpc_completion_queue *cq, bool *sent_initial, const ProtobufCMessage *msg,
+		     int idle_ms)
 {
 	grpc_op ops[2];
 	size_t n = 0;
@@ -38,7 +51,7 @@ int rpc_send_message(grpc_call *call, grpc_completion_queue *cq, bool *sent_init
 		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	ops[n].op = GRPC_OP_SEND_MESSAGE;
 	ops[n++].data.send_message.send_message = bb;
-	ok = rpc_run_batch(call, cq, ops, n);
+	ok = rpc_run_batch(call, cq, ops, n, idle_ms);
 	*sent_initial = true;
 	grpc_byte_buffer_destroy(bb);
 	return ok ? 0 : -1;

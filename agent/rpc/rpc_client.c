@@ -65,6 +65,7 @@ void rpc_result_clear(struct rpc_result *r)
 struct rpc_stream {
 	grpc_call *call;
 	grpc_completion_queue *cq;
+	int idle_ms;              /* > 0: a send or receive that moves nothing this long ends the stream */
 	bool sent_initial;
 	bool got_initial;
 	grpc_metadata_array initial_md;
@@ -96,9 +97,19 @@ struct rpc_stream *rpc_stream_open(grpc_channel *ch, const char *method, int tim
 	return st;
 }
 
+void rpc_stream_set_idle_timeout(struct rpc_stream *st, int idle_ms)
+{
+	st->idle_ms = idle_ms;
+}
+
+void rpc_stream_abort(struct rpc_stream *st)
+{
+	grpc_call_cancel_with_status(st->call, GRPC_STATUS_CANCELLED, "aborted", NULL);
+}
+
 int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
 {
-	return rpc_send_message(st->call, st->cq, &st->sent_initial, msg);
+	return rpc_send_message(st->call, st->cq, &st->sent_initial, msg, st->idle_ms);
 }
 
 int rpc_stream_close_send(struct rpc_stream *st)
@@ -111,7 +122,7 @@ int rpc_stream_close_send(struct rpc_stream *st)
 		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
 	st->sent_initial = true;
-	return rpc_run_batch(st->call, st->cq, ops, n) ? 0 : -1;
+	return rpc_run_batch(st->call, st->cq, ops, n, st->idle_ms) ? 0 : -1;
 }
 
 int rpc_stream_recv(struct rpc_stream *st, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
@@ -128,7 +139,7 @@ int rpc_stream_recv(struct rpc_stream *st, const ProtobufCMessageDescriptor *des
 	}
 	ops[n].op = GRPC_OP_RECV_MESSAGE;
 	ops[n++].data.recv_message.recv_message = &bb;
-	if (!rpc_run_batch(st->call, st->cq, ops, n))
+	if (!rpc_run_batch(st->call, st->cq, ops, n, st->idle_ms))
 		return -1;
 	st->got_initial = true;
 	if (!bb)
@@ -164,7 +175,7 @@ void rpc_stream_finish(struct rpc_stream *st, struct rpc_result *res)
 	ops[n].data.recv_status_on_client.trailing_metadata = &trailing;
 	ops[n].data.recv_status_on_client.status = &res->status;
 	ops[n++].data.recv_status_on_client.status_details = &details;
-	(void)rpc_run_batch(st->call, st->cq, ops, n);
+	(void)rpc_run_batch(st->call, st->cq, ops, n, st->idle_ms);
 	free(res->details);
 	res->details = strndup((const char *)GRPC_SLICE_START_PTR(details), GRPC_SLICE_LENGTH(details));
 	grpc_slice_unref(details);

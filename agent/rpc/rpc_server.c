@@ -30,6 +30,11 @@ struct rpc_call {
 	struct rpc_server *server;
 };
 
+void rpc_call_cancel(struct rpc_call *c)
+{
+	grpc_call_cancel_with_status(c->call, GRPC_STATUS_CANCELLED, "aborted", NULL);
+}
+
 struct rpc_server {
 	grpc_server *server;
 	grpc_completion_queue *cq;
@@ -40,6 +45,7 @@ struct rpc_server {
 	pthread_cond_t idle;
 	unsigned workers;
 	bool tls;
+	int idle_ms;              /* > 0: a call that moves nothing this long ends */
 };
 
 static struct rpc_call *slot_new(struct rpc_server *s)
@@ -148,7 +154,7 @@ static void *serve(void *arg)
 }
 
 struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr, const struct rpc_tls *tls,
-				    rpc_handler_fn handler, void *ctx, int *bound_port, char **error)
+				    int idle_ms, rpc_handler_fn handler, void *ctx, int *bound_port, char **error)
 {
 	struct rpc_server *s = calloc(1, sizeof(*s));
 	char *ca = NULL, *cert = NULL, *key = NULL;
@@ -159,6 +165,7 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 		(void)agent_fail(error, ENOMEM, "out of memory");
 		return NULL;
 	}
+	s->idle_ms = idle_ms;
 	s->handler = handler;
 	s->ctx = ctx;
 	pthread_mutex_init(&s->lock, NULL);
@@ -256,7 +263,7 @@ int rpc_call_recv(struct rpc_call *c, const ProtobufCMessageDescriptor *desc, Pr
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_MESSAGE;
 	op.data.recv_message.recv_message = &bb;
-	if (!rpc_run_batch(c->call, c->cq, &op, 1))
+	if (!rpc_run_batch(c->call, c->cq, &op, 1, c->server->idle_ms))
 		return -1;
 	if (!bb)
 		return 0;
@@ -267,7 +274,7 @@ int rpc_call_recv(struct rpc_call *c, const ProtobufCMessageDescriptor *desc, Pr
 
 int rpc_call_send(struct rpc_call *c, const ProtobufCMessage *msg)
 {
-	return rpc_send_message(c->call, c->cq, &c->sent_initial, msg);
+	return rpc_send_message(c->call, c->cq, &c->sent_initial, msg, c->server->idle_ms);
 }
 
 void rpc_call_finish(struct rpc_call *c, grpc_status_code status, const char *message, const ProtobufCMessage *reply)
@@ -290,7 +297,7 @@ void rpc_call_finish(struct rpc_call *c, grpc_status_code status, const char *me
 	ops[n++].data.send_status_from_server.status_details = &details;
 	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	ops[n++].data.recv_close_on_server.cancelled = &cancelled;
-	(void)rpc_run_batch(c->call, c->cq, ops, n);
+	(void)rpc_run_batch(c->call, c->cq, ops, n, c->server->idle_ms);
 	c->sent_initial = true;
 	c->finished = true;
 	grpc_slice_unref(details);

@@ -735,6 +735,124 @@ def test_send_state_takes_host_and_port_only(nodes):
     assert len(answers) == 1 and "cannot be reached" in answers.pop()
 
 
+class StalledTarget:
+    """A target agent that takes a RestoreState stream, reads its first chunk
+    and then stops reading, as a hung or hostile peer would (Python grpcio,
+    mutual TLS with a certificate of the agents' CA)."""
+
+    def __init__(self, certs):
+        from concurrent import futures
+        self.release = threading.Event()
+        self.first = threading.Event()
+        pb = mig_api()
+
+        def restore(chunks, context):
+            next(chunks)
+            self.first.set()
+            self.release.wait(60)
+            return pb.RestoreStateResponse()
+
+        handler = grpc.method_handlers_generic_handler("xevf.migration.v1.Migration", {
+            "RestoreState": grpc.stream_unary_rpc_method_handler(
+                restore, request_deserializer=pb.StateChunk.FromString,
+                response_serializer=pb.RestoreStateResponse.SerializeToString)})
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.server.add_generic_rpc_handlers((handler,))
+        with open(certs["ca"], "rb") as ca, open(certs["agent-b"][0], "rb") as crt, open(certs["agent-b"][1], "rb") as key:
+            creds = grpc.ssl_server_credentials([(key.read(), crt.read())], root_certificates=ca.read(),
+                                                require_client_auth=True)
+        self.port = self.server.add_secure_port("127.0.0.1:0", creds)
+        self.server.start()
+
+    def stop(self):
+        self.release.set()
+        self.server.stop(grace=None)
+
+
+@pytest.fixture
+def stalled_target(certs):
+    t = StalledTarget(certs)
+    yield t
+    t.stop()
+
+
+def _send(src, vf, target, mid):
+    return subprocess.Popen([AGENT, "migrate", "send", "--id", mid, "--vf", vf, "--source", src.sock, "--target", target,
+                             "--chunk-size", "16384"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_stalled_target_fails_the_send_and_the_source_runs_on(nodes, stalled_target):
+    """SendState to a target that stops reading left the source VF in STOP_COPY
+    (its VM frozen) up to the 600 s deadline: now no byte moving for
+    --stream-idle-timeout fails it and the source runs again."""
+    src = nodes("node-a", extra=("--stream-idle-timeout", "1000"))
+    vf = src.vfs()[0]
+    state = os.urandom(16 << 20)
+    src.give_state(vf, state)
+    started = time.monotonic()
+    proc = _send(src, vf, "127.0.0.1:%d" % stalled_target.port, "mig-s1")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, (out, err)
+    assert time.monotonic() - started < 15
+    src.agent.wait_log(r"event=save_failed migration=mig-s1 .*device_state=RUNNING")
+    assert phases(src.local())["mig-s1"][2] == "failed"
+    with open(src.state_file(vf), "rb") as f:
+        assert f.read() == state
+
+
+def test_abort_and_shutdown_end_a_stalled_send_at_once(nodes, stalled_target):
+    """Abort changed nothing while SendState waited on a target that stopped
+    reading, and SIGTERM could not finish: both now end the stream at once."""
+    src = nodes("node-a")  # the default idle deadline (30 s) is far away
+    vf = src.vfs()[0]
+    src.give_state(vf, os.urandom(16 << 20))
+    target = "127.0.0.1:%d" % stalled_target.port
+    proc = _send(src, vf, target, "mig-s2")
+    assert stalled_target.first.wait(10)
+    time.sleep(0.5)  # the window fills; the source waits on the target
+    t0 = time.monotonic()
+    assert src.local().abort("mig-s2").phase in ("aborting", "aborted")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1 and time.monotonic() - t0 < 5, (out, err)
+    src.agent.wait_log(r"event=save_failed migration=mig-s2 .*device_state=RUNNING")
+    assert phases(src.local())["mig-s2"][2] == "aborted"
+    stalled_target.first.clear()
+    proc = _send(src, vf, target, "mig-s3")
+    assert stalled_target.first.wait(10)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    assert src.agent.stop() == 0
+    assert time.monotonic() - t0 < 10
+    proc.communicate(timeout=20)
+
+
+def test_a_stalled_restore_fails_and_the_ttl_ends_its_reservation(nodes):
+    """A RestoreState that stalled after one chunk pinned the reservation in
+    'restoring' forever (the ttl applied to 'reserved' only)."""
+    src, dst = nodes("node-a"), nodes("node-b", extra=("--stream-idle-timeout", "1000"))
+    vf = src.vfs()[0]
+    src.give_state(vf, os.urandom(1 << 20))
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    reserved = peer.reserve("mig-s4", fp, ttl=4).vf
+    chunks = list(src.local().save("mig-s4", vf, chunk_size=65536))
+    hold = threading.Event()
+
+    def stall():
+        yield chunks[0]
+        hold.wait(30)
+
+    t0 = time.monotonic()
+    with pytest.raises(grpc.RpcError):
+        peer.restore(stall(), timeout=30)
+    hold.set()
+    assert time.monotonic() - t0 < 10
+    dst.agent.wait_log(r"event=restore_failed migration=mig-s4 ")
+    assert phases(peer)["mig-s4"][2] == "reserved"
+    dst.agent.wait_log(r"event=reservation_expired migration=mig-s4 vf=" + re.escape(reserved), timeout=10)
+    assert phases(peer)["mig-s4"][2] == "expired"
+
+
 def test_a_target_that_refuses_the_state_leaves_the_source_running(nodes):
     src, dst = nodes("node-a"), nodes("node-b")
     vf = src.vfs()[0]

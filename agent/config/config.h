@@ -61,6 +61,7 @@ struct agent_config {
 	char *tls_ca, *tls_cert, *tls_key;
 	char *state_dir;
 	long stream_idle_timeout_ms;
+	long max_state_bytes;
 	char *node_name;           /* NULL: the host name */
 	char *kube_api, *kube_token_file, *kube_ca_file; /* NULL: in-cluster or none */
 	long kube_api_allow_http;  /* 0/1: an http:// API server gets the token in clear */

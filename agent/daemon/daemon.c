@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <grpc/support/time.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,7 +82,7 @@ static void start_migration(struct daemon *d)
 		.tls_ca = d->cfg.tls_ca, .tls_cert = d->cfg.tls_cert, .tls_key = d->cfg.tls_key,
 		.state_dir = d->cfg.state_dir, .node_name = d->cfg.node_name, .sysfs_root = d->cfg.sysfs_root,
 		.dev_root = d->cfg.dev_root, .proc_root = d->cfg.proc_root, .kernel_release = d->cfg.kernel_release,
-		.stream_idle_ms = (int)d->cfg.stream_idle_timeout_ms,
+		.stream_idle_ms = (int)d->cfg.stream_idle_timeout_ms, .max_state_bytes = (uint64_t)d->cfg.max_state_bytes,
 	};
 	char *error = NULL;
 
@@ -149,8 +150,23 @@ static bool claim_plugin_dir(struct daemon *d)
 	return true;
 }
 
+/* Every connection is a descriptor: the soft limit (often 1,024) goes up to
+ * the hard one, so that a flood of idle connections does not take the last
+ * descriptor the probes and the kubelet need. */
+static void raise_descriptor_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("descriptor_limit_unchanged", "err=\"%s\"", strerror(errno));
+	}
+}
+
 static int start(struct daemon *d)
 {
+	raise_descriptor_limit();
 	if (install_signals()) {
 		log_error("signals_failed", "err=\"%s\"", strerror(errno));
 		return -1;

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "devices.h"
 #include "inventory.h"
@@ -33,6 +34,7 @@ struct migration_settings {
 	const char *proc_root;        /* NULL: /proc; which VFIO nodes other processes hold */
 	const char *kernel_release;   /* NULL: uname */
 	int stream_idle_ms;           /* a stream that moves nothing this long fails */
+	uint64_t max_state_bytes;     /* the largest state a RestoreState takes */
 };
 
 /* Loads the state file and starts listening. NULL and *error on failure. */

@@ -17,6 +17,7 @@ struct migration {
 	char *unix_socket, *tcp_address, *tls_ca, *tls_cert, *tls_key, *sysfs_root, *dev_root, *proc_root;
 	char *node, *kernel_release;
 	int stream_idle_ms;
+	uint64_t max_state_bytes;
 	struct state_file file;
 	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
 	struct inventory *inv;        /* the last snapshot (a reference) */

@@ -14,6 +14,7 @@
 
 struct restore_ctx {
 	struct rpc_call *call;
+	uint64_t limit;                           /* the largest state taken */
 	Xevf__Migration__V1__StateChunk *pending; /* the first chunk, read before the restore starts */
 	struct state_stream stream;
 	const char *id;
@@ -46,7 +47,10 @@ static ssize_t restore_source(void *ctx, void *buf, size_t cap, struct xevf_err 
 		Xevf__Migration__V1__StateChunk *c = next_chunk(s, err);
 		if (!c)
 			return -err->errnum;
-		int rc = state_stream_accept(&s->stream, c, cap, s->id, err);
+		int rc = c->data.len > s->limit - s->stream.offset
+			? xevf_err_set(err, EFBIG, "migration %s: the state stream is larger than %llu bytes "
+				       "(--max-state-bytes); nothing is resumed", s->id, (unsigned long long)s->limit)
+			: state_stream_accept(&s->stream, c, cap, s->id, err);
 		size_t n = c->data.len;
 		if (rc == 0 && n)
 			memcpy(buf, c->data.data, n);
@@ -183,7 +187,8 @@ static void answer(struct rpc_call *call, const struct restore *rs, const struct
 	if (asprintf(&msg, "%s (target VF %s is %s, reset: %s)", xevf_err_msg(err), rs->copy->vf, state,
 		     rep->reset_used ? "yes" : "no") < 0)
 		msg = NULL;
-	rpc_call_finish(call, err->errnum == EBADMSG || err->errnum == EPROTO ? GRPC_STATUS_DATA_LOSS : GRPC_STATUS_ABORTED,
+	rpc_call_finish(call, err->errnum == EBADMSG || err->errnum == EPROTO || err->errnum == EFBIG ? GRPC_STATUS_DATA_LOSS
+														      : GRPC_STATUS_ABORTED,
 			msg, NULL);
 	free(msg);
 }
@@ -205,6 +210,7 @@ void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCM
 		return;
 	}
 	s.pending = (Xevf__Migration__V1__StateChunk *)msg;
+	s.limit = m->max_state_bytes;
 	rs.call = call;
 	if (restore_begin(m, s.pending->migration_id, &rs, &code, &why)) {
 		mig_refuse(call, code, "%s", why ? why : "out of memory");

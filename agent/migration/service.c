@@ -341,6 +341,7 @@ static int copy_settings(struct migration *m, const struct migration_settings *s
 	m->dev_root = xevf_strdup_or_null(s->dev_root ? s->dev_root : "/dev");
 	m->proc_root = xevf_strdup_or_null(s->proc_root);
 	m->stream_idle_ms = s->stream_idle_ms;
+	m->max_state_bytes = s->max_state_bytes ? s->max_state_bytes : UINT64_MAX;
 	m->node = strdup(s->node_name && *s->node_name ? s->node_name : host);
 	m->kernel_release = s->kernel_release ? strdup(s->kernel_release) : (uname(&u) == 0 ? strdup(u.release) : NULL);
 	return m->node && m->dev_root && state_file_init(&m->file, s->state_dir) == 0 ? 0 : -ENOMEM;

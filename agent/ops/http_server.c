@@ -16,6 +16,13 @@
 #include "log.h"
 #include "metrics.h"
 
+/* Idle (and half-open) connections close after HTTP_IDLE_S; one address holds
+ * at most HTTP_MAX_PER_IP of the TCP listener's HTTP_MAX_CONNECTIONS. */
+#define HTTP_IDLE_S 10
+#define HTTP_MAX_CONNECTIONS 4096
+#define HTTP_MAX_PER_IP 256
+#define HTTP_MAX_LOCAL 64
+
 struct http_server {
 	struct MHD_Daemon *tcp;
 	struct MHD_Daemon *local;
@@ -100,7 +107,9 @@ static int listen_unix(const char *path)
 int http_start(const char *address, int port, const char *socket_path, struct http_server **out)
 {
 	struct http_server *h = calloc(1, sizeof(*h));
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* epoll: no select() limit of 1,024 descriptors, so a flood of idle
+	 * connections cannot starve the kubelet's probes */
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
 
 	*out = NULL;
 	if (!h)
@@ -118,7 +127,9 @@ int http_start(const char *address, int port, const char *socket_path, struct ht
 			return -EINVAL;
 		}
 		h->tcp = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, &handle, NULL, MHD_OPTION_SOCK_ADDR, &sin,
-					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
+					  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
+					  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_MAX_PER_IP, MHD_OPTION_END);
 		if (!h->tcp) {
 			log_error("http_failed", "address=%s port=%d reason=\"cannot listen (port in use?)\"",
 				  address ? address : "0.0.0.0", port);
@@ -138,7 +149,8 @@ int http_start(const char *address, int port, const char *socket_path, struct ht
 		} else {
 			/* cls != NULL marks the local daemon, which also serves /status */
 			h->local = MHD_start_daemon(flags, 0, NULL, NULL, &handle, h, MHD_OPTION_LISTEN_SOCKET, fd,
-						    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+						    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
+						    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_LOCAL, MHD_OPTION_END);
 			if (!h->local) {
 				close(fd);
 				log_error("status_socket_failed", "path=%s reason=\"libmicrohttpd could not start\"",

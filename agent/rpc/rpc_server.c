@@ -17,6 +17,10 @@
 #include "log.h"
 
 #define REQUEST_SLOTS 4
+#define RPC_HANDSHAKE_TIMEOUT_MS 10000
+/* calls served at once (a thread each); more are answered RESOURCE_EXHAUSTED */
+#define RPC_MAX_CALLS 32
+#define RPC_STREAMS_PER_CONNECTION 16
 
 struct rpc_call {
 	grpc_call *call;
@@ -134,6 +138,18 @@ static void *serve(void *arg)
 		c->method = strndup((const char *)GRPC_SLICE_START_PTR(c->details.method),
 				    GRPC_SLICE_LENGTH(c->details.method));
 		c->peer = peer_name(c->call, s->tls);
+		pthread_mutex_lock(&s->lock);
+		bool full = s->workers >= RPC_MAX_CALLS;
+		pthread_mutex_unlock(&s->lock);
+		if (full) {
+			/* a thread each, but not without bound: the rest are told to retry,
+			 * without waiting on the caller (a cancellation needs no answer) */
+			grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many calls at once; try again",
+						     NULL);
+			c->finished = true;
+			call_free(c);
+			continue;
+		}
 		pthread_t t;
 		pthread_attr_t attr;
 		pthread_attr_init(&attr);
@@ -153,11 +169,74 @@ static void *serve(void *arg)
 	return NULL;
 }
 
+static grpc_server *create_server(void)
+{
+	/* a connection that never completes its TLS handshake is dropped soon;
+	 * one connection carries a bounded number of calls */
+	grpc_arg args[] = {
+		{GRPC_ARG_INTEGER, (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, {.integer = RPC_HANDSHAKE_TIMEOUT_MS}},
+		{GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = RPC_STREAMS_PER_CONNECTION}},
+	};
+	grpc_channel_args server_args = {sizeof(args) / sizeof(args[0]), args};
+
+	return grpc_server_create(&server_args, NULL);
+}
+
+static int listen_unix(struct rpc_server *s, const char *unix_addr, char **error)
+{
+	grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+	int ok = grpc_server_add_http2_port(s->server, unix_addr, creds);
+
+	grpc_server_credentials_release(creds);
+	return ok ? 0 : agent_fail(error, EINVAL, "cannot listen on %s", unix_addr);
+}
+
+/* Mutual TLS only: a client without a certificate of the CA gets nothing. */
+static int listen_tls(struct rpc_server *s, const char *tcp_addr, const struct rpc_tls *tls, int *bound_port,
+		      char **error)
+{
+	char *ca = NULL, *cert = NULL, *key = NULL;
+	int port = 0;
+
+	if (!tls || !(ca = rpc_read_pem(tls->ca_file, "CA", error)) ||
+	    !(cert = rpc_read_pem(tls->cert_file, "certificate", error)) || !(key = rpc_read_pem(tls->key_file, "key", error))) {
+		if (!*error)
+			(void)agent_fail(error, EINVAL, "the TCP listener needs TLS files (CA, certificate, key)");
+	} else {
+		grpc_ssl_pem_key_cert_pair pair = {key, cert};
+		grpc_server_credentials *creds = grpc_ssl_server_credentials_create_ex(
+			ca, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+		port = creds ? grpc_server_add_http2_port(s->server, tcp_addr, creds) : 0;
+		if (creds)
+			grpc_server_credentials_release(creds);
+		if (!port)
+			(void)agent_fail(error, EINVAL, "cannot listen on %s with TLS (certificate %s, key %s, CA %s)", tcp_addr,
+					 tls->cert_file, tls->key_file, tls->ca_file);
+	}
+	free(ca);
+	free(cert);
+	free(key);
+	if (!port)
+		return -EINVAL;
+	s->tls = true;
+	if (bound_port)
+		*bound_port = port;
+	return 0;
+}
+
+static void server_free(struct rpc_server *s)
+{
+	grpc_server_destroy(s->server);
+	rpc_drain_destroy(s->cq);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->idle);
+	free(s);
+}
+
 struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr, const struct rpc_tls *tls,
 				    int idle_ms, rpc_handler_fn handler, void *ctx, int *bound_port, char **error)
 {
 	struct rpc_server *s = calloc(1, sizeof(*s));
-	char *ca = NULL, *cert = NULL, *key = NULL;
 
 	if (bound_port)
 		*bound_port = 0;
@@ -170,66 +249,25 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 	s->ctx = ctx;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
-	s->server = grpc_server_create(NULL, NULL);
+	s->server = create_server();
 	s->cq = grpc_completion_queue_create_for_next(NULL);
 	grpc_server_register_completion_queue(s->server, s->cq, NULL);
-	if (unix_addr) {
-		grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-		int ok = grpc_server_add_http2_port(s->server, unix_addr, creds);
-		grpc_server_credentials_release(creds);
-		if (!ok) {
-			(void)agent_fail(error, EINVAL, "cannot listen on %s", unix_addr);
-			goto fail;
-		}
+	if ((unix_addr && listen_unix(s, unix_addr, error)) || (tcp_addr && listen_tls(s, tcp_addr, tls, bound_port, error))) {
+		grpc_server_shutdown_and_notify(s->server, s->cq, s);
+		(void)grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		server_free(s);
+		return NULL;
 	}
-	if (tcp_addr) {
-		if (!tls || !(ca = rpc_read_pem(tls->ca_file, "CA", error)) || !(cert = rpc_read_pem(tls->cert_file, "certificate", error)) ||
-		    !(key = rpc_read_pem(tls->key_file, "key", error))) {
-			if (!*error)
-				(void)agent_fail(error, EINVAL, "the TCP listener needs TLS files (CA, certificate, key)");
-			goto fail;
-		}
-		grpc_ssl_pem_key_cert_pair pair = {key, cert};
-		grpc_server_credentials *creds = grpc_ssl_server_credentials_create_ex(
-			ca, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
-		int port = creds ? grpc_server_add_http2_port(s->server, tcp_addr, creds) : 0;
-		if (creds)
-			grpc_server_credentials_release(creds);
-		if (!port) {
-			(void)agent_fail(error, EINVAL, "cannot listen on %s with TLS (certificate %s, key %s, CA %s)", tcp_addr,
-				  tls->cert_file, tls->key_file, tls->ca_file);
-			goto fail;
-		}
-		s->tls = true;
-		if (bound_port)
-			*bound_port = port;
-	}
-	free(ca);
-	free(cert);
-	free(key);
 	grpc_server_start(s->server);
 	if (pthread_create(&s->thread, NULL, serve, s) != 0) {
 		(void)agent_fail(error, EINVAL, "cannot start the server thread");
 		grpc_server_shutdown_and_notify(s->server, s->cq, s);
 		grpc_server_cancel_all_calls(s->server);
 		grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-		goto fail_started;
+		server_free(s);
+		return NULL;
 	}
 	return s;
-
-fail:
-	free(ca);
-	free(cert);
-	free(key);
-	grpc_server_shutdown_and_notify(s->server, s->cq, s);
-	(void)grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-fail_started:
-	grpc_server_destroy(s->server);
-	rpc_drain_destroy(s->cq);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->idle);
-	free(s);
-	return NULL;
 }
 
 void rpc_server_stop(struct rpc_server *s)

@@ -735,6 +735,102 @@ def test_send_state_takes_host_and_port_only(nodes):
     assert len(answers) == 1 and "cannot be reached" in answers.pop()
 
 
+def _flood(port, count, source="127.0.0.2"):
+    """count idle TCP connections to port from another loopback address."""
+    import resource
+    import socket
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count + 512:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 1024), hard))
+    held = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind((source, 0))
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        held.append(s)
+    return held
+
+
+def test_health_and_the_migration_service_hold_up_under_a_connection_flood(nodes):
+    """~1,100 held connections to the Migration or HTTP port made /healthz fail
+    (libmicrohttpd on select() refuses descriptors >= 1024). 2,000 on each
+    port now, from one address: /healthz answers, the Migration service too."""
+    import urllib.request
+    node = nodes("node-a")
+    _, line = node.agent.wait_log(r"event=http_serving .*port=(\d+)")
+    http = int(line.split("port=")[1].split()[0])
+    held = _flood(http, 2000) + _flood(node.port, 2000)
+    try:
+        time.sleep(1)
+        t0 = time.monotonic()
+        assert urllib.request.urlopen("http://127.0.0.1:%d/healthz" % http, timeout=5).read() == b"ok\n"
+        assert time.monotonic() - t0 < 2
+        assert node.local().describe(node.vfs()[0]).vf == node.vfs()[0]
+        assert node.remote().check(node.local().describe(node.vfs()[0])).candidates
+    finally:
+        for s in held:
+            s.close()
+    assert node.agent.proc.poll() is None
+
+
+def _threads(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def test_calls_and_state_streams_are_bounded(nodes):
+    """One OS thread per Migration call with no cap (5,000 idle calls: 5,012
+    threads) and no cap on a RestoreState's size: at most 32 calls at once
+    (the rest are told to retry) and --max-state-bytes."""
+    src, dst = nodes("node-a"), nodes("node-b", extra=("--max-state-bytes", "1048576"))
+    vf = src.vfs()[0]
+    src.give_state(vf, os.urandom(2 << 20))
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    peer.reserve("mig-b1", fp)
+    chunks = list(src.local().save("mig-b1", vf, chunk_size=65536))
+    with pytest.raises(grpc.RpcError) as e:
+        peer.restore(iter(chunks))
+    assert e.value.code() == grpc.StatusCode.DATA_LOSS
+    assert "larger than 1048576 bytes (--max-state-bytes)" in e.value.details()
+    assert phases(peer)["mig-b1"][2] == "reserved"
+    # idle calls: streams opened that never send a chunk
+    hold = threading.Event()
+
+    def idle():
+        hold.wait(30)
+        return
+        yield
+
+    # one connection carries at most 16 calls at once: 20 connections of their own
+    pb = mig_api()
+    clients = [grpc.insecure_channel("unix:" + dst.sock, options=[("grpc.use_local_subchannel_pool", 1)])
+               for _ in range(20)]
+    restores = [c.stream_unary("/xevf.migration.v1.Migration/RestoreState",
+                               request_serializer=pb.StateChunk.SerializeToString,
+                               response_deserializer=pb.RestoreStateResponse.FromString) for c in clients]
+    base = _threads(dst.agent.proc.pid)
+    calls = [restores[i % 20].future(idle(), timeout=30) for i in range(200)]
+    exhausted = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and exhausted < 150:
+        exhausted = sum(1 for c in calls if c.done() and c.exception() and
+                        c.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+        time.sleep(0.1)
+    assert exhausted >= 150
+    assert _threads(dst.agent.proc.pid) <= base + 40
+    hold.set()
+    for c in calls:
+        c.cancel()
+    for c in clients:
+        c.close()
+    assert dst.local().list() is not None
+
+
 class StalledTarget:
     """A target agent that takes a RestoreState stream, reads its first chunk
     and then stops reading, as a hung or hostile peer would (Python grpcio,

@@ -234,15 +234,62 @@ int plugin_allocate(struct pool *p, const V1beta1__AllocateRequest *req, struct 
 	return 0;
 }
 
+/* The ids earlier containers of one request got, sorted. */
+struct preferred_taken {
+	const char **ids;
+	size_t n;
+};
+
+/* No node has more VFs than this: a longer list is not the kubelet's. */
+#define PREFERRED_MAX_IDS 4096
+
+static int cmp_id_ptr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool taken_before(const struct preferred_taken *t, const char *id)
+{
+	return t && t->n && bsearch(&id, t->ids, t->n, sizeof(*t->ids), cmp_id_ptr);
+}
+
+/* The sizes of one container's request, and no id listed twice (sorting a
+ * copy: n log n, whatever the kubelet sends). */
+static int check_lists(const struct pool *p, const V1beta1__ContainerPreferredAllocationRequest *cr,
+		       const struct preferred_lists *lists, struct arena *a, char **error)
+{
+	const char **sorted;
+
+	if (lists->navail > PREFERRED_MAX_IDS || lists->nmust > PREFERRED_MAX_IDS || cr->allocation_size > PREFERRED_MAX_IDS)
+		return refuse(error, GRPC_STATUS_INVALID_ARGUMENT, "%zu available, %zu must-include ids and a size of %d: at "
+			      "most %d of each are taken", lists->navail, lists->nmust, cr->allocation_size, PREFERRED_MAX_IDS);
+	if (!(sorted = arena_alloc(a, (lists->navail + 1) * sizeof(*sorted))))
+		return refuse(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	if (lists->navail)
+		memcpy(sorted, lists->avail, lists->navail * sizeof(*sorted));
+	qsort(sorted, lists->navail, sizeof(*sorted), cmp_id_ptr);
+	for (size_t i = 1; i < lists->navail; i++)
+		if (strcmp(sorted[i - 1], sorted[i]) == 0) {
+			char *shown = printable_id(sorted[i]);
+			int rc = refuse(error, GRPC_STATUS_INVALID_ARGUMENT, "available device id '%s' is listed twice (resource %s)",
+					shown ? shown : "?", p->cfg.resource_name);
+			free(shown);
+			return rc;
+		}
+	return 0;
+}
+
 /* One container's choice: from the request's own lists, or from the lists
- * the steering callback gives instead. */
+ * the steering callback gives instead; never a VF an earlier container of
+ * the same request got. */
 static int container_preferred(const struct pool *p, const V1beta1__ContainerPreferredAllocationRequest *cr,
-			       const struct preferred_lists *lists, struct arena *a,
-			       V1beta1__ContainerPreferredAllocationResponse *out, char **error)
+			       const struct preferred_lists *lists, const struct preferred_taken *taken,
+			       struct arena *a, V1beta1__ContainerPreferredAllocationResponse *out, char **error)
 {
 	struct pref_candidate *avail, *must;
 	size_t navail = 0, nmust = 0, nout = 0;
 	const char **picked = NULL;
+	int rc;
 
 	v1beta1__container_preferred_allocation_response__init(out);
 	avail = arena_alloc(a, (lists->navail + 1) * sizeof(*avail));
@@ -251,23 +298,32 @@ static int container_preferred(const struct pool *p, const V1beta1__ContainerPre
 		return refuse(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 	for (size_t i = 0; i < lists->navail; i++) {
 		const struct pool_device *d = pool_find(p, lists->avail[i]);
-		if (d && d->healthy)
+		if (d && d->healthy && !taken_before(taken, d->id))
 			avail[navail++] = (struct pref_candidate){d->id, d->pf, d->numa_node};
 	}
 	for (size_t i = 0; i < lists->nmust; i++) {
 		const struct pool_device *d = pool_find(p, lists->must[i]);
 		if (!d) {
 			char *shown = printable_id(lists->must[i]);
-			int rc = refuse(error, GRPC_STATUS_INVALID_ARGUMENT,
-				      "must-include device id '%s' is not a VF of resource %s on this node",
-				      shown ? shown : "?", p->cfg.resource_name);
+			rc = refuse(error, GRPC_STATUS_INVALID_ARGUMENT,
+				    "must-include device id '%s' is not a VF of resource %s on this node",
+				    shown ? shown : "?", p->cfg.resource_name);
 			free(shown);
 			return rc;
 		}
+		if (taken_before(taken, d->id))
+			return refuse(error, GRPC_STATUS_INVALID_ARGUMENT, "must-include device %s is already preferred for an "
+				      "earlier container of this request", d->id);
 		must[nmust++] = (struct pref_candidate){d->id, d->pf, d->numa_node};
 	}
 	if (preferred_pick(avail, navail, must, nmust, (size_t)cr->allocation_size, p->cfg.policy, &picked, &nout))
 		return refuse(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+	if (nout < (size_t)cr->allocation_size) {
+		free(picked);
+		return refuse(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "%d VFs of resource %s asked for, %zu can be given "
+			      "(%zu available and healthy, %zu must-include)", cr->allocation_size, p->cfg.resource_name, nout,
+			      navail, nmust);
+	}
 	out->deviceids = arena_alloc(a, (nout + 1) * sizeof(*out->deviceids));
 	if (!out->deviceids) {
 		free(picked);
@@ -280,23 +336,46 @@ static int container_preferred(const struct pool *p, const V1beta1__ContainerPre
 }
 
 static int answer_container(const struct pool *p, const V1beta1__ContainerPreferredAllocationRequest *cr,
-			    preferred_steer_fn steer_fn, void *steer_ctx, struct arena *a,
-			    V1beta1__ContainerPreferredAllocationResponse *out, char **error)
+			    preferred_steer_fn steer_fn, void *steer_ctx, const struct preferred_taken *taken,
+			    struct arena *a, V1beta1__ContainerPreferredAllocationResponse *out, char **error)
 {
 	struct preferred_lists lists = {(const char *const *)cr->available_deviceids, cr->n_available_deviceids,
 					(const char *const *)cr->must_include_deviceids, cr->n_must_include_deviceids};
 
+	int rc;
+
 	if (cr->allocation_size < 0)
 		return refuse(error, GRPC_STATUS_INVALID_ARGUMENT, "allocation_size %d is negative", cr->allocation_size);
+	/* bounded and without repeats before anything else looks at the lists */
+	if ((rc = check_lists(p, cr, &lists, a, error)))
+		return rc;
 	if (steer_fn && steer_fn(steer_ctx, cr, a, &lists))
 		return refuse(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-	return container_preferred(p, cr, &lists, a, out, error);
+	return container_preferred(p, cr, &lists, taken, a, out, error);
+}
+
+/* What earlier containers got joins the sorted set of taken ids. */
+static int take(struct preferred_taken *t, const V1beta1__ContainerPreferredAllocationResponse *out, struct arena *a)
+{
+	const char **grown = arena_alloc(a, (t->n + out->n_deviceids + 1) * sizeof(*grown));
+
+	if (!grown)
+		return -ENOMEM;
+	if (t->n)
+		memcpy(grown, t->ids, t->n * sizeof(*grown));
+	for (size_t i = 0; i < out->n_deviceids; i++)
+		grown[t->n + i] = out->deviceids[i];
+	t->ids = grown;
+	t->n += out->n_deviceids;
+	qsort(t->ids, t->n, sizeof(*t->ids), cmp_id_ptr);
+	return 0;
 }
 
 int plugin_preferred(const struct pool *p, const V1beta1__PreferredAllocationRequest *req, preferred_steer_fn steer_fn,
 		     void *steer_ctx, struct arena *a, V1beta1__PreferredAllocationResponse **resp, char **error)
 {
 	V1beta1__PreferredAllocationResponse *r = arena_alloc(a, sizeof(*r));
+	struct preferred_taken taken = {NULL, 0};
 
 	*resp = NULL;
 	if (!r)
@@ -310,9 +389,11 @@ int plugin_preferred(const struct pool *p, const V1beta1__PreferredAllocationReq
 		int rc;
 		if (!out)
 			return refuse(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-		rc = answer_container(p, req->container_requests[c], steer_fn, steer_ctx, a, out, error);
+		rc = answer_container(p, req->container_requests[c], steer_fn, steer_ctx, &taken, a, out, error);
 		if (rc)
 			return rc;
+		if (take(&taken, out, a))
+			return refuse(error, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 		r->container_responses[r->n_container_responses++] = out;
 	}
 	*resp = r;

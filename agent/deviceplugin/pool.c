@@ -84,9 +84,19 @@ const char *pool_health_name(bool healthy)
 
 const struct pool_device *pool_find(const struct pool *p, const char *id)
 {
-	for (size_t i = 0; i < p->ndevs; i++)
-		if (strcmp(p->devs[i].id, id) == 0)
-			return &p->devs[i];
+	size_t lo = 0, hi = p->ndevs;
+
+	/* devs are sorted by id (pool_update): a binary search */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(p->devs[mid].id, id);
+		if (c == 0)
+			return &p->devs[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return NULL;
 }
 

@@ -140,6 +140,38 @@ static void pick_spread(struct picker *p, struct pf_group *g, size_t ng, size_t 
 	free(order);
 }
 
+/* The NUMA node to pick from: the must-include devices' node when it can hold
+ * the rest, else the lowest node that can; -4: none can, take from all. One
+ * pass counts every node (a node has few distinct values). */
+static int best_numa_node(const struct pref_candidate *avail, const size_t *pool, size_t npool, size_t need,
+			  int must_numa)
+{
+	struct node_count {
+		int node;
+		size_t n;
+	} *counts = calloc(npool + 1, sizeof(*counts));
+	size_t ncounts = 0;
+	int best = -4;
+
+	for (size_t i = 0; counts && i < npool; i++) {
+		size_t k = 0;
+		while (k < ncounts && counts[k].node != avail[pool[i]].numa_node)
+			k++;
+		if (k == ncounts)
+			counts[ncounts++] = (struct node_count){avail[pool[i]].numa_node, 0};
+		counts[k].n++;
+	}
+	for (size_t k = 0; k < ncounts; k++) {
+		int node = counts[k].node;
+		if (counts[k].n < need)
+			continue;
+		if (best == -4 || (node == must_numa && best != must_numa) || (best != must_numa && node < best))
+			best = node;
+	}
+	free(counts);
+	return best;
+}
+
 int preferred_pick(const struct pref_candidate *avail, size_t navail,
 		   const struct pref_candidate *must, size_t nmust, size_t size,
 		   enum alloc_policy policy, const char ***out, size_t *nout)
@@ -167,30 +199,16 @@ int preferred_pick(const struct pref_candidate *avail, size_t navail,
 		else if (must_numa != must[i].numa_node)
 			must_numa = -3;
 	}
-	for (size_t i = 0; i < navail; i++) {
-		bool dup = already_out(&p, avail[i].id);
-		for (size_t j = 0; !dup && j < npool; j++)
-			dup = strcmp(avail[pool[j]].id, avail[i].id) == 0;
-		if (!dup)
+	/* the must-include ids, sorted, so that each available one is looked up
+	 * in log time (avail[] holds no id twice: the caller refuses that) */
+	qsort(p.out, p.nout, sizeof(*p.out), cmp_str_ptr);
+	for (size_t i = 0; i < navail; i++)
+		if (!p.nout || !bsearch(&avail[i].id, p.out, p.nout, sizeof(*p.out), cmp_str_ptr))
 			pool[npool++] = i;
-	}
 	need = size > p.nout ? size - p.nout : 0;
 
 	if (need > 0) {
-		/* Pick the NUMA node: the must-include devices' node when it can hold
-		 * the rest, else the lowest node that can, else all nodes. */
-		int best = -4;
-		for (size_t i = 0; i < npool; i++) {
-			int node = avail[pool[i]].numa_node;
-			size_t count = 0;
-			for (size_t j = 0; j < npool; j++)
-				count += avail[pool[j]].numa_node == node;
-			if (count < need)
-				continue;
-			if (best == -4 || (node == must_numa && best != must_numa) ||
-			    (best != must_numa && node < best))
-				best = node;
-		}
+		int best = best_numa_node(avail, pool, npool, need, must_numa);
 		for (size_t i = 0; i < npool; i++)
 			if (best == -4 || avail[pool[i]].numa_node == best)
 				chosen[nchosen++] = pool[i];

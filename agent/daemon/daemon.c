@@ -101,7 +101,9 @@ static void open_kube(struct daemon *d)
 
 	if (!d->migration)
 		return; /* the API server only tells a migration's target pod from others */
-	d->kube = kube_open(&ks, &error);
+	struct kube *k = kube_open(&ks, &error);
+	if (k)
+		d->kube = kube_cache_start(k);
 	if (!d->kube && error) {
 		log_error("kube_api_refused", "reason=\"%s\" action=\"a VF reserved for a migration goes to the next "
 			  "allocation of its pool\"", error);
@@ -109,7 +111,7 @@ static void open_kube(struct daemon *d)
 		return;
 	}
 	if (d->kube)
-		log_info("kube_api", "url=%s node=%s use=\"which pending pod is a migration's target\"", kube_api_url(d->kube),
+		log_info("kube_api", "url=%s node=%s use=\"which pending pod is a migration's target\"", kube_cache_url(d->kube),
 			 d->cfg.node_name);
 	else
 		log_warn("kube_api_unavailable", "reason=\"%s\" action=\"a VF reserved for a migration goes to the next "
@@ -234,6 +236,17 @@ static void collect_migration_releases(struct daemon *d, int64_t now)
 	xevf_strv_free(freed, nfreed);
 }
 
+/* While a reservation waits for its target pod, the API server's answer is
+ * kept fresh, so that the pod's allocation finds it ready. */
+static void keep_pods_fresh(struct daemon *d)
+{
+	if (!d->kube || !d->migration || !migration_has_pending(d->migration))
+		return;
+	for (struct pool_slot *s = d->pools; s; s = s->next)
+		if (!plugin_retired(s->plugin))
+			kube_cache_refresh(d->kube, plugin_pool(s->plugin)->cfg.resource_name);
+}
+
 static void watch_kubelet(struct daemon *d)
 {
 	bool present = access(d->kubelet_socket, F_OK) == 0;
@@ -287,6 +300,7 @@ static void tick(struct daemon *d)
 		d->next_rescan_ms = now;
 	}
 	collect_migration_releases(d, now);
+	keep_pods_fresh(d);
 	if (!d->stopping && now >= d->next_rescan_ms) {
 		daemon_rescan(d);
 		d->next_rescan_ms = now + d->cfg.rescan_interval_ms;
@@ -334,7 +348,7 @@ static void stop(struct daemon *d)
 			;
 		grpc_completion_queue_destroy(d->cq);
 		migration_stop(d->migration);
-		kube_close(d->kube);
+		kube_cache_stop(d->kube);
 		grpc_shutdown_blocking();
 	}
 	http_stop(d->http);

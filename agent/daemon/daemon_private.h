@@ -10,6 +10,7 @@
 #include "http_server.h"
 #include "inventory.h"
 #include "kube.h"
+#include "kube_cache.h"
 #include "ledger.h"
 #include "plugin.h"
 #include "preparer.h"
@@ -50,7 +51,7 @@ struct daemon {
 	int plugin_dir_lock;         /* this agent's claim on the plugin dir, -1 until it has it */
 	int plugin_dir_watch;        /* inotify on the plugin dir, -1 without */
 	struct migration *migration; /* NULL when the Migration service could not start */
-	struct kube *kube;           /* NULL: no API server to tell pods apart */
+	struct kube_cache *kube;     /* NULL: no API server to tell pods apart */
 };
 
 /* daemon.c: roots, log level and kubelet socket from the configuration */

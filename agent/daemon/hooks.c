@@ -42,6 +42,9 @@ static size_t reservations(void *ctx, char *const *ids, size_t n, struct steer_r
 	return found;
 }
 
+/* How long an allocation may wait for a fresh answer of the API server. */
+#define KUBE_WAIT_MS 300
+
 static int pending_pods(void *ctx, const char *resource, struct kube_pod **pods, size_t *n, char **error)
 {
 	struct daemon *d = ctx;
@@ -50,7 +53,8 @@ static int pending_pods(void *ctx, const char *resource, struct kube_pod **pods,
 	*n = 0;
 	if (!d->kube)
 		return 1;
-	return kube_pending_pods(d->kube, resource, pods, n, error);
+	/* the answer is fetched on the cache's thread: serving waits a moment at most */
+	return kube_cache_pods(d->kube, resource, KUBE_WAIT_MS, pods, n, error);
 }
 
 static void changed(void *ctx)

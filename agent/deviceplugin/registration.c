@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "plugin_private.h"
 #include "rpc.h"
+#include "text.h"
 #include "xevf_util.h"
 
 #define REGISTER_TIMEOUT_MS 5000
@@ -48,7 +49,11 @@ static grpc_call *register_call(struct plugin *pl)
 		grpc_channel_credentials_release(creds);
 		return NULL;
 	}
-	r->channel = grpc_channel_create(target, creds, NULL);
+	/* a subchannel of its own: one shared with the last kubelet's dead
+	 * connection would make a new kubelet wait out that one's reconnect backoff */
+	grpc_arg local_pool = {GRPC_ARG_INTEGER, (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}};
+	grpc_channel_args args = {1, &local_pool};
+	r->channel = grpc_channel_create(target, creds, &args);
 	grpc_channel_credentials_release(creds);
 	free(target);
 	return grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, pl->cq, method, NULL,
@@ -105,7 +110,7 @@ void dp_register_start(struct plugin *pl, const struct dp_file_id *kubelet_id)
 static void register_failed(struct plugin *pl)
 {
 	struct registration *r = &pl->reg;
-	char *details = grpc_slice_to_c_string(r->details);
+	char *raw = grpc_slice_to_c_string(r->details), *details = raw ? printable_id(raw) : NULL;
 
 	r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
 	if (r->backoff_ms > BACKOFF_MAX_MS)
@@ -119,7 +124,8 @@ static void register_failed(struct plugin *pl)
 	     "register_failed", "resource=%s kubelet=%s status=%d details=\"%s\" retry_in_ms=%d attempt=%u",
 	     pl->pool.cfg.resource_name, pl->kubelet_socket, (int)r->status, details ? details : "", r->backoff_ms,
 	     r->failures);
-	gpr_free(details);
+	gpr_free(raw);
+	free(details);
 }
 
 void dp_register_done(struct plugin *pl, bool ok)

@@ -74,7 +74,7 @@ void mig_dispatch(struct rpc_call *call, void *ctx)
 	const char *path = rpc_call_method(call), *name = method_name(path);
 	const ProtobufCMethodDescriptor *md = name ? protobuf_c_service_descriptor_get_method_by_name(service, name) : NULL;
 	const struct mig_method *row = md ? find_row(md->name) : NULL;
-	unsigned from = strcmp(rpc_call_peer(call), "unix") == 0 ? FROM_LOCAL : FROM_PEER;
+	unsigned from = strcmp(rpc_call_peer(call), "local") == 0 ? FROM_LOCAL : FROM_PEER;
 	ProtobufCMessage *req = NULL;
 
 	if (!row) {

@@ -53,6 +53,8 @@ size_t migration_tick(struct migration *m, char ***freed);
  * VM (malloc'd copies; any out-pointer may be NULL)? */
 bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, char **vm_namespace, char **vm_name);
 void migration_claim(struct migration *m, const char *vf);
+/* Does a reservation wait for its target pod? */
+bool migration_has_pending(struct migration *m);
 
 /* Parses the text of a state file (NUL-terminated) the way a start does:
  * 0 and the number of migrations in it, or -EINVAL and why (malloc'd). */

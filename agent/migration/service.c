@@ -291,6 +291,17 @@ bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, 
 	return r != NULL;
 }
 
+bool migration_has_pending(struct migration *m)
+{
+	bool pending = false;
+
+	pthread_mutex_lock(&m->lock);
+	for (const struct record *r = m->reg.active; r && !pending; r = r->next)
+		pending = r->role == ROLE_TARGET && r->phase == PHASE_RESERVED && !r->claimed;
+	pthread_mutex_unlock(&m->lock);
+	return pending;
+}
+
 void migration_claim(struct migration *m, const char *vf)
 {
 	struct state_snapshot snap = {0};

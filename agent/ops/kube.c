@@ -11,6 +11,7 @@
 #include "xevf_sysfs.h"
 #include "fail.h"
 #include "http_client.h"
+#include "text.h"
 #include "json_read.h"
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -144,7 +145,10 @@ int kube_parse_pending_pods(const char *json, size_t len, const char *resource, 
 		json_object *meta = json_get(pod, "metadata"), *spec = json_get(pod, "spec");
 		const char *phase = json_get_string(json_get(pod, "status"), "phase");
 		const char *ns = json_get_string(meta, "namespace"), *name = json_get_string(meta, "name");
-		if (!ns || !name || (phase && strcmp(phase, "Pending") != 0))
+		/* Kubernetes names only: anything else is no pod of the API server's
+		 * (and would go into log lines) */
+		if (!ns || !name || !text_dns_label(ns, strlen(ns)) || !text_dns_subdomain(name) ||
+		    (phase && strcmp(phase, "Pending") != 0))
 			continue;
 		if (!requests(json_get(spec, "containers"), resource) && !requests(json_get(spec, "initContainers"), resource))
 			continue;
@@ -152,6 +156,8 @@ int kube_parse_pending_pods(const char *json, size_t len, const char *resource, 
 		const char *vm = json_get_string(labels, "kubevirt.io/domain");
 		if (!vm)
 			vm = json_get_string(labels, "vm.kubevirt.io/name");
+		if (vm && !text_dns_subdomain(vm))
+			vm = NULL;
 		struct kube_pod *p = &(*pods)[*n];
 		p->namespace_ = strdup(ns);
 		p->name = strdup(name);

@@ -43,7 +43,8 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 void rpc_server_stop(struct rpc_server *s);
 
 const char *rpc_call_method(const struct rpc_call *call);
-/* The peer: "unix" or the TLS peer's certificate common name */
+/* The peer: "local" (the node-local socket) or "cn=" and the TLS peer's
+ * certificate common name (at most 64 characters of [A-Za-z0-9._-], others '?') */
 const char *rpc_call_peer(const struct rpc_call *call);
 /* 1 a message in *out (free with protobuf_c_message_free_unpacked), 0 end of
  * the client's stream, -1 the call broke or the bytes do not decode. */

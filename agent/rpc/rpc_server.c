@@ -1,6 +1,7 @@
 /* The blocking gRPC server: a thread per call, unix socket and mutual-TLS TCP. */
 #include "rpc_private.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -94,8 +95,12 @@ static char *peer_name(grpc_call *call, bool tls)
 	if (ctx) {
 		grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
 		const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-		if (p && asprintf(&name, "cn=%.*s", (int)p->value_length, p->value) < 0)
+		if (p && asprintf(&name, "cn=%.*s", (int)(p->value_length < 64 ? p->value_length : 64), p->value) < 0)
 			name = NULL;
+		/* it goes into log lines and messages: nothing but a plain name */
+		for (char *q = name ? name + 3 : NULL; q && *q; q++)
+			if (!(isalnum((unsigned char)*q) || *q == '.' || *q == '-' || *q == '_'))
+				*q = '?';
 		grpc_auth_context_release(ctx);
 	}
 	return name ? name : strdup("tls");

@@ -16,7 +16,7 @@ char *printable_id(const char *id)
 	/* every character takes at most 4 bytes ("\\xNN"); "..." and NUL fit in 8 */
 	for (size_t i = 0; i < n && i < LIMIT; i++) {
 		unsigned char c = (unsigned char)id[i];
-		if (isprint(c) && c != '\'' && c != '\\')
+		if (isprint(c) && c != '\'' && c != '"' && c != '\\')
 			out[at++] = (char)c;
 		else
 			at += (size_t)snprintf(out + at, SIZE - at, "\\x%02x", c);

@@ -5,7 +5,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A printable, length-limited copy of an untrusted id for messages (malloc'd). */
+/* A printable, length-limited copy of untrusted text for messages and log
+ * lines (malloc'd): quotes, backslashes and anything unprintable are written
+ * as \xNN, so the text can neither end a quoted value nor start a line. */
 char *printable_id(const char *id);
 
 /* Equal strings, NULL counting as "" (fingerprint fields may be absent). */

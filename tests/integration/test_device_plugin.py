@@ -555,12 +555,16 @@ def test_unknown_methods_are_answered_and_forgotten(world):
     with pytest.raises(grpc.RpcError) as e:
         unknown(b"", timeout=5)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    before = _rss_kb(agent.proc.pid)
-    futures = [(unknown if i % 2 else other).future(b"x" * 100, timeout=30) for i in range(5000)]
-    codes = {f.exception().code() for f in futures}
-    assert codes == {grpc.StatusCode.UNIMPLEMENTED}
+    rss = []
+    for _ in range(3):
+        futures = [(unknown if i % 2 else other).future(b"x" * 100, timeout=30) for i in range(5000)]
+        codes = {f.exception().code() for f in futures}
+        assert codes == {grpc.StatusCode.UNIMPLEMENTED}
+        rss.append(_rss_kb(agent.proc.pid))
     if not WRAPPER and not os.environ.get("XEVF_SANITIZED"):
-        assert _rss_kb(agent.proc.pid) - before < 20 * 1024
+        # the first burst may grow the allocator's arenas; later ones reuse them
+        # (queued forever, each burst of 5,000 kept ~80 MB)
+        assert rss[2] - rss[0] < 15 * 1024, rss
     # and the real methods still answer
     assert world.client().allocate([["0000:03:00.1"]]).container_responses[0].envs
     channel.close()
@@ -665,3 +669,15 @@ def test_preferred_allocation_is_bounded_exact_and_disjoint(world):
         client._preferred(req, timeout=5)
     assert "4 VFs of resource intel.com/xe_vf asked for, 2 can be given" in e.value.details()
     assert agent.proc.poll() is None
+
+
+def test_values_from_outside_cannot_forge_log_lines_or_keys(world):
+    """Quotes, newlines, ESC and key=value text in ids reached the log raw."""
+    agent, _ = start_node(world, pfs=1, vfs=2)
+    bad = 'nope" injected=yes\n\x1b[2J'
+    with pytest.raises(grpc.RpcError):
+        world.client().allocate([[bad]])
+    _, line = agent.wait_log(r"event=allocate_refused")
+    assert "\\x22 injected=yes\\x0a\\x1b[2J" in line
+    assert "\x1b" not in line and line.count('"') == 2  # reason="..." and nothing else
+    assert not any(x.startswith("[2J") or x.startswith(" injected") for x in agent.lines)

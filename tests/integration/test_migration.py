@@ -640,14 +640,16 @@ def test_save_to_a_file_restore_from_it_and_metrics(nodes):
 class FakeAPIServer:
     """The Kubernetes API server's pod list, as far as the agent asks it."""
 
-    def __init__(self):
+    def __init__(self, delay=0):
         self.pods = []
         self.seen = []
+        self.delay = delay
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 outer.seen.append((self.path, self.headers.get("Authorization")))
+                time.sleep(outer.delay)
                 body = json.dumps({"kind": "PodList", "apiVersion": "v1", "items": outer.pods}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -674,6 +676,10 @@ def pod(ns, name, resource=RESOURCE, labels=None, phase="Pending"):
             "status": {"phase": phase}}
 
 
+# the agent keeps an answer of the API server this long (kube_cache.h), plus a margin
+KUBE_FRESH_S = 1.3
+
+
 def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
     api_server = FakeAPIServer()
     token = tmp_path / "token"
@@ -689,17 +695,20 @@ def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
         api_server.pods = [pod("prod", "web-7d9f", labels={"app": "web"}),
                            pod("prod", "virt-launcher-other-x1y2z", labels={"kubevirt.io/domain": "other"}),
                            pod("prod", "db-backup", resource="example.com/other", labels={})]
+        time.sleep(KUBE_FRESH_S)  # the agent's answer from the API server is at most this old
         got = list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs)
         assert got != [reserved] and len(got) == 1
         dst.agent.wait_log(r"event=reservation_withheld vf=%s vm=prod/db pending_pods=2 first=prod/web-7d9f"
                            % re.escape(reserved))
         # the VM's target virt-launcher pod is being admitted: it gets the reserved VF
         api_server.pods.append(pod("prod", "virt-launcher-db-abcde", labels={"kubevirt.io/domain": "db"}))
+        time.sleep(KUBE_FRESH_S)
         got = list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs)
         assert got == [reserved]
         dst.agent.wait_log(r"event=reservation_preferred vf=%s pod=prod/virt-launcher-db-abcde" % re.escape(reserved))
         # launcher pods are also known by name alone
         api_server.pods = [pod("prod", "virt-launcher-db-q8w7e")]
+        time.sleep(KUBE_FRESH_S)
         assert list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs) == [reserved]
         # what the agent asked: this node's pending pods, with its token
         path, auth = api_server.seen[-1]
@@ -710,11 +719,36 @@ def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
         # no answer from the API server: the next allocation is taken to be the target pod's, and it says so
         api_server.stop()
         api_server = None
+        time.sleep(KUBE_FRESH_S)
         assert list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs) == [reserved]
         dst.agent.wait_log(r"event=kube_pods_unavailable .*action=\"offering reserved VFs to the next allocation\"")
     finally:
         if api_server:
             api_server.stop()
+
+
+def test_a_slow_api_server_never_holds_up_allocations(nodes, tmp_path):
+    """The API-server client blocked the serving thread up to 2 s a call (4
+    queued preferred allocations took 8 s). It is asked on a thread of its
+    own; an allocation waits for a fresh answer 0.3 s at most."""
+    api_server = FakeAPIServer(delay=5)
+    token = tmp_path / "token"
+    token.write_text("test-token\n")
+    try:
+        src = nodes("node-a")
+        dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, "--kube-api-allow-http", "true",
+                                               "--kube-token-file", str(token)])
+        fp = src.local().describe(src.vfs()[0])
+        reserved = dst.remote().reserve("mig-slow", fp, vm=("prod", "db")).vf
+        started = time.monotonic()
+        for _ in range(4):
+            got = list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs)
+            assert got == [reserved]  # nobody can tell: the next allocation is taken to be the target pod's
+        assert time.monotonic() - started < 3
+        assert dst.plugin().allocate([[reserved]]).container_responses[0].envs
+    finally:
+        api_server.delay = 0
+        api_server.stop()
 
 
 def test_send_state_takes_host_and_port_only(nodes):

@@ -1,5 +1,6 @@
 /* The daemon's life: start-up as named steps, the loop, shutdown. */
 #include <errno.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -11,6 +12,7 @@
 #include "daemon_private.h"
 #include "log.h"
 #include "metrics.h"
+#include "text.h"
 #include "xevf_uevent.h"
 #include "xevf_util.h"
 
@@ -166,16 +168,33 @@ static void raise_descriptor_limit(void)
 	}
 }
 
+/* gRPC core's own log lines go through ours, in our format; what they say is
+ * detail (the agent says what failed in its own words). */
+static void grpc_core_log(gpr_log_func_args *args)
+{
+	char *message = printable_id(args->message ? args->message : "");
+
+	log_debug("grpc_core", "file=%s line=%d message=\"%s\"", args->file ? args->file : "?", args->line,
+		  message ? message : "?");
+	free(message);
+}
+
 static int start(struct daemon *d)
 {
 	raise_descriptor_limit();
+	gpr_set_log_function(grpc_core_log);
 	if (install_signals()) {
 		log_error("signals_failed", "err=\"%s\"", strerror(errno));
 		return -1;
 	}
-	if (access(d->cfg.plugin_dir, W_OK) != 0)
+	if (access(d->cfg.plugin_dir, F_OK) != 0) {
+		/* normal while the kubelet has not started yet */
+		d->plugin_dir_missing = true;
+		log_info("plugin_dir_missing", "dir=%s action=\"waiting for the kubelet to create it\"", d->cfg.plugin_dir);
+	} else if (access(d->cfg.plugin_dir, W_OK) != 0) {
 		log_warn("plugin_dir_unusable", "dir=%s err=\"%s\" action=\"will keep trying\"", d->cfg.plugin_dir,
 			 strerror(errno));
+	}
 	if (preparer_start(&d->preparer)) {
 		log_error("start_failed", "reason=\"cannot start the VF preparation thread\"");
 		return -1;
@@ -189,7 +208,7 @@ static int start(struct daemon *d)
 	start_migration(d);
 	open_kube(d);
 	metrics_heartbeat(clock_mono_ms());
-	if (!claim_plugin_dir(d))
+	if (!d->plugin_dir_missing && !claim_plugin_dir(d))
 		return 0; /* stopping before it ever served */
 	daemon_plugin_dir_watch(d);
 	/* Serving and registering wait for nothing: the first preparation pass runs
@@ -305,9 +324,9 @@ static void tick(struct daemon *d)
 		daemon_rescan(d);
 		d->next_rescan_ms = now + d->cfg.rescan_interval_ms;
 	}
-	if (!d->stopping && d->kubelet_socket)
+	if (daemon_plugin_dir_ready(d) && !d->stopping && d->kubelet_socket)
 		watch_kubelet(d);
-	for (struct pool_slot *s = d->pools; s; s = s->next)
+	for (struct pool_slot *s = d->pools; s && !d->plugin_dir_missing; s = s->next)
 		plugin_tick(s->plugin, now, d->stopping);
 	reap_pools(d);
 	metrics_heartbeat(clock_mono_ms());
@@ -359,6 +378,7 @@ static void stop(struct daemon *d)
 	inventory_unref(d->inventory);
 	daemon_plugin_dir_release(d);
 	xevf_strv_free(d->known_vfs, d->nknown_vfs);
+	xevf_strv_free(d->told_pfs, d->ntold_pfs);
 	ledger_free(&d->ledger);
 	xevf_strv_free(d->notes, d->nnotes);
 	free(d->scan_error);

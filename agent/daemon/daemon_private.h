@@ -49,7 +49,10 @@ struct daemon {
 	bool status_dirty;       /* the published status and gauges need refreshing */
 	struct http_server *http;
 	int plugin_dir_lock;         /* this agent's claim on the plugin dir, -1 until it has it */
-	int plugin_dir_watch;        /* inotify on the plugin dir, -1 without */
+	int plugin_dir_watch;        /* inotify on the plugin dir (and its parent while it is missing), -1 without */
+	bool plugin_dir_missing;     /* waiting for the kubelet to create it: nothing is served yet */
+	char **told_pfs;             /* PFs whose missing provisioning was said */
+	size_t ntold_pfs;
 	struct migration *migration; /* NULL when the Migration service could not start */
 	struct kube_cache *kube;     /* NULL: no API server to tell pods apart */
 };
@@ -63,6 +66,8 @@ int daemon_plugin_dir_claim(struct daemon *d, char *holder, size_t size);
 void daemon_plugin_dir_release(struct daemon *d);
 void daemon_plugin_dir_watch(struct daemon *d);
 void daemon_plugin_dir_events(struct daemon *d);
+/* Is the plugin dir there yet? When it has just appeared: claim, watch, serve. */
+bool daemon_plugin_dir_ready(struct daemon *d);
 
 /* rescan.c */
 void daemon_rescan(struct daemon *d);

@@ -79,10 +79,49 @@ void daemon_plugin_dir_release(struct daemon *d)
 	d->plugin_dir_watch = -1;
 }
 
+/* The plugin dir's parent, while the plugin dir does not exist yet: its
+ * creation is seen at once (a kubelet that starts after the agent). */
+static void watch_parent(struct daemon *d)
+{
+	char *parent = strdup(d->cfg.plugin_dir), *slash = parent ? strrchr(parent, '/') : NULL;
+
+	if (slash && slash != parent) {
+		*slash = '\0';
+		if (inotify_add_watch(d->plugin_dir_watch, parent, IN_CREATE | IN_MOVED_TO) < 0)
+			log_debug("plugin_dir_parent_unwatched", "dir=%s err=\"%s\" action=\"looking for it every tick\"", parent,
+				  strerror(errno));
+	}
+	free(parent);
+}
+
+bool daemon_plugin_dir_ready(struct daemon *d)
+{
+	char holder[24] = "";
+	int rc;
+
+	if (!d->plugin_dir_missing)
+		return true;
+	if (access(d->cfg.plugin_dir, F_OK) != 0)
+		return false;
+	d->plugin_dir_missing = false;
+	log_info("plugin_dir_found", "dir=%s action=\"serving\"", d->cfg.plugin_dir);
+	if ((rc = daemon_plugin_dir_claim(d, holder, sizeof(holder))) != 0)
+		log_warn("plugin_dir_unlocked", "dir=%s err=\"%s\" holder_pid=%s action=\"serving without the lock\"",
+			 d->cfg.plugin_dir, strerror(-rc), *holder ? holder : "-");
+	daemon_plugin_dir_watch(d);
+	for (struct pool_slot *s = d->pools; s; s = s->next)
+		plugin_serve_now(s->plugin);
+	return true;
+}
+
 void daemon_plugin_dir_watch(struct daemon *d)
 {
 	if (d->plugin_dir_watch < 0)
 		d->plugin_dir_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (d->plugin_dir_watch >= 0 && d->plugin_dir_missing) {
+		watch_parent(d);
+		return;
+	}
 	if (d->plugin_dir_watch >= 0 &&
 	    inotify_add_watch(d->plugin_dir_watch, d->cfg.plugin_dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM) < 0)
 		log_warn("plugin_dir_unwatched", "dir=%s err=\"%s\" action=\"noticing kubelet restarts by kubelet.sock's "

@@ -26,6 +26,22 @@ static void report_notes(struct daemon *d, struct xevf_host *host)
 	host->nnotes = 0;
 }
 
+/* Said once per PF, not on every rescan. */
+static void tell_provisioning_missing(struct daemon *d, const char *pf)
+{
+	char **grown = realloc(d->told_pfs, (d->ntold_pfs + 1) * sizeof(*grown));
+
+	if (!grown || !(grown[d->ntold_pfs] = strdup(pf))) {
+		if (grown)
+			d->told_pfs = grown;
+		return;
+	}
+	d->told_pfs = grown;
+	d->ntold_pfs++;
+	log_info("provisioning_not_exposed", "pf=%s reason=\"this kernel's xe shows no sriov_admin/ for the PF: VF "
+		 "profiles are neither read nor set\"", pf);
+}
+
 void daemon_request_prepare(struct daemon *d, const char *why)
 {
 	size_t n = 0;
@@ -146,8 +162,8 @@ void daemon_rescan(struct daemon *d)
 		return;
 	report_notes(d, host);
 	for (size_t i = 0; i < host->npfs; i++)
-		if (!host->pfs[i].provisioning_exposed && !d->stopping)
-			log_debug("provisioning_not_exposed", "pf=%s", host->pfs[i].addr);
+		if (!host->pfs[i].provisioning_exposed && !xevf_strv_has(d->told_pfs, d->ntold_pfs, host->pfs[i].addr))
+			tell_provisioning_missing(d, host->pfs[i].addr);
 	preparer_notes(d->preparer, &notes, &nnotes);
 	if (!(inv = inventory_new(host, notes, nnotes))) {
 		log_error("out_of_memory", "reason=\"building the inventory\"");

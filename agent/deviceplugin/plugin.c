@@ -59,6 +59,8 @@ bool plugin_retired(const struct plugin *pl) { return pl->retired; }
 
 void plugin_kubelet_in_doubt(struct plugin *pl) { pl->reg.in_doubt = true; }
 
+void plugin_serve_now(struct plugin *pl) { pl->reg.next_attempt_ms = 0; }
+
 void plugin_tick(struct plugin *pl, int64_t now, bool stopping)
 {
 	struct dp_file_id id = {0};
@@ -70,7 +72,7 @@ void plugin_tick(struct plugin *pl, int64_t now, bool stopping)
 		/* The kubelet removes every plugin socket when it restarts; so may an
 		 * operator. Stop, drain, then serve on a fresh socket (the old server
 		 * must be gone first: gRPC unlinks its socket path on shutdown). */
-		log_warn("socket_removed", "resource=%s socket=%s action=\"re-creating it\"", pl->pool.cfg.resource_name,
+		log_info("socket_removed", "resource=%s socket=%s action=\"re-creating it\"", pl->pool.cfg.resource_name,
 			 pl->socket_path);
 		dp_server_stop(pl, "socket removed");
 	}

@@ -54,6 +54,8 @@ bool plugin_retired(const struct plugin *pl);
 /* Keeps the socket alive and registered with the current kubelet
  * (<plugin_dir>/kubelet.sock). */
 void plugin_tick(struct plugin *pl, int64_t now, bool stopping);
+/* Serve at the next tick, whatever retry was planned (the plugin dir appeared). */
+void plugin_serve_now(struct plugin *pl);
 /* Something happened to kubelet.sock (the plugin dir's watch says so):
  * register again at the next tick, whatever the socket looks like. */
 void plugin_kubelet_in_doubt(struct plugin *pl);

@@ -60,6 +60,7 @@ struct plugin {
 	struct dp_call *streams; /* open ListAndWatch streams */
 	struct registration reg;
 	bool retired;            /* pool removed (reload) or agent stopping */
+	unsigned serve_failures; /* listening failed this often in a row */
 };
 
 /* server.c */

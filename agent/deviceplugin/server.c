@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "answers.h"
@@ -519,8 +520,12 @@ int dp_server_start(struct plugin *pl)
 	grpc_server_credentials_release(creds);
 	free(address);
 	if (port == 0) {
-		log_error("serve_failed", "resource=%s socket=%s reason=\"cannot listen; is the plugin directory "
-			  "writable and on a local file system?\"", pl->pool.cfg.resource_name, pl->socket_path);
+		/* said once; retries that fail the same way are not news */
+		xlog(pl->serve_failures++ ? XLOG_DEBUG : XLOG_ERROR, "serve_failed", "resource=%s socket=%s reason=\"%s\"",
+		     pl->pool.cfg.resource_name, pl->socket_path,
+		     strlen(pl->socket_path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)
+			     ? "the socket's path is longer than a unix socket's 107 bytes: use a shorter plugin directory"
+			     : "cannot listen; is the plugin directory writable and on a local file system?");
 		grpc_server_destroy(pl->server);
 		pl->server = NULL;
 		return -EIO;
@@ -530,6 +535,7 @@ int dp_server_start(struct plugin *pl)
 		log_warn("socket_mode_failed", "resource=%s socket=%s err=\"%s\"", pl->pool.cfg.resource_name,
 			 pl->socket_path, strerror(errno));
 	grpc_server_start(pl->server);
+	pl->serve_failures = 0;
 	pl->state = SERVER_SERVING;
 	pl->shutdown_notified = false;
 	if (dp_file_id_of(pl->socket_path, &pl->socket_id))

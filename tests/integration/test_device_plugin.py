@@ -5,6 +5,7 @@ Each test asserts what the kubelet (and through it KubeVirt) would see."""
 import json
 import queue
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -681,3 +682,44 @@ def test_values_from_outside_cannot_forge_log_lines_or_keys(world):
     assert "\\x22 injected=yes\\x0a\\x1b[2J" in line
     assert "\x1b" not in line and line.count('"') == 2  # reason="..." and nothing else
     assert not any(x.startswith("[2J") or x.startswith(" injected") for x in agent.lines)
+
+
+def test_a_kubelet_that_starts_after_the_agent_is_served_at_once_and_quietly(world, tmp_path):
+    """With no plugin dir yet, the agent retried on a fixed 3 s timer
+    (registration 1.4-2.4 s after the kubelet came) and logged an error and a
+    raw gRPC core line every 3 s. Now one info line, then it watches the
+    parent and serves as soon as the directory appears."""
+    from kubelet_sim import KubeletSim
+    import tempfile
+    world.create_host(pfs=2, vfs=2)
+    # a unix socket's path stays under 108 bytes: pytest's tmp_path is too deep
+    parent = tempfile.mkdtemp(prefix="xevf-k-")
+    plugin_dir = os.path.join(parent, "device-plugins")
+    agent = world.start_agent(*[a if a != world.plugin_dir else plugin_dir for a in world.agent_args()])
+    agent.wait_log(r"event=plugin_dir_missing dir=%s" % plugin_dir)
+    time.sleep(3.5)
+    assert all(line.startswith("ts=") for line in agent.lines), agent.lines
+    assert not any("level=error" in line and "serve_failed" in line for line in agent.lines)
+    assert sum("plugin_dir_missing" in line for line in agent.lines) == 1
+    started = time.monotonic()
+    kubelet = KubeletSim(plugin_dir).start()  # creates the directory, as a starting kubelet does
+    try:
+        t, _ = kubelet.wait_registration(RESOURCE, timeout=5 * SLOW)
+        assert t - started < 1.0 * SLOW, "registered %.2f s after the kubelet came" % (t - started)
+    finally:
+        kubelet.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+    # the provisioning note is said once per PF, at info, not on every rescan
+    time.sleep(0.6)
+    told = [x for x in agent.lines if "event=provisioning_not_exposed" in x]
+    assert len(told) == 2 and all("level=info" in x for x in told)
+    assert agent.stop() == 0
+
+
+def test_a_kubelet_restart_is_normal(world):
+    """socket_removed on every kubelet restart is info, not warn."""
+    agent, _ = start_node(world, pfs=1, vfs=2)
+    world.kubelet.restart()
+    world.kubelet.wait_registration(RESOURCE, timeout=5 * SLOW)
+    _, line = agent.wait_log(r"event=socket_removed")
+    assert "level=info" in line

@@ -9,7 +9,8 @@
  *
  * Threads: calls run on rpc threads; the daemon feeds the inventory and asks
  * about reservations. One lock guards the registry, the inventory pointer and
- * the device table; no device, sysfs, file or network I/O happens under it.
+ * the device table; no device, sysfs, file or network I/O happens under it
+ * (log lines aside: the daemon's thread writes to the same log anyway).
  */
 #ifndef XEVF_MIGRATION_H
 #define XEVF_MIGRATION_H

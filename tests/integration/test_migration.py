@@ -680,14 +680,20 @@ def pod(ns, name, resource=RESOURCE, labels=None, phase="Pending"):
 KUBE_FRESH_S = 1.3
 
 
-def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
-    api_server = FakeAPIServer()
+def _nodes_with_api_server(nodes, api_server, tmp_path):
+    """node-a, and node-b asking api_server (plain HTTP, a test token)."""
     token = tmp_path / "token"
     token.write_text("test-token\n")
+    src = nodes("node-a")
+    dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, "--kube-api-allow-http", "true",
+                                       "--kube-token-file", str(token)])
+    return src, dst
+
+
+def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):
+    api_server = FakeAPIServer()
     try:
-        src = nodes("node-a")
-        dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, "--kube-api-allow-http", "true",
-                                               "--kube-token-file", str(token)])
+        src, dst = _nodes_with_api_server(nodes, api_server, tmp_path)
         dst.agent.wait_log(r"event=kube_api url=%s node=node-b" % re.escape(api_server.url))
         fp = src.local().describe(src.vfs()[0])
         reserved = dst.remote().reserve("mig-k", fp, vm=("prod", "db")).vf
@@ -732,12 +738,8 @@ def test_a_slow_api_server_never_holds_up_allocations(nodes, tmp_path):
     queued preferred allocations took 8 s). It is asked on a thread of its
     own; an allocation waits for a fresh answer 0.3 s at most."""
     api_server = FakeAPIServer(delay=5)
-    token = tmp_path / "token"
-    token.write_text("test-token\n")
     try:
-        src = nodes("node-a")
-        dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, "--kube-api-allow-http", "true",
-                                               "--kube-token-file", str(token)])
+        src, dst = _nodes_with_api_server(nodes, api_server, tmp_path)
         fp = src.local().describe(src.vfs()[0])
         reserved = dst.remote().reserve("mig-slow", fp, vm=("prod", "db")).vf
         started = time.monotonic()

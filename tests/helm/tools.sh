@@ -16,7 +16,7 @@ mkdir -p "$tools"
 cp tests/helm/package.json tests/helm/package-lock.json "$tools/"
 if ! (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1); then
 	cat "$tools/npm.log" >&2
-	echo "tools.sh: npm ci failed in $tools (is registry.npmjs.org reachable?)" >&2
+	echo "tools.sh: npm ci failed in $tools (is the registry that 'npm config get registry' names reachable?)" >&2
 	rm -f "$tools/package-lock.json"
 	exit 1
 fi

@@ -39,3 +39,14 @@ const char *busy_why(const struct busy_scan *s, const struct inventory_vf *iv, b
 		return "it was allocated to a container in the last minutes";
 	return NULL;
 }
+
+const char *busy_why_now(const struct migration *m, const struct inventory_vf *iv, bool allocation_is_ours)
+{
+	struct busy_scan scan = {0};
+	const char *busy;
+
+	busy_scan(m, &scan);
+	busy = busy_why(&scan, iv, allocation_is_ours);
+	busy_scan_free(&scan);
+	return busy;
+}

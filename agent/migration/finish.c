@@ -72,18 +72,12 @@ static int decide(struct migration *m, const char *id, struct finish *f, grpc_st
 static int step_allowed(struct migration *m, const struct finish *f, const struct inventory_vf *iv,
 			struct xevf_err *err)
 {
-	struct busy_scan scan = {0};
 	const char *busy;
-	int rc = 0;
 
 	if (!iv || (!f->commit && f->copy->role == ROLE_SOURCE))
 		return 0; /* the source VM keeps running here: nothing is destroyed */
-	busy_scan(m, &scan);
-	busy = busy_why(&scan, iv, f->copy->role == ROLE_SOURCE || f->copy->claimed);
-	if (busy)
-		rc = xevf_err_set(err, EBUSY, "VF %s is in use: %s; it was left as it is", f->copy->vf, busy);
-	busy_scan_free(&scan);
-	return rc;
+	busy = busy_why_now(m, iv, f->copy->role == ROLE_SOURCE || f->copy->claimed);
+	return busy ? xevf_err_set(err, EBUSY, "VF %s is in use: %s; it was left as it is", f->copy->vf, busy) : 0;
 }
 
 /* Lock not held: the device's last step. */

@@ -51,6 +51,8 @@ void busy_scan_free(struct busy_scan *s);
  * a container's allocation of it belongs to the asking migration (its target
  * pod got the reserved VF), so it does not count. */
 const char *busy_why(const struct busy_scan *s, const struct inventory_vf *iv, bool allocation_is_ours);
+/* busy_why for one VF, with a scan of its own. */
+const char *busy_why_now(const struct migration *m, const struct inventory_vf *iv, bool allocation_is_ours);
 
 /* Lock not held: the VF's fingerprint, opening and probing its device only
  * when nobody else uses it; *in_use (may be NULL) says when somebody does. */

@@ -93,15 +93,9 @@ static int restore_check(struct migration *m, const char *id, struct restore *rs
 static int restore_allowed(struct migration *m, const struct inventory_vf *iv, const struct record *r,
 			   struct xevf_err *err)
 {
-	struct busy_scan scan = {0};
-	const char *busy;
-	int rc = 0;
+	const char *busy = busy_why_now(m, iv, r->claimed);
 
-	busy_scan(m, &scan);
-	if ((busy = busy_why(&scan, iv, r->claimed)))
-		rc = xevf_err_set(err, EBUSY, "it is in use: %s; nothing was written into it", busy);
-	busy_scan_free(&scan);
-	return rc;
+	return busy ? xevf_err_set(err, EBUSY, "it is in use: %s; nothing was written into it", busy) : 0;
 }
 
 /* Claims and opens the reserved VF's device and marks the record restoring. */

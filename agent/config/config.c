@@ -165,8 +165,10 @@ static int parse_resource_name(json_object *v, const char *k, struct pool_config
 	return rc;
 }
 
-static int parse_pool_key(const char *k, const char *name, json_object *v, struct pool_config *pool, char **error)
+static int parse_pool_key(const char *k, const char *name, json_object *v, void *ctx, char **error)
 {
+	struct pool_config *pool = ctx;
+
 	if (strcmp(name, "resourceName") == 0)
 		return parse_resource_name(v, k, pool, error);
 	if (strcmp(name, "selector") == 0)
@@ -182,16 +184,11 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, struc
 
 static int parse_pool(json_object *obj, const char *key, struct pool_config *pool, char **error)
 {
+	int rc;
+
 	pool->num_vfs = -1; /* unset: leave the PF's VF count alone */
-	if (!json_object_is_type(obj, json_type_object))
-		return agent_fail(error, EINVAL, "%s: expected an object, found %s", key, json_read_type(obj));
-	json_object_object_foreach(obj, name, v) {
-		char *k = json_read_key(key, name);
-		int rc = parse_pool_key(k ? k : key, name, v, pool, error);
-		free(k);
-		if (rc)
-			return rc;
-	}
+	if ((rc = json_read_object(obj, key, parse_pool_key, pool, error)))
+		return rc;
 	if (!pool->resource_name)
 		return agent_fail(error, EINVAL, "%s.resourceName: missing", key);
 	return 0;

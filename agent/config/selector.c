@@ -58,8 +58,10 @@ static const struct {
 	{"drivers", NULL}, /* a plain list of strings */
 };
 
-static int parse_key(const char *k, const char *name, json_object *v, struct selector *sel, char **error)
+static int parse_key(const char *k, const char *name, json_object *v, void *ctx, char **error)
 {
+	struct selector *sel = ctx;
+
 	for (size_t i = 0; i < sizeof(selector_keys) / sizeof(selector_keys[0]); i++) {
 		if (strcmp(name, selector_keys[i].name) != 0)
 			continue;
@@ -72,16 +74,7 @@ static int parse_key(const char *k, const char *name, json_object *v, struct sel
 
 int selector_parse(json_object *obj, const char *key, struct selector *sel, char **error)
 {
-	if (!json_object_is_type(obj, json_type_object))
-		return agent_fail(error, EINVAL, "%s: expected an object, found %s", key, json_read_type(obj));
-	json_object_object_foreach(obj, name, v) {
-		char *k = json_read_key(key, name);
-		int rc = parse_key(k ? k : key, name, v, sel, error);
-		free(k);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return json_read_object(obj, key, parse_key, sel, error);
 }
 
 void selector_free(struct selector *s)

@@ -21,6 +21,20 @@ char *json_read_key(const char *parent, const char *name)
 	return k;
 }
 
+int json_read_object(json_object *v, const char *key, json_read_key_fn each_key, void *ctx, char **error)
+{
+	if (!json_object_is_type(v, json_type_object))
+		return agent_fail(error, EINVAL, "%s: expected an object, found %s", key, json_read_type(v));
+	json_object_object_foreach(v, name, member) {
+		char *path = json_read_key(key, name);
+		int rc = each_key(path ? path : key, name, member, ctx, error);
+		free(path);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int json_read_string(json_object *v, const char *key, char **out, char **error)
 {
 	if (!json_object_is_type(v, json_type_string))

@@ -34,6 +34,11 @@ int json_read_long(json_object *v, const char *key, long min, long max, long *ou
 /* An array of strings (*out malloc'd, NULL-terminated, *n counts them). */
 int json_read_strings(json_object *v, const char *key, char ***out, size_t *n, char **error);
 
+/* An object: calls each_key for every member with its "key.name" path;
+ * stops at the first non-zero answer and returns it. */
+typedef int (*json_read_key_fn)(const char *path, const char *name, json_object *v, void *ctx, char **error);
+int json_read_object(json_object *v, const char *key, json_read_key_fn each_key, void *ctx, char **error);
+
 /* Parses a whole document strictly (UTF-8, nothing after it); NULL and a
  * message with the byte offset when it is not valid JSON. */
 json_object *json_read_document(const char *text, size_t len, char **error);

@@ -52,8 +52,10 @@ def make_certs(d):
     openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
             "-subj", "/CN=xevf-demo-ca")
     for name in ("node-a", "node-b", "operator"):
+        # the profile of docs/certificates.md: the identity is a URI subject alternative name
+        uri = "urn:xevf:operator" if name == "operator" else "urn:xevf:node:" + name
         with open(os.path.join(d, name + ".ext"), "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1,URI:%s\nextendedKeyUsage=serverAuth,clientAuth\n" % uri)
         openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
                 "-subj", "/CN=" + name)
         openssl(d, "x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",

@@ -36,7 +36,8 @@ static const char usage[] =
 	"\n"
 	"Endpoints (EP): a unix socket path (default for --source: " XEVF_DEFAULT_MIGRATION_SOCKET ")\n"
 	"or HOST:PORT of another agent, reached over mutual TLS with:\n"
-	"  --tls-ca FILE --tls-cert FILE --tls-key FILE\n"
+	"  --tls-ca FILE --tls-cert FILE --tls-key FILE [--tls-server-name NAME]\n"
+	"  (the profile of docs/certificates.md; over TCP an agent serves only the target-side calls)\n"
 	"  --chunk-size BYTES   save: bytes per chunk (default 256 KiB)\n"
 	"Exit status: 0 done, 1 refused or failed (the reason is printed), 2 bad usage.\n";
 
@@ -322,6 +323,7 @@ int migrate_main(int argc, char **argv)
 		{"from-file", required_argument, NULL, 'f'}, {"ttl", required_argument, NULL, 'T'},
 		{"tls-ca", required_argument, NULL, 'A'},    {"tls-cert", required_argument, NULL, 'C'},
 		{"tls-key", required_argument, NULL, 'K'},   {"chunk-size", required_argument, NULL, 'z'},
+		{"tls-server-name", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
 	};
 	struct opts o = {0};
@@ -346,6 +348,7 @@ int migrate_main(int argc, char **argv)
 		case 'A': o.tls.ca_file = optarg; break;
 		case 'C': o.tls.cert_file = optarg; break;
 		case 'K': o.tls.key_file = optarg; break;
+		case 'N': o.tls.server_name = optarg; break;
 		case 'T':
 		case 'z': {
 			errno = 0;

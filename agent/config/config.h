@@ -59,6 +59,8 @@ struct agent_config {
 	char *migration_socket;    /* "" off */
 	char *migration_address;   /* "" off */
 	char *tls_ca, *tls_cert, *tls_key;
+	char *tls_server_name;     /* NULL: the target host */
+	char *peer_identities;     /* "uri,prefix*,..." */
 	char *state_dir;
 	long stream_idle_timeout_ms;
 	long max_state_bytes;

@@ -68,6 +68,12 @@ static const struct setting settings[] = {
 	STR("tlsCA", "tls-ca", "FILE", tls_ca, NULL, NULL, "PEM CA that signs the agents' certificates (for --migration-address)"),
 	STR("tlsCert", "tls-cert", "FILE", tls_cert, NULL, NULL, "PEM certificate of this agent"),
 	STR("tlsKey", "tls-key", "FILE", tls_key, NULL, NULL, "PEM key of this agent"),
+	STR("tlsServerName", "tls-server-name", "NAME", tls_server_name, NULL, NULL,
+	    "the name (DNS SAN) the other agents' certificates carry when it is not their host's, e.g. one "
+	    "certificate all agents share (default: the host of the target's HOST:PORT)"),
+	STR("peerIdentities", "peer-identities", "URI,...", peer_identities, "urn:xevf:agent,urn:xevf:node:*,urn:xevf:operator",
+	    NULL, "who may call over TCP: URI subject alternative names of the callers' certificates (a '*' at the "
+	    "end matches any rest); see docs/certificates.md"),
 	STR("stateDir", "state-dir", "DIR", state_dir, XEVF_DEFAULT_STATE_DIR, NULL,
 	    "where reservations and migrations are kept across restarts"),
 	LONG("maxStateBytes", "max-state-bytes", "BYTES", max_state_bytes, 64L << 30, 1L << 20, 1L << 40,

@@ -82,6 +82,7 @@ static void start_migration(struct daemon *d)
 	struct migration_settings ms = {
 		.unix_socket = d->cfg.migration_socket, .tcp_address = d->cfg.migration_address,
 		.tls_ca = d->cfg.tls_ca, .tls_cert = d->cfg.tls_cert, .tls_key = d->cfg.tls_key,
+		.peer_identities = d->cfg.peer_identities, .tls_server_name = d->cfg.tls_server_name,
 		.state_dir = d->cfg.state_dir, .node_name = d->cfg.node_name, .sysfs_root = d->cfg.sysfs_root,
 		.dev_root = d->cfg.dev_root, .proc_root = d->cfg.proc_root, .kernel_release = d->cfg.kernel_release,
 		.stream_idle_ms = (int)d->cfg.stream_idle_timeout_ms, .max_state_bytes = (uint64_t)d->cfg.max_state_bytes,

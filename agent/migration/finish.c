@@ -19,10 +19,18 @@ struct finish {
 
 /* Lock held: 0 when the call goes on to the device step; else it has been
  * decided here (*code, *msg or an answer in f->copy with code OK). */
-static int decide(struct migration *m, const char *id, struct finish *f, grpc_status_code *code, char **msg)
+static int decide(struct migration *m, const char *id, const char *caller, struct finish *f, grpc_status_code *code,
+		  char **msg)
 {
 	struct record *r = migration_id_valid(id) ? registry_find(&m->reg, id) : NULL;
 	struct record *ended = r || !migration_id_valid(id) ? NULL : registry_find_ended(&m->reg, id);
+	const struct record *found = r ? r : ended;
+
+	if (found && !record_may_end(found, caller)) {
+		*code = GRPC_STATUS_PERMISSION_DENIED;
+		return asprintf(msg, "migration %s on node %s: %s may end only the target reservations it made; the rest "
+				"only the node-local socket", found->id, m->node, caller) < 0 ? -ENOMEM : -EACCES;
+	}
 
 	*code = GRPC_STATUS_FAILED_PRECONDITION;
 	if (ended && !f->commit && ended->phase == PHASE_COMMITTED)
@@ -144,7 +152,7 @@ static void finish_call(struct migration *m, struct rpc_call *call, const Xevf__
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = decide(m, req->migration_id, &f, &code, &msg);
+	rc = decide(m, req->migration_id, rpc_call_peer(call), &f, &code, &msg);
 	pthread_mutex_unlock(&m->lock);
 	if (rc == 0) {
 		struct mig_dev *to_close;

@@ -159,7 +159,7 @@ static void reply_reservation(struct rpc_call *call, const struct record *r)
 
 /* Lock held: the reservation, unless another call took the VF or the id meanwhile. */
 static struct record *reserve_locked(struct migration *m, const Xevf__Migration__V1__ReserveRequest *req,
-				     const struct inventory_vf *iv, uint32_t ttl)
+				     const struct inventory_vf *iv, uint32_t ttl, const char *caller)
 {
 	struct record *r;
 
@@ -171,10 +171,15 @@ static struct record *reserve_locked(struct migration *m, const Xevf__Migration_
 	r->resource = xevf_strdup_or_null(iv->resource);
 	r->vm_namespace = xevf_strdup_or_null(req->vm_namespace);
 	r->vm_name = xevf_strdup_or_null(req->vm_name);
+	if (!(r->owner = strdup(caller))) {
+		record_free(r);
+		return NULL;
+	}
 	r->expires_unix_ms = clock_unix_ms() + (int64_t)ttl * 1000;
 	registry_add(&m->reg, r);
-	log_info("reserved", "migration=%s vf=%s resource=%s vm=%s/%s ttl_s=%u", r->id, r->vf,
-		 r->resource ? r->resource : "", r->vm_namespace ? r->vm_namespace : "", r->vm_name ? r->vm_name : "", ttl);
+	log_info("reserved", "migration=%s vf=%s resource=%s vm=%s/%s ttl_s=%u by=%s", r->id, r->vf,
+		 r->resource ? r->resource : "", r->vm_namespace ? r->vm_namespace : "", r->vm_name ? r->vm_name : "", ttl,
+		 r->owner);
 	return r;
 }
 
@@ -196,6 +201,8 @@ static int answer_existing(struct migration *m, struct rpc_call *call, const cha
 		mig_refuse(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
 	else if (copy->role != ROLE_TARGET)
 		mig_refuse(call, GRPC_STATUS_ALREADY_EXISTS, "migration %s is this node's source side", id);
+	else if (!record_may_end(copy, rpc_call_peer(call)))
+		mig_refuse(call, GRPC_STATUS_ALREADY_EXISTS, "migration %s is another caller's reservation", id);
 	else
 		reply_reservation(call, copy);
 	record_free(copy);
@@ -250,7 +257,7 @@ void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCM
 	inv = snapshot(m, &taken);
 	pick = first_compatible(m, inv, taken, req->source, &reasons);
 	pthread_mutex_lock(&m->lock);
-	if (pick >= 0 && (r = reserve_locked(m, req, &inv->vfs[pick], ttl < MAX_TTL_S ? ttl : MAX_TTL_S))) {
+	if (pick >= 0 && (r = reserve_locked(m, req, &inv->vfs[pick], ttl < MAX_TTL_S ? ttl : MAX_TTL_S, rpc_call_peer(call)))) {
 		state_file_render(&m->file, &m->reg, &snap);
 		r = record_dup(r);
 	}
@@ -283,11 +290,15 @@ void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCM
 	struct state_snapshot snap = {0};
 	struct record *r = NULL, *copy = NULL;
 	char *error = NULL;
-	bool valid = migration_id_valid(req->migration_id), released = false;
+	bool valid = migration_id_valid(req->migration_id), released = false, foreign = false;
 
 	pthread_mutex_lock(&m->lock);
 	if (valid && !(r = registry_find(&m->reg, req->migration_id)))
 		r = registry_find_ended(&m->reg, req->migration_id); /* Release is idempotent */
+	if (r && !record_may_end(r, rpc_call_peer(call))) {
+		foreign = true;
+		r = NULL;
+	}
 	if (r && r->role == ROLE_TARGET && r->phase == PHASE_RESERVED) {
 		log_info("reservation_released", "migration=%s vf=%s", r->id, r->vf);
 		(void)mig_move(m, r, PHASE_RELEASED);
@@ -303,7 +314,10 @@ void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCM
 			(void)registry_reopen(&m->reg, r, PHASE_RESERVED);
 		pthread_mutex_unlock(&m->lock);
 		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, "migration %s: still reserved: %s", req->migration_id, error);
-	} else if (!r)
+	} else if (foreign)
+		mig_refuse(call, GRPC_STATUS_PERMISSION_DENIED, "migration %s on node %s is not %s's reservation; only its "
+			   "owner or the node-local socket may release it", req->migration_id, m->node, rpc_call_peer(call));
+	else if (!r)
 		mig_refuse(call, GRPC_STATUS_NOT_FOUND, "no migration %.128s on node %s", req->migration_id, m->node);
 	else if (!copy)
 		mig_refuse(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -326,10 +340,11 @@ void handle_list(struct migration *m, struct rpc_call *call, const ProtobufCMess
 	Xevf__Migration__V1__ListResponse resp = XEVF__MIGRATION__V1__LIST_RESPONSE__INIT;
 	Xevf__Migration__V1__MigrationStatus *sts;
 	struct record **copies;
-	const char **states;
+	const char **states, *caller = rpc_call_peer(call);
 	size_t n = 0, k = 0;
 
 	(void)msg;
+	/* a TLS caller sees the reservations it made, nothing of the node's other VMs */
 	pthread_mutex_lock(&m->lock);
 	for (struct record *r = m->reg.active; r; r = r->next)
 		n++;
@@ -338,11 +353,11 @@ void handle_list(struct migration *m, struct rpc_call *call, const ProtobufCMess
 	states = calloc(n + 1, sizeof(*states));
 	for (struct record *r = m->reg.active; r && copies && states; r = r->next, k++) {
 		struct mig_dev *d = devices_find(&m->devices, r->vf);
-		copies[k] = record_dup(r);
+		copies[k] = record_may_end(r, caller) ? record_dup(r) : NULL;
 		states[k] = d && !d->claimed ? xevf_mig_state_name(d->dev.state) : "";
 	}
 	for (struct record *r = m->reg.ended; r && copies && states && k < n; r = r->next, k++) {
-		copies[k] = record_dup(r);
+		copies[k] = record_may_end(r, caller) ? record_dup(r) : NULL;
 		states[k] = "";
 	}
 	pthread_mutex_unlock(&m->lock);

@@ -8,14 +8,16 @@
 #include "compat.h"
 #include "devices.h"
 #include "migration.h"
+#include "peer_identity.h"
 #include "registry.h"
 #include "rpc.h"
 #include "state_file.h"
 
 struct migration {
 	/* settings: strings owned */
-	char *unix_socket, *tcp_address, *tls_ca, *tls_cert, *tls_key, *sysfs_root, *dev_root, *proc_root;
+	char *unix_socket, *tcp_address, *tls_ca, *tls_cert, *tls_key, *tls_server_name, *sysfs_root, *dev_root, *proc_root;
 	char *node, *kernel_release;
+	struct peer_policy peers;     /* who may call over TCP */
 	int stream_idle_ms;
 	uint64_t max_state_bytes;
 	struct state_file file;

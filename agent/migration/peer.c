@@ -120,7 +120,7 @@ static char *resolve_target(const char *host, const char *port)
 
 static struct rpc_stream *open_target(struct migration *m, struct rpc_call *call, const char *target, grpc_channel **ch)
 {
-	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key};
+	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key, m->tls_server_name};
 	struct rpc_stream *st = NULL;
 	char *error = NULL, *host = NULL, *port = NULL, *address = NULL;
 

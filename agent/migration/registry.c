@@ -85,10 +85,12 @@ struct record *record_dup(const struct record *r)
 	c->resource = r->resource ? strdup(r->resource) : NULL;
 	c->vm_namespace = r->vm_namespace ? strdup(r->vm_namespace) : NULL;
 	c->vm_name = r->vm_name ? strdup(r->vm_name) : NULL;
+	c->owner = r->owner ? strdup(r->owner) : NULL;
 	c->expires_unix_ms = r->expires_unix_ms;
 	c->claimed = r->claimed;
 	c->abort_requested = r->abort_requested; /* not the stream handles: a copy is for answering */
-	if ((r->resource && !c->resource) || (r->vm_namespace && !c->vm_namespace) || (r->vm_name && !c->vm_name)) {
+	if ((r->resource && !c->resource) || (r->vm_namespace && !c->vm_namespace) || (r->vm_name && !c->vm_name) ||
+	    (r->owner && !c->owner)) {
 		record_free(c);
 		return NULL;
 	}
@@ -104,6 +106,7 @@ void record_free(struct record *r)
 	free(r->resource);
 	free(r->vm_namespace);
 	free(r->vm_name);
+	free(r->owner);
 	free(r);
 }
 
@@ -114,6 +117,13 @@ void records_free(struct record *list)
 		record_free(list);
 		list = n;
 	}
+}
+
+bool record_may_end(const struct record *r, const char *caller)
+{
+	if (strcmp(caller, "local") == 0)
+		return true;
+	return r->role == ROLE_TARGET && r->owner && strcmp(r->owner, caller) == 0;
 }
 
 void registry_add(struct registry *reg, struct record *r)

@@ -49,6 +49,7 @@ struct record {
 	char *vf;
 	char *resource;
 	char *vm_namespace, *vm_name;
+	char *owner;              /* who reserved it: "local" or a TLS caller's identity */
 	enum phase phase;
 	int64_t expires_unix_ms;  /* target reservations */
 	bool claimed;             /* the target pod got the VF */
@@ -73,6 +74,10 @@ struct record *record_new(const char *id, enum role role, const char *vf, enum p
 struct record *record_dup(const struct record *r);
 void record_free(struct record *r);
 void records_free(struct record *list);
+
+/* May caller ("local" or a TLS caller's identity) release, commit or abort
+ * r? The node itself always; a TLS caller only a target reservation it made. */
+bool record_may_end(const struct record *r, const char *caller);
 
 void registry_add(struct registry *reg, struct record *r);
 struct record *registry_find(const struct registry *reg, const char *id);

@@ -348,6 +348,7 @@ static int copy_settings(struct migration *m, const struct migration_settings *s
 	m->tls_ca = xevf_strdup_or_null(s->tls_ca);
 	m->tls_cert = xevf_strdup_or_null(s->tls_cert);
 	m->tls_key = xevf_strdup_or_null(s->tls_key);
+	m->tls_server_name = xevf_strdup_or_null(s->tls_server_name);
 	m->sysfs_root = xevf_strdup_or_null(s->sysfs_root);
 	m->dev_root = xevf_strdup_or_null(s->dev_root ? s->dev_root : "/dev");
 	m->proc_root = xevf_strdup_or_null(s->proc_root);
@@ -385,7 +386,7 @@ static void load_state(struct migration *m, const char *state_dir)
 
 static int listen_all(struct migration *m, char **error)
 {
-	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key};
+	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key, NULL};
 	char *unix_addr = NULL;
 
 	if (m->unix_socket) {
@@ -424,6 +425,10 @@ struct migration *migration_start(const struct migration_settings *s, const stru
 		migration_stop(m);
 		return NULL;
 	}
+	if (peer_policy_parse(s->peer_identities ? s->peer_identities : PEER_IDENTITIES_DEFAULT, &m->peers, error)) {
+		migration_stop(m);
+		return NULL;
+	}
 	load_state(m, s->state_dir);
 	if (listen_all(m, error)) {
 		migration_stop(m);
@@ -453,11 +458,13 @@ void migration_stop(struct migration *m)
 	xevf_strv_free(m->freed, m->nfreed);
 	devices_free(&m->devices);
 	state_file_destroy(&m->file);
+	peer_policy_free(&m->peers);
 	free(m->unix_socket);
 	free(m->tcp_address);
 	free(m->tls_ca);
 	free(m->tls_cert);
 	free(m->tls_key);
+	free(m->tls_server_name);
 	free(m->sysfs_root);
 	free(m->dev_root);
 	free(m->proc_root);

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "fail.h"
 #include "json_read.h"
+#include "peer_identity.h"
 #include "xevf_sysfs.h"
 
 #define STATE_FILE "migrations.json"
@@ -42,6 +43,7 @@ static json_object *record_json(const struct record *r)
 	json_object_object_add(o, "resource", json_object_new_string(r->resource ? r->resource : ""));
 	json_object_object_add(o, "vmNamespace", json_object_new_string(r->vm_namespace ? r->vm_namespace : ""));
 	json_object_object_add(o, "vmName", json_object_new_string(r->vm_name ? r->vm_name : ""));
+	json_object_object_add(o, "owner", json_object_new_string(r->owner ? r->owner : "local"));
 	json_object_object_add(o, "phase", json_object_new_string(phase_name(r->phase)));
 	json_object_object_add(o, "expiresUnixMs", json_object_new_int64(r->expires_unix_ms));
 	json_object_object_add(o, "claimed", json_object_new_boolean(r->claimed));
@@ -97,7 +99,7 @@ int state_file_write(struct state_file *f, struct state_snapshot *snap, char **e
 static struct record *parse_record(json_object *o)
 {
 	const char *id = json_get_string(o, "id"), *role = json_get_string(o, "role"), *vf = json_get_string(o, "vf");
-	const char *phase_text = json_get_string(o, "phase");
+	const char *phase_text = json_get_string(o, "phase"), *owner;
 	json_object *expires = json_get(o, "expiresUnixMs"), *claimed = json_get(o, "claimed");
 	struct xevf_pci_addr addr;
 	enum phase phase;
@@ -112,6 +114,9 @@ static struct record *parse_record(json_object *o)
 	r->resource = xevf_strdup_or_null(json_get_string(o, "resource"));
 	r->vm_namespace = xevf_strdup_or_null(json_get_string(o, "vmNamespace"));
 	r->vm_name = xevf_strdup_or_null(json_get_string(o, "vmName"));
+	/* a file from before owners were kept: the node's own, so a TLS caller cannot end it */
+	owner = json_get_string(o, "owner");
+	r->owner = strdup(owner && peer_identity_valid(owner) ? owner : "local");
 	r->expires_unix_ms = json_object_get_int64(expires);
 	r->claimed = claimed && json_object_get_boolean(claimed);
 	return r;

@@ -26,6 +26,10 @@ struct rpc_tls {
 	const char *ca_file;   /* PEM: the CA that signs the peers' certificates */
 	const char *cert_file; /* PEM: this side's certificate */
 	const char *key_file;  /* PEM: its key */
+	/* client: the name (DNS SAN) the server's certificate must carry when it
+	 * is not the target's host, e.g. one certificate all agents share; NULL:
+	 * the host */
+	const char *server_name;
 };
 
 struct rpc_call;
@@ -43,9 +47,15 @@ struct rpc_server *rpc_server_start(const char *unix_addr, const char *tcp_addr,
 void rpc_server_stop(struct rpc_server *s);
 
 const char *rpc_call_method(const struct rpc_call *call);
-/* The peer: "local" (the node-local socket) or "cn=" and the TLS peer's
- * certificate common name (at most 64 characters of [A-Za-z0-9._-], others '?') */
+/* The caller: "local" (the node-local unix socket) or, over TCP, "tls" until
+ * the handler names it with rpc_call_set_peer (after judging its certificate). */
 const char *rpc_call_peer(const struct rpc_call *call);
+bool rpc_call_is_local(const struct rpc_call *call);
+/* A TLS caller's leaf certificate (PEM, verified against the CA by the
+ * handshake), or NULL (local calls). */
+const char *rpc_call_peer_cert(const struct rpc_call *call);
+/* 0, or -ENOMEM (the name stays). */
+int rpc_call_set_peer(struct rpc_call *call, const char *name);
 /* 1 a message in *out (free with protobuf_c_message_free_unpacked), 0 end of
  * the client's stream, -1 the call broke or the bytes do not decode. */
 int rpc_call_recv(struct rpc_call *call, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
@@ -60,7 +70,7 @@ void rpc_call_finish(struct rpc_call *call, grpc_status_code status, const char 
 /* ---- client ---- */
 /* target: "unix:/path" (insecure) or a TCP target (tls required); server_name:
  * the name the peer's certificate must carry when target is a resolved
- * address (NULL: the target's own host). */
+ * address (NULL: the target's own host); tls->server_name, when set, wins. */
 grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, const char *server_name, char **error);
 
 struct rpc_result {

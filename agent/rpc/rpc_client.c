@@ -19,6 +19,8 @@
 
 grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, const char *server_name, char **error)
 {
+	if (tls && tls->server_name && *tls->server_name)
+		server_name = tls->server_name;
 	grpc_arg name_arg = {GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = (char *)server_name}};
 	grpc_channel_args args = {1, &name_arg};
 	grpc_channel_credentials *creds;

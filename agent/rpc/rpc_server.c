@@ -1,7 +1,6 @@
 /* The blocking gRPC server: a thread per call, unix socket and mutual-TLS TCP. */
 #include "rpc_private.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #include "fail.h"
@@ -29,7 +29,9 @@ struct rpc_call {
 	grpc_call_details details;
 	grpc_metadata_array md;
 	char *method;
-	char *peer;
+	char *peer;               /* "local", "tls" or the name the service gave the caller */
+	char *peer_cert;          /* a TLS caller's leaf certificate (PEM) */
+	bool local;
 	bool sent_initial;
 	bool finished;
 	struct rpc_server *server;
@@ -49,7 +51,6 @@ struct rpc_server {
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	unsigned workers;
-	bool tls;
 	int idle_ms;              /* > 0: a call that moves nothing this long ends */
 };
 
@@ -81,29 +82,30 @@ static void call_free(struct rpc_call *c)
 	rpc_drain_destroy(c->cq);
 	free(c->method);
 	free(c->peer);
+	free(c->peer_cert);
 	free(c);
 }
 
-static char *peer_name(grpc_call *call, bool tls)
+/* Who called: the unix socket is the node itself; over TCP (always mutual TLS)
+ * the caller is its certificate, for the service to judge. */
+static int identify_caller(struct rpc_call *c)
 {
+	char *where = grpc_call_get_peer(c->call);
 	grpc_auth_context *ctx;
-	char *name = NULL;
 
-	if (!tls)
-		return strdup("local");
-	ctx = grpc_call_auth_context(call);
+	c->local = where && strncmp(where, "unix:", 5) == 0;
+	gpr_free(where);
+	if (c->local)
+		return (c->peer = strdup("local")) ? 0 : -ENOMEM;
+	ctx = grpc_call_auth_context(c->call);
 	if (ctx) {
-		grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
+		grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_PEM_CERT_PROPERTY_NAME);
 		const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
-		if (p && asprintf(&name, "cn=%.*s", (int)(p->value_length < 64 ? p->value_length : 64), p->value) < 0)
-			name = NULL;
-		/* it goes into log lines and messages: nothing but a plain name */
-		for (char *q = name ? name + 3 : NULL; q && *q; q++)
-			if (!(isalnum((unsigned char)*q) || *q == '.' || *q == '-' || *q == '_'))
-				*q = '?';
+		if (p && p->value_length > 0)
+			c->peer_cert = strndup(p->value, p->value_length);
 		grpc_auth_context_release(ctx);
 	}
-	return name ? name : strdup("tls");
+	return (c->peer = strdup("tls")) ? 0 : -ENOMEM;
 }
 
 static void *worker(void *arg)
@@ -142,7 +144,7 @@ static void *serve(void *arg)
 		(void)slot_new(s);
 		c->method = strndup((const char *)GRPC_SLICE_START_PTR(c->details.method),
 				    GRPC_SLICE_LENGTH(c->details.method));
-		c->peer = peer_name(c->call, s->tls);
+		(void)identify_caller(c);
 		pthread_mutex_lock(&s->lock);
 		bool full = s->workers >= RPC_MAX_CALLS;
 		pthread_mutex_unlock(&s->lock);
@@ -223,7 +225,6 @@ static int listen_tls(struct rpc_server *s, const char *tcp_addr, const struct r
 	free(key);
 	if (!port)
 		return -EINVAL;
-	s->tls = true;
 	if (bound_port)
 		*bound_port = port;
 	return 0;
@@ -296,6 +297,21 @@ void rpc_server_stop(struct rpc_server *s)
 
 const char *rpc_call_method(const struct rpc_call *call) { return call->method; }
 const char *rpc_call_peer(const struct rpc_call *call) { return call->peer; }
+
+bool rpc_call_is_local(const struct rpc_call *call) { return call->local; }
+
+const char *rpc_call_peer_cert(const struct rpc_call *call) { return call->peer_cert; }
+
+int rpc_call_set_peer(struct rpc_call *call, const char *name)
+{
+	char *copy = strdup(name);
+
+	if (!copy)
+		return -ENOMEM;
+	free(call->peer);
+	call->peer = copy;
+	return 0;
+}
 
 int rpc_call_recv(struct rpc_call *c, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
 {

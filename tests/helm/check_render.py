@@ -30,7 +30,8 @@ def main():
         by_kind.setdefault(d["kind"], []).append(d)
     if len(by_kind.get("DaemonSet", [])) != 1 or len(by_kind.get("ConfigMap", [])) != 1:
         fail(f"expected one DaemonSet and one ConfigMap, got {sorted(by_kind)}")
-    unexpected = set(by_kind) - {"DaemonSet", "ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    unexpected = set(by_kind) - {"DaemonSet", "ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+                                 "Certificate"}
     if unexpected:
         fail(f"unexpected kinds {sorted(unexpected)}")
     ds = by_kind["DaemonSet"][0]
@@ -97,8 +98,20 @@ def main():
             d = cfg[key].rsplit("/", 1)[0]
             if d not in mounts or "secret" not in vols[mounts[d]["name"]]:
                 fail(f"{key} {cfg[key]} is not on a mounted Secret")
-        print(f"ok migration on port {port}, mutual TLS from Secret "
-              f"{vols[mounts[cfg['tlsCA'].rsplit('/', 1)[0]]['name']]['secret']['secretName']}")
+        secret = vols[mounts[cfg['tlsCA'].rsplit('/', 1)[0]]['name']]['secret']['secretName']
+        for cert in by_kind.get("Certificate", []):
+            # the profile of docs/certificates.md, into the Secret the pod mounts, named as the agents expect
+            spec = cert["spec"]
+            if spec["secretName"] != secret:
+                fail(f"the Certificate writes Secret {spec['secretName']}, the pod mounts {secret}")
+            if spec.get("isCA") or not {"server auth", "client auth"} <= set(spec.get("usages", [])):
+                fail(f"the Certificate is not an end-entity server and client certificate: {spec}")
+            if not any(u in cfg["peerIdentities"].split(",") for u in spec.get("uris", [])):
+                fail(f"the Certificate's identity {spec.get('uris')} is not in peerIdentities {cfg['peerIdentities']}")
+            if cfg.get("tlsServerName") not in spec.get("dnsNames", []):
+                fail(f"the Certificate names {spec.get('dnsNames')}, the agents expect {cfg.get('tlsServerName')}")
+        print(f"ok migration on port {port}, mutual TLS from Secret {secret}"
+              + (" (cert-manager)" if by_kind.get("Certificate") else ""))
     if cfg.get("migrationSocket"):
         # least privilege: list pods, nothing else, bound to the pod's service account
         sa = pod.get("serviceAccountName")

@@ -13,6 +13,7 @@ const known = {
   "v1/Secret": "kubernetes-models/v1/Secret",
   "v1/Service": "kubernetes-models/v1/Service",
   "apps/v1/DaemonSet": "kubernetes-models/apps/v1/DaemonSet",
+  "cert-manager.io/v1/Certificate": "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate",
   "rbac.authorization.k8s.io/v1/ClusterRole": "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole",
   "rbac.authorization.k8s.io/v1/ClusterRoleBinding": "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding",
 };

@@ -34,11 +34,14 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_cert(d, name, ca):
+def make_cert(d, name, ca, uri=None, usage="serverAuth,clientAuth", hosts="DNS:localhost,IP:127.0.0.1"):
+    """A certificate of the docs/certificates.md profile (or, with other
+    arguments, one that breaks it)."""
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
             "-subj", "/CN=" + name, cwd=d)
+    sans = hosts + (",URI:" + uri if uri else "")
     with open(os.path.join(d, name + ".ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+        f.write("subjectAltName=%s\nextendedKeyUsage=%s\n" % (sans, usage))
     openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key", "-CAcreateserial",
             "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext", cwd=d)
     return tuple(os.path.join(d, name + s) for s in (".crt", ".key"))
@@ -52,16 +55,23 @@ def certs(tmp_path_factory):
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca + ".key", "-out", ca + ".crt",
                 "-days", "2", "-subj", "/CN=" + ca, cwd=d)
     out["ca"] = os.path.join(d, "ca.crt")
-    for name in ("agent-a", "agent-b", "operator"):
-        out[name] = make_cert(d, name, "ca")
-    out["rogue"] = make_cert(d, "rogue", "rogue-ca")
+    out["ca-itself"] = (os.path.join(d, "ca.crt"), os.path.join(d, "ca.key"))
+    for name in ("agent-a", "agent-b"):
+        out[name] = make_cert(d, name, "ca", uri="urn:xevf:node:" + name)
+    out["operator"] = make_cert(d, "operator", "ca", uri="urn:xevf:operator")
+    # what the chart's cert-manager Certificate makes: one for all agents, named for no host
+    out["shared"] = make_cert(d, "shared", "ca", uri="urn:xevf:agent", hosts="DNS:xevf-agent")
+    out["no-identity"] = make_cert(d, "no-identity", "ca")
+    out["stranger"] = make_cert(d, "stranger", "ca", uri="urn:example:stranger")
+    out["server-only"] = make_cert(d, "server-only", "ca", uri="urn:xevf:operator", usage="serverAuth")
+    out["rogue"] = make_cert(d, "rogue", "rogue-ca", uri="urn:xevf:operator")
     return out
 
 
 class Node:
     """A simulated node: host, kubelet simulator, agent with the Migration service."""
 
-    def __init__(self, tmp, name, certs, device_ids=None, vfs=2, extra=()):
+    def __init__(self, tmp, name, certs, device_ids=None, vfs=2, extra=(), cert=None):
         self.name = name
         # unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="xevf-%s-" % name[-1]))
@@ -72,7 +82,7 @@ class Node:
         os.makedirs(self.sim)
         self.sock = str(self.dir / "migration.sock")
         self.certs = certs
-        self.cert = certs["agent-a" if name == "node-a" else "agent-b"]
+        self.cert = certs[cert or ("agent-a" if name == "node-a" else "agent-b")]
         self.agent = None
         self.port = None
         self.extra = list(extra)
@@ -184,7 +194,7 @@ def test_full_migration_with_the_cli(nodes):
               *tls_args(dst)).stdout
     assert "restored into %s" % reserved in out and "(device STOP)" in out
     # agent to agent: the target was reached by the source agent, with the source agent's certificate
-    dst.agent.wait_log(r"event=restore_started migration=mig-1 vf=%s peer=cn=agent-a" % re.escape(reserved))
+    dst.agent.wait_log(r"event=restore_started migration=mig-1 vf=%s peer=urn:xevf:node:agent-a" % re.escape(reserved))
     assert phases(src.local())["mig-1"][2] == "saved"
     assert phases(dst.local())["mig-1"][2] == "restored"
 
@@ -446,6 +456,109 @@ def test_wrong_client_certificate_is_refused(nodes, certs):
     # the CLI refuses TCP without TLS files
     r = cli("list", "--source", "127.0.0.1:%d" % dst.port, check=False)
     assert r.returncode == 1 and "mutual TLS" in r.stderr
+
+
+def test_one_certificate_shared_by_all_agents(nodes, certs):
+    """The chart's cert-manager profile: every agent has the same certificate, whose DNS name is no node's;
+    --tls-server-name tells the agents and the CLI which name to expect."""
+    shared = ("--tls-server-name", "xevf-agent")
+    src = nodes("node-a", cert="shared", extra=shared)
+    dst = nodes("node-b", cert="shared", extra=shared)
+    vf = src.vfs()[0]
+    src.give_state(vf, b"shared-certificate state" * 1000)
+    target = "127.0.0.1:%d" % dst.port
+    crt, key = certs["shared"]
+    tls = ["--tls-ca", certs["ca"], "--tls-cert", crt, "--tls-key", key]
+    # without the name, 127.0.0.1 is not what the certificate names
+    r = cli("reserve", "--id", "sh-1", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target, *tls, check=False)
+    assert r.returncode == 1 and "UNAVAILABLE" in r.stderr
+    cli("reserve", "--id", "sh-1", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target, *tls, *shared)
+    out = cli("send", "--id", "sh-1", "--vf", vf, "--source", src.sock, "--target", target, *tls, *shared).stdout
+    assert "restored into" in out
+    dst.agent.wait_log(r"event=restore_started migration=sh-1 .* peer=urn:xevf:agent")
+    cli("commit", "--id", "sh-1", "--source", src.sock, "--target", target, *tls, *shared)
+    assert phases(dst.local())["sh-1"][2] == "committed"
+
+
+def _denied(call, *words):
+    with pytest.raises(grpc.RpcError) as e:
+        call()
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED, e.value.details()
+    for w in words:
+        assert w in e.value.details()
+    return e.value.details()
+
+
+def test_tls_callers_are_judged_by_their_certificate(nodes, certs):
+    """#10.19: the CA's own certificate, one without clientAuth and one without an allowed identity are
+    refused, whatever they call; the refusal says why."""
+    dst = nodes("node-b")
+    vf = dst.vfs()[0]
+    # without clientAuth the TLS handshake itself fails (and peer_identify would refuse it too: unit test)
+    with pytest.raises(grpc.RpcError) as e:
+        dst.remote(cert=certs["server-only"]).describe(vf, timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    for name, why in (("ca-itself", "is a CA's certificate"),
+                      ("no-identity", "has no URI subject alternative name"),
+                      ("stranger", "names no allowed identity")):
+        text = _denied(lambda: dst.remote(cert=certs[name]).describe(vf, timeout=5), "node node-b refuses the caller", why)
+        assert "certificate /CN=%s " % (name if name != "ca-itself" else "ca") in text, text
+        dst.agent.wait_log(r"event=migration_call_refused method=/xevf.migration.v1.Migration/Describe peer=tls .*%s"
+                           % re.escape(why))
+    # the agents' and the operator's identities are welcome
+    for name in ("agent-a", "operator"):
+        assert dst.remote(cert=certs[name]).describe(vf).vf == vf
+
+
+def test_other_identities_can_be_allowed(nodes, certs):
+    dst = nodes("node-b", extra=("--peer-identities", "urn:example:*"))
+    vf = dst.vfs()[0]
+    assert dst.remote(cert=certs["stranger"]).describe(vf).vf == vf
+    _denied(lambda: dst.remote(cert=certs["operator"]).describe(vf, timeout=5), "names no allowed identity")
+
+
+def test_source_side_and_others_reservations_stay_with_the_node(nodes, certs):
+    """#10.19: over TCP, nobody saves or sends a VF's state, ends a source migration, or touches another
+    caller's reservation; the node-local socket can do all of it."""
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[0]
+    src.give_state(vf, b"the source VM's GPU state" * 100)
+    operator = src.remote(cert=certs["operator"])
+    # before, any certificate of the CA could read a VF's state over TCP
+    _denied(lambda: list(operator.save("steal-1", vf, timeout=5)), "SaveState may be called only on node node-a's local socket")
+    pb = mig_api()
+    send = operator.channel.unary_unary("/xevf.migration.v1.Migration/SendState",
+                                        request_serializer=pb.SendStateRequest.SerializeToString,
+                                        response_deserializer=pb.SendStateResponse.FromString)
+    _denied(lambda: send(pb.SendStateRequest(migration_id="steal-2", vf=vf, target="127.0.0.1:%d" % dst.port),
+                         timeout=5), "SendState may be called only")
+    # a source migration started on the node: no TCP caller commits (wipes) or aborts it
+    fp = src.local().describe(vf)
+    reservation = dst.remote(cert=certs["operator"]).reserve("mig-s", fp)
+    chunks = list(src.local().save("mig-s", vf))
+    assert chunks and chunks[-1].last
+    for name in ("operator", "agent-b"):
+        for end in ("commit", "abort"):
+            _denied(lambda: getattr(src.remote(cert=certs[name]), end)("mig-s", timeout=5),
+                    "may end only the target reservations it made")
+    assert phases(src.local())["mig-s"][2] == "saved"
+    # node-b: the operator's reservation is the operator's; agent-a neither sees nor ends it
+    agent_a = dst.remote(cert=certs["agent-a"])
+    for end in ("release", "commit", "abort"):
+        _denied(lambda: getattr(agent_a, end)("mig-s", timeout=5))
+    assert "mig-s" not in phases(agent_a)
+    assert phases(dst.remote(cert=certs["operator"]))["mig-s"][:2] == ("target", reservation.vf)
+    with pytest.raises(grpc.RpcError) as e:
+        agent_a.reserve("mig-s", fp, timeout=5)
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS and "another caller's reservation" in e.value.details()
+    # the owner may end it; the source's own socket ends the source side
+    assert dst.remote(cert=certs["operator"]).release("mig-s").phase == "released"
+    assert src.local().abort("mig-s").phase == "aborted"
+    # a restart keeps who owns what
+    reservation = dst.remote(cert=certs["operator"]).reserve("mig-t", fp)
+    dst.restart()
+    _denied(lambda: dst.remote(cert=certs["agent-a"]).release("mig-t", timeout=5))
+    assert dst.remote(cert=certs["operator"]).release("mig-t").phase == "released"
 
 
 def _restore(peer, mid, chunks):

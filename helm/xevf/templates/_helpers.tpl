@@ -44,7 +44,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "pools" $pools -}}
 {{- if .Values.migration.enabled }}
 {{- $_ := set $cfg "migrationSocket" (printf "%s/migration.sock" .Values.statusSocketDir) -}}
-{{- if .Values.migration.tlsSecret }}
+{{- if include "xevf.tlsSecret" . }}
+{{- $_ := set $cfg "peerIdentities" (join "," .Values.migration.peerIdentities) -}}
+{{- with include "xevf.tlsServerName" . }}
+{{- $_ := set $cfg "tlsServerName" . -}}
+{{- end }}
 {{- $_ := set $cfg "migrationAddress" (printf "0.0.0.0:%d" (int .Values.migration.port)) -}}
 {{- $_ := set $cfg "tlsCA" "/etc/xevf/tls/ca.crt" -}}
 {{- $_ := set $cfg "tlsCert" "/etc/xevf/tls/tls.crt" -}}
@@ -54,4 +58,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $cfg "migrationSocket" "" -}}
 {{- end }}
 {{- toPrettyJson $cfg -}}
+{{- end -}}
+
+{{/* The Secret with the agents' certificates: the one named, or the one the
+cert-manager Certificate writes; empty: no TCP port. */}}
+{{- define "xevf.tlsSecret" -}}
+{{- if .Values.migration.enabled -}}
+{{- if .Values.migration.tlsSecret -}}
+{{ .Values.migration.tlsSecret }}
+{{- else if .Values.migration.certManager.enabled -}}
+{{ include "xevf.name" . }}-migration-tls
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The name the agents' certificates carry when it is not their node's. */}}
+{{- define "xevf.tlsServerName" -}}
+{{- if .Values.migration.tlsServerName -}}
+{{ .Values.migration.tlsServerName }}
+{{- else if .Values.migration.certManager.enabled -}}
+xevf-agent
+{{- end -}}
 {{- end -}}

@@ -31,6 +31,13 @@ const char *xevf_mig_state_name(uint32_t state)
 	return state < XEVF_MIG_NSTATES ? names[state] : "UNKNOWN";
 }
 
+/* The uAPI's direct arcs for a device with these flags: what the kernel's
+ * vfio_mig_get_next_state would hand the driver as one step. On a P2P device
+ * RUNNING and STOP meet only through RUNNING_P2P, and PRE_COPY reaches
+ * STOP_COPY only through PRE_COPY_P2P; without P2P those middle states do not
+ * exist and the arcs join directly. Anything else is a combination the
+ * kernel would split (and some, like STOP_COPY -> PRE_COPY, are blocked: a
+ * 6.12.95 kernel spins on one), so the engine never asks for it. */
 bool xevf_mig_arc_allowed(uint64_t flags, uint32_t from, uint32_t to)
 {
 	bool p2p = flags & XEVF_MIG_F_P2P;
@@ -40,18 +47,17 @@ bool xevf_mig_arc_allowed(uint64_t flags, uint32_t from, uint32_t to)
 		return false;
 	switch (from) {
 	case XEVF_MIG_STOP:
-		return to == XEVF_MIG_RUNNING || to == XEVF_MIG_STOP_COPY || to == XEVF_MIG_RESUMING ||
-		       (p2p && to == XEVF_MIG_RUNNING_P2P);
+		return to == XEVF_MIG_STOP_COPY || to == XEVF_MIG_RESUMING ||
+		       to == (p2p ? XEVF_MIG_RUNNING_P2P : XEVF_MIG_RUNNING);
 	case XEVF_MIG_RUNNING:
-		return to == XEVF_MIG_STOP || (p2p && to == XEVF_MIG_RUNNING_P2P) ||
-		       (pre && to == XEVF_MIG_PRE_COPY);
+		return to == (p2p ? XEVF_MIG_RUNNING_P2P : XEVF_MIG_STOP) || (pre && to == XEVF_MIG_PRE_COPY);
 	case XEVF_MIG_STOP_COPY:
 	case XEVF_MIG_RESUMING:
 		return to == XEVF_MIG_STOP;
 	case XEVF_MIG_RUNNING_P2P:
 		return p2p && (to == XEVF_MIG_STOP || to == XEVF_MIG_RUNNING || (pre && to == XEVF_MIG_PRE_COPY_P2P));
 	case XEVF_MIG_PRE_COPY:
-		return pre && (to == XEVF_MIG_RUNNING || to == XEVF_MIG_STOP_COPY || (p2p && to == XEVF_MIG_PRE_COPY_P2P));
+		return pre && (to == XEVF_MIG_RUNNING || to == (p2p ? XEVF_MIG_PRE_COPY_P2P : XEVF_MIG_STOP_COPY));
 	case XEVF_MIG_PRE_COPY_P2P:
 		return pre && p2p && (to == XEVF_MIG_PRE_COPY || to == XEVF_MIG_RUNNING_P2P || to == XEVF_MIG_STOP_COPY);
 	default:
@@ -292,20 +298,31 @@ static int next_hop(uint64_t flags, uint32_t from, uint32_t to)
 	return (int)hop;
 }
 
-/* Walks from the current state to `wanted` along defined arcs; false if it cannot */
+int xevf_mig_walk(struct xevf_mig_device *dev, uint32_t wanted, struct xevf_err *err)
+{
+	/* a path has at most as many arcs as the FSM has states */
+	for (int steps = 0; dev->state != wanted && steps < XEVF_MIG_NSTATES; steps++) {
+		int hop = next_hop(dev->flags, dev->state, wanted);
+		int rc;
+		if (hop < 0)
+			return xevf_err_set(err, EINVAL, "%s: no way from %s to %s over the uAPI's arcs for flags 0x%llx",
+					    dev->name, xevf_mig_state_name(dev->state), xevf_mig_state_name(wanted),
+					    (unsigned long long)dev->flags);
+		if ((rc = xevf_mig_step(dev, (uint32_t)hop, NULL, err)) < 0)
+			return rc;
+	}
+	return dev->state == wanted ? 0 : xevf_err_set(err, EIO, "%s: did not reach %s", dev->name,
+						       xevf_mig_state_name(wanted));
+}
+
+/* Walks from the state the device reports to `wanted`; false if it cannot */
 static bool walk_to(struct xevf_mig_device *dev, uint32_t wanted)
 {
 	uint32_t now = XEVF_MIG_ERROR;
 
-	if (xevf_mig_get_state(dev, &now, NULL) < 0)
+	if (xevf_mig_get_state(dev, &now, NULL) < 0 || now == XEVF_MIG_ERROR || (now == XEVF_MIG_RESUMING && wanted != now))
 		return false;
-	for (int steps = 0; now != wanted && now != XEVF_MIG_ERROR && now != XEVF_MIG_RESUMING && steps < 4; steps++) {
-		int hop = next_hop(dev->flags, now, wanted);
-		if (hop < 0 || xevf_mig_step(dev, (uint32_t)hop, NULL, NULL) < 0)
-			return false;
-		now = dev->state;
-	}
-	return now == wanted;
+	return xevf_mig_walk(dev, wanted, NULL) == 0;
 }
 
 int xevf_mig_recover(struct xevf_mig_device *dev, uint32_t wanted, bool *reset_used, struct xevf_err *err)
@@ -434,11 +451,15 @@ int xevf_mig_save(struct xevf_mig_device *dev, const struct xevf_mig_options *op
 		if ((rc = drain(dev, data_fd, "precopy", buf, cap, limit, sink, ctx, &rep->precopy_bytes,
 				&rep->chunks, err)) < 0)
 			goto fail;
-		/* the saving group shares one session: STOP_COPY continues on data_fd */
+		/* the saving group shares one session: STOP_COPY continues on data_fd;
+		 * a P2P device quiesces in PRE_COPY_P2P on the way */
+		if ((dev->flags & XEVF_MIG_F_P2P) && (rc = xevf_mig_step(dev, XEVF_MIG_PRE_COPY_P2P, NULL, err)) < 0)
+			goto fail;
 		if ((rc = xevf_mig_step(dev, XEVF_MIG_STOP_COPY, NULL, err)) < 0)
 			goto fail;
 	} else {
-		if (now == XEVF_MIG_RUNNING && (rc = xevf_mig_step(dev, XEVF_MIG_STOP, NULL, err)) < 0)
+		/* RUNNING -> (RUNNING_P2P ->) STOP -> STOP_COPY */
+		if ((rc = xevf_mig_walk(dev, XEVF_MIG_STOP, err)) < 0)
 			goto fail;
 		if ((rc = xevf_mig_step(dev, XEVF_MIG_STOP_COPY, &data_fd, err)) < 0)
 			goto fail;
@@ -491,7 +512,7 @@ int xevf_mig_restore(struct xevf_mig_device *dev, const struct xevf_mig_options 
 		rep = &local;
 	if ((rc = begin(dev, "restore", cap, &now, &buf, rep, err)) < 0)
 		return rc;
-	if (now == XEVF_MIG_RUNNING && (rc = xevf_mig_step(dev, XEVF_MIG_STOP, NULL, err)) < 0)
+	if ((rc = xevf_mig_walk(dev, XEVF_MIG_STOP, err)) < 0)
 		goto fail;
 	resuming = true;
 	if ((rc = xevf_mig_step(dev, XEVF_MIG_RESUMING, &data_fd, err)) < 0)

@@ -1,11 +1,14 @@
 /* The VFIO migration uAPI engine (linux/vfio.h, "migration v2").
  *
  * It drives VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE one FSM arc at a time, only
- * along arcs the uAPI defines for the device's flags, and moves the migration
- * data stream through the data fd in bounded chunks:
- *   source: RUNNING -> PRE_COPY (when offered) -> STOP_COPY -> STOP
- *           (RUNNING -> STOP -> STOP_COPY -> STOP without PRE_COPY)
- *   target: RUNNING -> STOP -> RESUMING -> STOP, then STOP -> RUNNING on commit
+ * along the uAPI's direct arcs for the device's flags (never a combination
+ * the kernel would split), and moves the migration data stream through the
+ * data fd in bounded chunks. On a P2P device (xe-vfio-pci is one) the engine
+ * steps through RUNNING_P2P and PRE_COPY_P2P itself:
+ *   source: RUNNING -> PRE_COPY (when offered) [-> PRE_COPY_P2P] -> STOP_COPY -> STOP
+ *           (RUNNING [-> RUNNING_P2P] -> STOP -> STOP_COPY -> STOP without PRE_COPY)
+ *   target: RUNNING [-> RUNNING_P2P] -> STOP -> RESUMING -> STOP, then
+ *           STOP [-> RUNNING_P2P] -> RUNNING on commit
  * When an arc fails it reads the state the kernel left the device in and walks
  * back from there to the state the caller wants (RUNNING on the source); a
  * VFIO_DEVICE_RESET is the last resort: when the device is in ERROR, when the
@@ -110,6 +113,12 @@ int xevf_mig_get_state(struct xevf_mig_device *dev, uint32_t *state, struct xevf
  * *data_fd receives the new data fd on arcs that open a session, else -1. On
  * failure the device is left where the kernel put it (dev->state). */
 int xevf_mig_step(struct xevf_mig_device *dev, uint32_t to, int *data_fd, struct xevf_err *err) XEVF_MUST_CHECK;
+
+/* From dev->state to `wanted` along the shortest path of direct arcs that
+ * crosses no saving state (PRE_COPY*, STOP_COPY, RESUMING) on the way, e.g.
+ * STOP -> RUNNING_P2P -> RUNNING on a P2P device. On failure the device is
+ * where the failed step left it. */
+int xevf_mig_walk(struct xevf_mig_device *dev, uint32_t wanted, struct xevf_err *err) XEVF_MUST_CHECK;
 
 /* Brings the device to `wanted` from wherever it is, along defined arcs; resets
  * it when it is in ERROR or a step fails. 0 when it ends in `wanted` (or in

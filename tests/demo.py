@@ -122,7 +122,7 @@ def demo_migration(agent_path, root, vf, failures):
         client_b.close()
         if got != [reserved]:
             failures.append("the target pod did not get the reserved VF")
-        say("node-a's agent streams the VF's state to node-b's agent (PRE_COPY, STOP_COPY -> RESUMING, SHA-256 "
+        say("node-a's agent streams the VF's state to node-b's agent (xe-vfio-pci's arcs: RUNNING_P2P, STOP, STOP_COPY -> RESUMING, SHA-256 "
             "checked, mutual TLS with its own certificate), then both commit")
         migrate("send", "--id", "demo-1", "--vf", vf, *source, "--target", target, "--chunk-size", "262144")
         migrate("commit", "--id", "demo-1", *source, "--target", target, *tls)

@@ -25,7 +25,7 @@ static void kernel_close(void *ctx, struct xevf_mig_device *dev, void *priv)
 	xevf_mig_close(dev);
 }
 
-const struct mig_device_provider mig_kernel_devices = {"vfio", false, NULL, kernel_open, NULL, kernel_close};
+const struct mig_device_provider mig_kernel_devices = {"vfio", NULL, kernel_open, NULL, kernel_close};
 
 struct mig_dev *devices_find(const struct mig_devices *t, const char *addr)
 {
@@ -89,7 +89,7 @@ struct mig_dev *devices_release(struct mig_devices *t, struct mig_dev *d, bool c
 	if (!d)
 		return NULL;
 	d->claimed = false;
-	if (d->open && (!close || t->provider->keeps_devices))
+	if (d->open && !close)
 		return NULL;
 	unlink_entry(t, d);
 	return d;

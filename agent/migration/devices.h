@@ -14,7 +14,6 @@
 
 struct mig_device_provider {
 	const char *kind;           /* "vfio", "simulated": for the log */
-	bool keeps_devices;         /* devices stay open between migrations (a simulated device's state lives in it) */
 	void *ctx;
 	/* Opens vf's migration device into dev (xevf_mig_init'ed); *priv is the provider's. */
 	int (*open)(void *ctx, const struct xevf_vf *vf, const char *dev_root, struct xevf_mig_device *dev,

@@ -104,7 +104,7 @@ static int device_step(struct migration *m, struct finish *f, struct xevf_err *e
 		f->dev = NULL;
 	if (f->commit && r->role == ROLE_TARGET) {
 		/* run the restored state */
-		rc = f->dev ? xevf_mig_step(&f->dev->dev, XEVF_MIG_RUNNING, NULL, err) : -ENODEV;
+		rc = f->dev ? xevf_mig_walk(&f->dev->dev, XEVF_MIG_RUNNING, err) : -ENODEV;
 	} else if (f->dev && !f->commit && r->role == ROLE_SOURCE) {
 		/* the VM keeps running here, with its state */
 		rc = xevf_mig_recover(&f->dev->dev, XEVF_MIG_RUNNING, &f->reset_used, err);

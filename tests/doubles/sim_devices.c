@@ -6,6 +6,13 @@
 
 #include "vfio_sim.h"
 
+struct sim_config {
+	const char *dir;
+	uint64_t flags;
+};
+
+static struct sim_config config;
+
 struct sim_handle {
 	struct vfio_sim *sim;
 	bool variant; /* opened while bound to a migration driver */
@@ -20,17 +27,20 @@ static int sim_open(void *ctx, const struct xevf_vf *vf, const char *dev_root, s
 		    void **priv, struct xevf_err *err)
 {
 	struct sim_handle *h = calloc(1, sizeof(*h));
-	uint64_t flags = is_variant(vf) ? XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_PRE_COPY : 0;
+	const struct sim_config *cfg = ctx;
+	uint64_t flags = is_variant(vf) ? cfg->flags : 0;
 	char *file = NULL;
 	int rc;
 
 	(void)dev_root;
-	if (!h || asprintf(&file, "%s/%s.state", (const char *)ctx, vf->addr) < 0) {
+	if (!h || asprintf(&file, "%s/%s.state", cfg->dir, vf->addr) < 0) {
 		free(h);
 		return xevf_err_set(err, ENOMEM, "%s: out of memory", vf->addr);
 	}
 	h->variant = is_variant(vf);
 	rc = vfio_sim_new(vf->addr, flags, NULL, 0, file, &h->sim, err);
+	if (rc == 0)
+		vfio_sim_set_kind(h->sim, (uint32_t)vf->device_id, (uint32_t)vf->revision);
 	if (rc == 0)
 		rc = xevf_mig_init(dev, vf->addr, vfio_sim_fd(h->sim), true, vfio_sim_ops(h->sim), err);
 	free(file);
@@ -61,7 +71,8 @@ static void sim_close(void *ctx, struct xevf_mig_device *dev, void *priv)
 	free(h);
 }
 
-void sim_devices_init(struct mig_device_provider *p, const char *dir)
+void sim_devices_init(struct mig_device_provider *p, const char *dir, uint64_t flags)
 {
-	*p = (struct mig_device_provider){"simulated", true, (void *)dir, sim_open, sim_still_fits, sim_close};
+	config = (struct sim_config){dir, flags};
+	*p = (struct mig_device_provider){"simulated", &config, sim_open, sim_still_fits, sim_close};
 }

@@ -5,9 +5,12 @@
 #ifndef XEVF_TESTS_SIM_DEVICES_H
 #define XEVF_TESTS_SIM_DEVICES_H
 
+#include <stdint.h>
+
 #include "devices.h"
 
-/* A provider whose devices keep their state in dir (borrowed). */
-void sim_devices_init(struct mig_device_provider *p, const char *dir);
+/* A provider whose devices keep their state in dir (borrowed) and report
+ * flags (XEVF_MIG_F_*) when bound to a migration driver. */
+void sim_devices_init(struct mig_device_provider *p, const char *dir, uint64_t flags);
 
 #endif

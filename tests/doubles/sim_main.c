@@ -1,31 +1,47 @@
 /* xevf-agent-sim: the agent with simulated VFIO migration devices, for tests
- * and the demo. Takes one flag more than xevf-agent: --vfio-sim DIR. */
+ * and the demo. Takes two flags more than xevf-agent: --vfio-sim DIR and
+ * --vfio-sim-flags KIND (xe by default: STOP_COPY | P2P, as xe-vfio-pci). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "sim_devices.h"
+#include "vfio_sim.h"
+
+/* --NAME VALUE or --NAME=VALUE at argv[*i]: the value, or NULL */
+static const char *take(char **argv, int argc, int *i, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strcmp(argv[*i], name) == 0 && *i + 1 < argc)
+		return argv[++*i];
+	if (strncmp(argv[*i], name, n) == 0 && argv[*i][n] == '=')
+		return argv[*i] + n + 1;
+	return NULL;
+}
 
 int main(int argc, char **argv)
 {
 	struct mig_device_provider sim;
-	const char *dir = NULL;
+	const char *dir = NULL, *kind = "xe", *v;
+	uint64_t flags = 0;
 	int kept = 0;
 
 	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--vfio-sim") == 0 && i + 1 < argc) {
-			dir = argv[++i];
-			continue;
-		}
-		if (strncmp(argv[i], "--vfio-sim=", 11) == 0) {
-			dir = argv[i] + 11;
-			continue;
-		}
-		argv[kept++] = argv[i];
+		if ((v = take(argv, argc, &i, "--vfio-sim")))
+			dir = v;
+		else if ((v = take(argv, argc, &i, "--vfio-sim-flags")))
+			kind = v;
+		else
+			argv[kept++] = argv[i];
 	}
 	argv[kept] = NULL;
+	if (vfio_sim_flags_parse(kind, &flags)) {
+		fprintf(stderr, "xevf-agent-sim: --vfio-sim-flags: '%s' is not xe, pre-copy, p2p-pre-copy or stop-copy\n", kind);
+		return 2;
+	}
 	if (!dir)
 		return cli_main(kept, argv, &mig_kernel_devices);
-	sim_devices_init(&sim, dir);
+	sim_devices_init(&sim, dir, flags);
 	return cli_main(kept, argv, &sim);
 }

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SIM_HDR 16        /* magic + u64 length */
+#define SIM_HDR 24        /* magic, u32 device id, u32 revision, u64 length */
 #define SIM_TRAILER 8     /* u64 FNV-1a of the content */
 #define SIM_MAX_CONTENT (64u << 20)
 
@@ -21,6 +21,7 @@ struct vfio_sim {
 	char *name;
 	char *content_path;
 	uint64_t flags;
+	uint32_t device_id, revision; /* a state loads only into the same kind of device */
 	uint32_t state;
 	int device_fd;        /* a placeholder fd standing for the VFIO device */
 	int data_fd;          /* our reference to the open session's fd, -1 if none */
@@ -169,7 +170,8 @@ static int build_stream(struct vfio_sim *sim)
 	if (!s)
 		return -ENOMEM;
 	memcpy(s, sim_magic, sizeof(sim_magic));
-	put_u64(s + 8, sim->content_len);
+	put_u64(s + 8, (uint64_t)sim->device_id | (uint64_t)sim->revision << 32);
+	put_u64(s + 16, sim->content_len);
 	if (sim->content_len)
 		memcpy(s + SIM_HDR, sim->content, sim->content_len);
 	put_u64(s + SIM_HDR + sim->content_len, fnv1a(sim->content, sim->content_len));
@@ -215,8 +217,10 @@ static int take_resumed(struct vfio_sim *sim)
 		free(buf);
 		return -EIO;
 	}
-	uint64_t n = get_u64(buf + 8);
-	if (memcmp(buf, sim_magic, sizeof(sim_magic)) == 0 && n == len - SIM_HDR - SIM_TRAILER &&
+	uint64_t kind = get_u64(buf + 8), n = get_u64(buf + 16);
+	/* as xe-vfio-pci: another device id or revision is refused */
+	if (memcmp(buf, sim_magic, sizeof(sim_magic)) == 0 && kind == ((uint64_t)sim->device_id | (uint64_t)sim->revision << 32) &&
+	    n == len - SIM_HDR - SIM_TRAILER &&
 	    get_u64(buf + SIM_HDR + n) == fnv1a(buf + SIM_HDR, (size_t)n)) {
 		free(sim->loaded);
 		sim->loaded = malloc(n ? (size_t)n : 1);
@@ -258,9 +262,11 @@ static int set_state(struct vfio_sim *sim, struct vfio_device_feature_mig_state 
 	snprintf(what, sizeof(what), "%s>%s", xevf_mig_state_name(from), xevf_mig_state_name(to));
 	switch (to) {
 	case XEVF_MIG_PRE_COPY:
+	case XEVF_MIG_PRE_COPY_P2P:
 	case XEVF_MIG_STOP_COPY:
 		if (from == XEVF_MIG_PRE_COPY || from == XEVF_MIG_PRE_COPY_P2P) {
-			/* same session: the rest of the stream follows on the same fd */
+			/* the saving group is one session: moving inside it keeps the fd,
+			 * and at STOP_COPY the rest of the stream follows on it */
 			size_t rest = sim->stream_len - sim->precopy_len;
 			if (to == XEVF_MIG_STOP_COPY && rest &&
 			    pwrite(sim->data_fd, sim->stream + sim->precopy_len, rest, (off_t)sim->precopy_len) !=
@@ -271,7 +277,7 @@ static int set_state(struct vfio_sim *sim, struct vfio_device_feature_mig_state 
 			break;
 		}
 		if ((rc = build_stream(sim)) < 0 ||
-		    (rc = open_session(sim, to == XEVF_MIG_PRE_COPY ? sim->precopy_len : sim->stream_len)) < 0) {
+		    (rc = open_session(sim, to == XEVF_MIG_STOP_COPY ? sim->stream_len : sim->precopy_len)) < 0) {
 			end_session(sim);
 			errno = -rc;
 			return -1;
@@ -485,3 +491,28 @@ void vfio_sim_fail_arc(struct vfio_sim *sim, uint32_t from, uint32_t to, int err
 }
 
 void vfio_sim_fail_reset(struct vfio_sim *sim, int errnum) { sim->reset_errno = errnum; }
+
+void vfio_sim_set_kind(struct vfio_sim *sim, uint32_t device_id, uint32_t revision)
+{
+	sim->device_id = device_id;
+	sim->revision = revision;
+}
+
+int vfio_sim_flags_parse(const char *name, uint64_t *flags)
+{
+	static const struct {
+		const char *name;
+		uint64_t flags;
+	} kinds[] = {
+		{"xe", XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_P2P},
+		{"pre-copy", XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_PRE_COPY},
+		{"p2p-pre-copy", XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_P2P | XEVF_MIG_F_PRE_COPY},
+		{"stop-copy", XEVF_MIG_F_STOP_COPY},
+	};
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(kinds[i].name, name) == 0) {
+			*flags = kinds[i].flags;
+			return 0;
+		}
+	return -EINVAL;
+}

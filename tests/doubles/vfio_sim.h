@@ -3,10 +3,12 @@
  * It answers the ioctls of xevf_vfio_mig.h the way a migration driver must and
  * is stricter than the kernel: it accepts only the FSM's direct arcs (never a
  * combination arc), so a test fails if the engine takes a shortcut. Its
- * "device state" is a byte string; its migration stream is a header, the
- * bytes and a checksum, so a truncated or corrupted stream is refused when
- * RESUMING is left, as a real driver refuses an inconsistent state. Errors can
- * be scripted per arc and for reset.
+ * "device state" is a byte string; its migration stream is a header (with the
+ * device id and revision), the bytes and a checksum, so a truncated or
+ * corrupted stream, or one from another kind of device, is refused when
+ * RESUMING is left, as xe-vfio-pci refuses it. Errors can be scripted per arc
+ * and for reset. Like xe-vfio-pci, its migration state lives only as long as
+ * the object (an open device): sim_devices.c makes a fresh one per open.
  *
  * With a content path, the device state is loaded from that file when the
  * device is created and written back whenever the device (re)starts running
@@ -33,6 +35,12 @@ void vfio_sim_free(struct vfio_sim *sim);
 /* ops and a device fd to give xevf_mig_init (borrowed: the sim owns the fd) */
 const struct xevf_vfio_ops *vfio_sim_ops(struct vfio_sim *sim);
 int vfio_sim_fd(const struct vfio_sim *sim);
+
+/* What the stream names and a restore checks (default 0, 0). */
+void vfio_sim_set_kind(struct vfio_sim *sim, uint32_t device_id, uint32_t revision);
+/* "xe" (STOP_COPY | P2P, as xe-vfio-pci reports), "pre-copy", "p2p-pre-copy"
+ * (as mtty reports), "stop-copy": 0, or -EINVAL. */
+int vfio_sim_flags_parse(const char *name, uint64_t *flags);
 
 /* The next SET from -> to fails with errnum and leaves the device in `leave_in`. */
 void vfio_sim_fail_arc(struct vfio_sim *sim, uint32_t from, uint32_t to, int errnum, uint32_t leave_in);

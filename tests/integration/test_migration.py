@@ -166,10 +166,13 @@ def phases(client):
     return {m.migration_id: (m.role, m.vf, m.phase, m.device_state) for m in client.list()}
 
 
-def test_full_migration_with_the_cli(nodes):
-    src, dst = nodes("node-a"), nodes("node-b")
+@pytest.mark.parametrize("kind", ["xe", "p2p-pre-copy"])
+def test_full_migration_with_the_cli(nodes, kind):
+    """xe: the flags xe-vfio-pci reports (STOP_COPY | P2P); p2p-pre-copy: mtty's, with a PRE_COPY phase."""
+    src = nodes("node-a", extra=("--vfio-sim-flags", kind))
+    dst = nodes("node-b", extra=("--vfio-sim-flags", kind))
     vf = src.vfs()[0]
-    state = os.urandom(3 * 1024 * 1024 + 17)  # the VM's GPU state, several chunks and a PRE_COPY phase
+    state = os.urandom(3 * 1024 * 1024 + 17)  # the VM's GPU state, several chunks
     src.give_state(vf, state)
     # the source VM's pod holds the VF
     resp = src.plugin().allocate([[vf]])
@@ -293,12 +296,36 @@ def test_abort_mid_stream_keeps_the_source_running_and_frees_the_reservation(nod
     with open(src.state_file(vf), "rb") as f:
         assert f.read() == state
     chunks = list(src.local().save("mig-3", vf, chunk_size=1 << 20))
-    assert b"".join(c.data for c in chunks)[16:-8] == state  # the simulated stream: header, state, checksum
+    assert b"".join(c.data for c in chunks)[24:-8] == state  # the simulated stream: header, state, checksum
     assert src.local().abort("mig-3").phase == "aborted"
     # the reservation is gone: the VF is free for others
     assert all(c.compatible for c in peer.check(fp).candidates)
     assert "mig-2" not in [m.migration_id for m in dst.local().list() if m.phase == "reserved"]
     assert reserved in dst.vfs()
+
+
+def test_a_device_a_migration_holds_stays_open(nodes):
+    """#10.6: xe-vfio-pci resets a device's migration state when it is closed (the simulated device, xe's
+    flags by default, does too). A Describe of the saved source VF (the CLI's reserve does one) must not
+    close it: the source stays in STOP with its state until commit or abort."""
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[0]
+    state = os.urandom(200000)
+    src.give_state(vf, state)
+    fp = src.local().describe(vf)
+    dst.remote().reserve("m6", fp)
+    chunks = list(src.local().save("m6", vf))
+    assert phases(src.local())["m6"][2:] == ("saved", "STOP")
+    again = src.local().describe(vf)
+    assert again.vf == vf and again.device_id == fp.device_id
+    assert phases(src.local())["m6"][2:] == ("saved", "STOP")
+    # the saved state still moves and runs on the target; the source's abort walks it back to RUNNING
+    assert _restore(dst.remote(), "m6", chunks).migration_id == "m6"
+    assert src.local().abort("m6").device_state == "RUNNING"
+    src.agent.wait_log(r"event=migration_aborted migration=m6 role=source vf=%s device_state=RUNNING reset=no"
+                       % re.escape(vf))
+    with open(src.state_file(vf), "rb") as f:
+        assert f.read() == state
 
 
 def _hold(node, proc, vf, pid):
@@ -716,7 +743,7 @@ def test_save_to_a_file_restore_from_it_and_metrics(nodes):
         *tls_args(dst))
     saved = str(dst.dir / "cold-1.state")
     out = cli("save", "--id", "cold-1", "--vf", vf, "--source", src.sock, "--to-file", saved).stdout
-    assert "saved 700024 bytes" in out  # header, state and checksum of the simulated device
+    assert "saved 700032 bytes" in out  # header, state and checksum of the simulated device
     # a damaged file is refused before anything reaches the target
     with open(saved, "rb") as f:
         blob = f.read()
@@ -725,7 +752,7 @@ def test_save_to_a_file_restore_from_it_and_metrics(nodes):
     r = cli("restore", "--id", "cold-1", "--from-file", saved + ".cut", "--target", target, *tls_args(dst), check=False)
     assert r.returncode == 1 and "the file ends inside a record (truncated)" in r.stderr
     out = cli("restore", "--id", "cold-1", "--from-file", saved, "--target", target, *tls_args(dst)).stdout
-    assert "restored 700024 bytes into" in out and "(device STOP)" in out
+    assert "restored 700032 bytes into" in out and "(device STOP)" in out
     out = cli("list", "--source", target, *tls_args(dst)).stdout
     assert "migration cold-1 target VF" in out and "restored" in out and "VM ns/stopped-vm" in out
     cli("commit", "--id", "cold-1", "--source", src.sock, "--target", target, *tls_args(dst))

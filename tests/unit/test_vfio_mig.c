@@ -85,8 +85,124 @@ static void test_arcs_follow_the_uapi(void **state)
 	assert_false(xevf_mig_arc_allowed(ALL, XEVF_MIG_ERROR, XEVF_MIG_RUNNING));
 	assert_false(xevf_mig_arc_allowed(ALL, XEVF_MIG_RUNNING, XEVF_MIG_RUNNING_P2P));
 	assert_true(xevf_mig_arc_allowed(ALL | XEVF_MIG_F_P2P, XEVF_MIG_RUNNING, XEVF_MIG_RUNNING_P2P));
+	/* on a P2P device RUNNING/STOP and PRE_COPY/STOP_COPY meet only through the P2P states */
+	const uint64_t xe = XEVF_MIG_F_STOP_COPY | XEVF_MIG_F_P2P;
+	assert_false(xevf_mig_arc_allowed(xe, XEVF_MIG_RUNNING, XEVF_MIG_STOP));
+	assert_false(xevf_mig_arc_allowed(xe, XEVF_MIG_STOP, XEVF_MIG_RUNNING));
+	assert_true(xevf_mig_arc_allowed(xe, XEVF_MIG_STOP, XEVF_MIG_RUNNING_P2P));
+	assert_false(xevf_mig_arc_allowed(ALL | XEVF_MIG_F_P2P, XEVF_MIG_PRE_COPY, XEVF_MIG_STOP_COPY));
+	assert_true(xevf_mig_arc_allowed(ALL | XEVF_MIG_F_P2P, XEVF_MIG_PRE_COPY_P2P, XEVF_MIG_STOP_COPY));
+	assert_false(xevf_mig_arc_allowed(xe, XEVF_MIG_RUNNING_P2P, XEVF_MIG_PRE_COPY_P2P));
+	assert_true(xevf_mig_arc_allowed(ALL, XEVF_MIG_STOP, XEVF_MIG_RUNNING));
 	assert_string_equal(xevf_mig_state_name(XEVF_MIG_PRE_COPY_P2P), "PRE_COPY_P2P");
 	assert_string_equal(xevf_mig_state_name(99), "UNKNOWN");
+}
+
+/* Each flag set a device may report, with the arcs the engine must take:
+ * xe-vfio-pci's (STOP_COPY | P2P), mtty's (all three), and the two without P2P. */
+struct flag_case {
+	const char *kind;
+	const char *save, *restore, *back_from_stopcopy, *back_from_stop;
+};
+
+static const struct flag_case flag_cases[] = {
+	{"xe",
+	 "RUNNING>RUNNING_P2P RUNNING_P2P>STOP STOP>STOP_COPY STOP_COPY>STOP",
+	 "RUNNING>RUNNING_P2P RUNNING_P2P>STOP STOP>RESUMING RESUMING>STOP STOP>RUNNING_P2P RUNNING_P2P>RUNNING",
+	 "STOP_COPY>STOP STOP>RUNNING_P2P RUNNING_P2P>RUNNING", "STOP>RUNNING_P2P RUNNING_P2P>RUNNING"},
+	{"stop-copy",
+	 "RUNNING>STOP STOP>STOP_COPY STOP_COPY>STOP",
+	 "RUNNING>STOP STOP>RESUMING RESUMING>STOP STOP>RUNNING",
+	 "STOP_COPY>STOP STOP>RUNNING", "STOP>RUNNING"},
+	{"pre-copy",
+	 "RUNNING>PRE_COPY PRE_COPY>STOP_COPY STOP_COPY>STOP",
+	 "RUNNING>STOP STOP>RESUMING RESUMING>STOP STOP>RUNNING",
+	 "STOP_COPY>STOP STOP>RUNNING", "STOP>RUNNING"},
+	{"p2p-pre-copy",
+	 "RUNNING>PRE_COPY PRE_COPY>PRE_COPY_P2P PRE_COPY_P2P>STOP_COPY STOP_COPY>STOP",
+	 "RUNNING>RUNNING_P2P RUNNING_P2P>STOP STOP>RESUMING RESUMING>STOP STOP>RUNNING_P2P RUNNING_P2P>RUNNING",
+	 "STOP_COPY>STOP STOP>RUNNING_P2P RUNNING_P2P>RUNNING", "STOP>RUNNING_P2P RUNNING_P2P>RUNNING"},
+};
+
+static struct fixture *make_kind(const char *kind, const char *content, uint32_t device_id)
+{
+	uint64_t flags = 0;
+	struct fixture *f;
+
+	assert_int_equal(vfio_sim_flags_parse(kind, &flags), 0);
+	f = make(flags, content);
+	vfio_sim_set_kind(f->sim, device_id, 0x01);
+	assert_int_equal(xevf_mig_probe(&f->dev, "xe-vfio-pci", &f->err), 0);
+	return f;
+}
+
+/* The trace after the first n arcs (the rest of a test's trace). */
+static const char *trace_after(const struct fixture *f, unsigned n)
+{
+	const char *t = vfio_sim_trace(f->sim);
+	for (unsigned i = 0; i < n && (t = strchr(t, ' ')); i++)
+		t++;
+	return t ? t : "";
+}
+
+static unsigned arcs_in(const char *trace)
+{
+	unsigned n = *trace ? 1 : 0;
+	for (; *trace; trace++)
+		n += *trace == ' ';
+	return n;
+}
+
+static void test_each_flag_set_saves_restores_and_walks_back_over_direct_arcs(void **state)
+{
+	(void)state;
+	char content[70000];
+	for (size_t i = 0; i < sizeof(content) - 1; i++)
+		content[i] = (char)('A' + i % 26);
+	content[sizeof(content) - 1] = 0;
+	for (size_t c = 0; c < sizeof(flag_cases) / sizeof(flag_cases[0]); c++) {
+		const struct flag_case *fc = &flag_cases[c];
+		struct fixture *src = make_kind(fc->kind, content, 0xe211);
+		struct fixture *dst = make_kind(fc->kind, "the target's old state", 0xe211);
+		struct fixture *other = make_kind(fc->kind, "another device id", 0xe212);
+		struct xevf_mig_options opts = {.chunk_size = 8192, .precopy = true};
+		struct xevf_mig_report rep;
+		struct stream s = {0}, cut = {0};
+		size_t len;
+		bool reset = false;
+
+		/* save, and the walk back of an aborted source from STOP */
+		assert_int_equal(xevf_mig_save(&src->dev, &opts, sink, &s, &rep, &src->err), 0);
+		assert_string_equal(vfio_sim_trace(src->sim), fc->save);
+		assert_int_equal(xevf_mig_recover(&src->dev, XEVF_MIG_RUNNING, &reset, &src->err), 0);
+		assert_false(reset);
+		assert_string_equal(trace_after(src, arcs_in(fc->save)), fc->back_from_stop);
+		/* restore, then commit's walk to RUNNING */
+		assert_int_equal(xevf_mig_restore(&dst->dev, &opts, source, &s, &rep, &dst->err), 0);
+		assert_int_equal(xevf_mig_walk(&dst->dev, XEVF_MIG_RUNNING, &dst->err), 0);
+		assert_string_equal(vfio_sim_trace(dst->sim), fc->restore);
+		assert_memory_equal(vfio_sim_content(dst->sim, &len), content, strlen(content));
+		/* another device id: refused as xe-vfio-pci refuses it, the target reset, never run */
+		s.pos = 0;
+		assert_int_equal(xevf_mig_restore(&other->dev, &opts, source, &s, &rep, &other->err), -EINVAL);
+		assert_true(rep.reset_used);
+		assert_int_equal(vfio_sim_state(other->sim), XEVF_MIG_RUNNING);
+		assert_memory_equal(vfio_sim_content(other->sim, &len), "", 0);
+		/* a target that goes away in STOP_COPY: the source walks back and keeps its state */
+		destroy(src);
+		src = make_kind(fc->kind, content, 0xe211);
+		cut.fail_after = s.len - 100;
+		assert_int_equal(xevf_mig_save(&src->dev, &opts, sink, &cut, &rep, &src->err), -ECONNRESET);
+		assert_false(rep.reset_used);
+		assert_int_equal(vfio_sim_state(src->sim), XEVF_MIG_RUNNING);
+		assert_string_equal(trace_after(src, arcs_in(fc->save) - 1), fc->back_from_stopcopy);
+		assert_memory_equal(vfio_sim_content(src->sim, &len), content, strlen(content));
+		free(s.data);
+		free(cut.data);
+		destroy(src);
+		destroy(dst);
+		destroy(other);
+	}
 }
 
 static void test_not_migratable(void **state)
@@ -339,6 +455,7 @@ int main(void)
 		cmocka_unit_test(test_arcs_follow_the_uapi),
 		cmocka_unit_test(test_not_migratable),
 		cmocka_unit_test(test_save_restore_with_precopy),
+		cmocka_unit_test(test_each_flag_set_saves_restores_and_walks_back_over_direct_arcs),
 		cmocka_unit_test(test_save_without_precopy),
 		cmocka_unit_test(test_sink_failure_leaves_source_running),
 		cmocka_unit_test(test_failed_arc_recovers_from_the_state_the_kernel_names),

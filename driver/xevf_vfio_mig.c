@@ -222,6 +222,20 @@ int xevf_mig_get_state(struct xevf_mig_device *dev, uint32_t *state, struct xevf
 	return 0;
 }
 
+int xevf_mig_data_size(struct xevf_mig_device *dev, uint64_t *bytes, struct xevf_err *err)
+{
+	struct vfio_device_feature_mig_data_size size = {0};
+
+	if (device_feature(dev, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, &size, sizeof(size)) < 0) {
+		int e = errno ? errno : EIO;
+		if (e == ENOTTY || e == EINVAL || e == EOPNOTSUPP)
+			e = ENOTTY;
+		return xevf_err_set(err, e, "%s: VFIO_DEVICE_FEATURE_MIG_DATA_SIZE: %s", dev->name, strerror(e));
+	}
+	*bytes = size.stop_copy_length;
+	return 0;
+}
+
 int xevf_mig_step(struct xevf_mig_device *dev, uint32_t to, int *data_fd, struct xevf_err *err)
 {
 	struct vfio_device_feature_mig_state st = {.device_state = to, .data_fd = -1};

@@ -109,6 +109,10 @@ int xevf_mig_probe(struct xevf_mig_device *dev, const char *driver, struct xevf_
 
 int xevf_mig_get_state(struct xevf_mig_device *dev, uint32_t *state, struct xevf_err *err) XEVF_MUST_CHECK;
 
+/* VFIO_DEVICE_FEATURE_MIG_DATA_SIZE: the device's estimate of its STOP_COPY
+ * data. -ENOTTY when the driver does not say (older kernels, some drivers). */
+int xevf_mig_data_size(struct xevf_mig_device *dev, uint64_t *bytes, struct xevf_err *err) XEVF_MUST_CHECK;
+
 /* One arc. Refuses (EINVAL, without an ioctl) an arc the uAPI does not define.
  * *data_fd receives the new data fd on arcs that open a session, else -1. On
  * failure the device is left where the kernel put it (dev->state). */

@@ -15,6 +15,7 @@
 struct restore_ctx {
 	struct rpc_call *call;
 	uint64_t limit;                           /* the largest state taken */
+	const char *limit_why;                    /* where the limit comes from */
 	Xevf__Migration__V1__StateChunk *pending; /* the first chunk, read before the restore starts */
 	struct state_stream stream;
 	const char *id;
@@ -48,8 +49,8 @@ static ssize_t restore_source(void *ctx, void *buf, size_t cap, struct xevf_err 
 		if (!c)
 			return -err->errnum;
 		int rc = c->data.len > s->limit - s->stream.offset
-			? xevf_err_set(err, EFBIG, "migration %s: the state stream is larger than %llu bytes "
-				       "(--max-state-bytes); nothing is resumed", s->id, (unsigned long long)s->limit)
+			? xevf_err_set(err, EFBIG, "migration %s: the state stream is larger than %llu bytes (%s); "
+				       "nothing is resumed", s->id, (unsigned long long)s->limit, s->limit_why)
 			: state_stream_accept(&s->stream, c, cap, s->id, err);
 		size_t n = c->data.len;
 		if (rc == 0 && n)
@@ -187,6 +188,25 @@ static void answer(struct rpc_call *call, const struct restore *rs, const struct
 	free(msg);
 }
 
+/* A state of a device of this kind is about as large as the device says its
+ * own would be: twice that plus 1 MiB (room for pre-copy data and a newer
+ * driver's format), never more than --max-state-bytes. A device that does not
+ * say gets --max-state-bytes. */
+#define STATE_MARGIN_BYTES (1ull << 20)
+
+static void stream_limit(struct migration *m, struct xevf_mig_device *dev, struct restore_ctx *s)
+{
+	uint64_t reported = 0;
+
+	s->limit = m->max_state_bytes;
+	s->limit_why = "--max-state-bytes";
+	if (m->max_state_bytes > STATE_MARGIN_BYTES && xevf_mig_data_size(dev, &reported, NULL) == 0 &&
+	    reported <= (m->max_state_bytes - STATE_MARGIN_BYTES) / 2) {
+		s->limit = reported * 2 + STATE_MARGIN_BYTES;
+		s->limit_why = "twice the size the device reports for its own state, plus 1 MiB";
+	}
+}
+
 void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCMessage *unused)
 {
 	struct restore_ctx s = {.call = call};
@@ -204,7 +224,6 @@ void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCM
 		return;
 	}
 	s.pending = (Xevf__Migration__V1__StateChunk *)msg;
-	s.limit = m->max_state_bytes;
 	rs.call = call;
 	if (restore_begin(m, s.pending->migration_id, &rs, &code, &why)) {
 		mig_refuse(call, code, "%s", why ? why : "out of memory");
@@ -213,7 +232,9 @@ void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCM
 				 rs.copy ? rs.copy->vf : "?", why);
 	} else {
 		s.id = rs.copy->id;
-		log_info("restore_started", "migration=%s vf=%s peer=%s", rs.copy->id, rs.copy->vf, rpc_call_peer(call));
+		stream_limit(m, &rs.dev->dev, &s);
+		log_info("restore_started", "migration=%s vf=%s peer=%s limit_bytes=%llu limit_from=\"%s\"", rs.copy->id,
+			 rs.copy->vf, rpc_call_peer(call), (unsigned long long)s.limit, s.limit_why);
 		int rc = state_stream_init(&s.stream) == 0 ? xevf_mig_restore(&rs.dev->dev, &opts, restore_source, &s, &rep, &err)
 						       : xevf_err_set(&err, ENOMEM, "no SHA-256 context");
 		const char *state = xevf_mig_state_name(rs.dev->dev.state);

@@ -162,6 +162,7 @@ void migration_update(struct migration *m, struct inventory *inv)
  * foreign state must never run) before the record ends. */
 struct expired_restore {
 	char *id;
+	bool claimed;                 /* its target pod got the VF */
 	struct mig_dev *dev;
 	struct expired_restore *next;
 };
@@ -187,6 +188,7 @@ static struct mig_dev *expire(struct migration *m, int64_t now, bool *changed, s
 			struct expired_restore *e = d ? calloc(1, sizeof(*e)) : NULL;
 			if (e && (e->id = strdup(r->id))) {
 				e->dev = d;
+				e->claimed = r->claimed;
 				e->next = *resets;
 				*resets = e;
 			} else {
@@ -208,24 +210,43 @@ static struct mig_dev *expire(struct migration *m, int64_t now, bool *changed, s
 	return to_close;
 }
 
+/* Lock not held: the reset of an expired restore, unless a VM holds the VF
+ * (then the reservation stays, and the next tick tries again). */
+static int reset_unless_busy(struct migration *m, const struct inventory *inv, const struct expired_restore *e,
+			     struct xevf_err *err)
+{
+	const struct inventory_vf *iv = inventory_find(inv, e->dev->addr);
+	const char *busy = iv ? busy_why_now(m, iv, e->claimed) : NULL;
+
+	if (busy)
+		return xevf_err_set(err, EBUSY, "VF %s is in use: %s; the restored state stays until it is free", e->dev->addr,
+				    busy);
+	return e->dev->open ? xevf_mig_reset(&e->dev->dev, err) : 0;
+}
+
 /* Lock not held: resets each expired restore's device, then ends its record. */
 static void reset_expired(struct migration *m, struct expired_restore *list)
 {
 	struct state_snapshot snap = {0};
+	struct inventory *inv = NULL;
 
+	if (list) {
+		pthread_mutex_lock(&m->lock);
+		inv = mig_inventory(m);
+		pthread_mutex_unlock(&m->lock);
+	}
 	while (list) {
 		struct expired_restore *e = list;
 		struct xevf_err err = XEVF_ERR_INIT;
 		struct mig_dev *to_close;
 		struct record *r;
-		int rc = e->dev->open ? xevf_mig_reset(&e->dev->dev, &err) : 0;
+		int rc = reset_unless_busy(m, inv, e, &err);
 
 		list = e->next;
 		pthread_mutex_lock(&m->lock);
-		if (rc == 0 && (r = registry_find(&m->reg, e->id))) {
+		if (rc == 0 && (r = registry_find(&m->reg, e->id)) && mig_move(m, r, PHASE_EXPIRED) == 0) {
 			log_info("reservation_expired", "migration=%s vf=%s phase=restored action=\"the restored state was "
 				 "reset, never run\"", r->id, r->vf);
-			(void)mig_move(m, r, PHASE_EXPIRED);
 			state_file_render(&m->file, &m->reg, &snap);
 		} else if (rc) {
 			log_error("reservation_expiry_failed", "migration=%s reason=\"%s\"", e->id, xevf_err_msg(&err));
@@ -237,6 +258,7 @@ static void reset_expired(struct migration *m, struct expired_restore *list)
 		free(e->id);
 		free(e);
 	}
+	inventory_unref(inv);
 	if (snap.seq)
 		(void)mig_write(m, &snap, NULL);
 }

@@ -9,6 +9,7 @@
 struct sim_config {
 	const char *dir;
 	uint64_t flags;
+	uint64_t capacity;
 };
 
 static struct sim_config config;
@@ -39,8 +40,10 @@ static int sim_open(void *ctx, const struct xevf_vf *vf, const char *dev_root, s
 	}
 	h->variant = is_variant(vf);
 	rc = vfio_sim_new(vf->addr, flags, NULL, 0, file, &h->sim, err);
-	if (rc == 0)
+	if (rc == 0) {
 		vfio_sim_set_kind(h->sim, (uint32_t)vf->device_id, (uint32_t)vf->revision);
+		vfio_sim_set_capacity(h->sim, cfg->capacity ? cfg->capacity : vfio_sim_max_stream());
+	}
 	if (rc == 0)
 		rc = xevf_mig_init(dev, vf->addr, vfio_sim_fd(h->sim), true, vfio_sim_ops(h->sim), err);
 	free(file);
@@ -71,8 +74,8 @@ static void sim_close(void *ctx, struct xevf_mig_device *dev, void *priv)
 	free(h);
 }
 
-void sim_devices_init(struct mig_device_provider *p, const char *dir, uint64_t flags)
+void sim_devices_init(struct mig_device_provider *p, const char *dir, uint64_t flags, uint64_t capacity)
 {
-	config = (struct sim_config){dir, flags};
+	config = (struct sim_config){dir, flags, capacity};
 	*p = (struct mig_device_provider){"simulated", &config, sim_open, sim_still_fits, sim_close};
 }

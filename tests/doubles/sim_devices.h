@@ -9,8 +9,9 @@
 
 #include "devices.h"
 
-/* A provider whose devices keep their state in dir (borrowed) and report
- * flags (XEVF_MIG_F_*) when bound to a migration driver. */
-void sim_devices_init(struct mig_device_provider *p, const char *dir, uint64_t flags);
+/* A provider whose devices keep their state in dir (borrowed), report flags
+ * (XEVF_MIG_F_*) when bound to a migration driver, and report a state size
+ * of capacity bytes (0: the largest a simulated device takes). */
+void sim_devices_init(struct mig_device_provider *p, const char *dir, uint64_t flags, uint64_t capacity);
 
 #endif

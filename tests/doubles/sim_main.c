@@ -1,7 +1,10 @@
 /* xevf-agent-sim: the agent with simulated VFIO migration devices, for tests
- * and the demo. Takes two flags more than xevf-agent: --vfio-sim DIR and
- * --vfio-sim-flags KIND (xe by default: STOP_COPY | P2P, as xe-vfio-pci). */
+ * and the demo. Takes three flags more than xevf-agent: --vfio-sim DIR,
+ * --vfio-sim-flags KIND (xe by default: STOP_COPY | P2P, as xe-vfio-pci) and
+ * --vfio-sim-state-size BYTES (what the devices report as their state size). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -23,8 +26,9 @@ static const char *take(char **argv, int argc, int *i, const char *name)
 int main(int argc, char **argv)
 {
 	struct mig_device_provider sim;
-	const char *dir = NULL, *kind = "xe", *v;
-	uint64_t flags = 0;
+	const char *dir = NULL, *kind = "xe", *size = "0", *v;
+	uint64_t flags = 0, capacity;
+	char *end;
 	int kept = 0;
 
 	for (int i = 0; i < argc; i++) {
@@ -32,6 +36,8 @@ int main(int argc, char **argv)
 			dir = v;
 		else if ((v = take(argv, argc, &i, "--vfio-sim-flags")))
 			kind = v;
+		else if ((v = take(argv, argc, &i, "--vfio-sim-state-size")))
+			size = v;
 		else
 			argv[kept++] = argv[i];
 	}
@@ -40,8 +46,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "xevf-agent-sim: --vfio-sim-flags: '%s' is not xe, pre-copy, p2p-pre-copy or stop-copy\n", kind);
 		return 2;
 	}
+	errno = 0;
+	capacity = strtoull(size, &end, 10);
+	if (errno || *end || *size == '-') {
+		fprintf(stderr, "xevf-agent-sim: --vfio-sim-state-size: '%s' is not a number of bytes\n", size);
+		return 2;
+	}
 	if (!dir)
 		return cli_main(kept, argv, &mig_kernel_devices);
-	sim_devices_init(&sim, dir, flags);
+	sim_devices_init(&sim, dir, flags, capacity);
 	return cli_main(kept, argv, &sim);
 }

@@ -22,6 +22,7 @@ struct vfio_sim {
 	char *content_path;
 	uint64_t flags;
 	uint32_t device_id, revision; /* a state loads only into the same kind of device */
+	uint64_t capacity;            /* what MIG_DATA_SIZE reports; 0: the current state's size */
 	uint32_t state;
 	int device_fd;        /* a placeholder fd standing for the VFIO device */
 	int data_fd;          /* our reference to the open session's fd, -1 if none */
@@ -378,6 +379,17 @@ static int sim_ioctl(void *ctx, int fd, unsigned long request, void *arg)
 		memcpy(f->data, &mig, sizeof(mig));
 		return 0;
 	}
+	if (feature == VFIO_DEVICE_FEATURE_MIG_DATA_SIZE && (f->flags & VFIO_DEVICE_FEATURE_GET)) {
+		/* what a STOP_COPY of the current state would produce */
+		struct vfio_device_feature_mig_data_size size = {
+			.stop_copy_length = sim->capacity ? sim->capacity : SIM_HDR + sim->content_len + SIM_TRAILER};
+		if (f->argsz < sizeof(*f) + sizeof(size)) {
+			errno = EINVAL;
+			return -1;
+		}
+		memcpy(f->data, &size, sizeof(size));
+		return 0;
+	}
 	if (feature == VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE) {
 		struct vfio_device_feature_mig_state st;
 		if (f->argsz < sizeof(*f) + sizeof(st)) {
@@ -491,6 +503,10 @@ void vfio_sim_fail_arc(struct vfio_sim *sim, uint32_t from, uint32_t to, int err
 }
 
 void vfio_sim_fail_reset(struct vfio_sim *sim, int errnum) { sim->reset_errno = errnum; }
+
+void vfio_sim_set_capacity(struct vfio_sim *sim, uint64_t bytes) { sim->capacity = bytes; }
+
+uint64_t vfio_sim_max_stream(void) { return SIM_HDR + SIM_MAX_CONTENT + SIM_TRAILER; }
 
 void vfio_sim_set_kind(struct vfio_sim *sim, uint32_t device_id, uint32_t revision)
 {

@@ -38,6 +38,12 @@ int vfio_sim_fd(const struct vfio_sim *sim);
 
 /* What the stream names and a restore checks (default 0, 0). */
 void vfio_sim_set_kind(struct vfio_sim *sim, uint32_t device_id, uint32_t revision);
+/* What VFIO_DEVICE_FEATURE_MIG_DATA_SIZE reports (0, the default: the size
+ * of a stream of the current state). A real device reports what its kind of
+ * state takes (for an xe VF: by its provisioning), not what it holds now. */
+void vfio_sim_set_capacity(struct vfio_sim *sim, uint64_t bytes);
+/* The largest stream a simulated device takes. */
+uint64_t vfio_sim_max_stream(void);
 /* "xe" (STOP_COPY | P2P, as xe-vfio-pci reports), "pre-copy", "p2p-pre-copy"
  * (as mtty reports), "stop-copy": 0, or -EINVAL. */
 int vfio_sim_flags_parse(const char *name, uint64_t *flags);

@@ -958,6 +958,32 @@ def _threads(pid):
         return int(next(line for line in f if line.startswith("Threads:")).split()[1])
 
 
+def test_a_state_far_larger_than_the_device_reports_is_refused(nodes):
+    """#10.15: a RestoreState takes about what the target device says its own state takes
+    (VFIO_DEVICE_FEATURE_MIG_DATA_SIZE): twice that plus 1 MiB, below --max-state-bytes."""
+    src = nodes("node-a")
+    dst = nodes("node-b", extra=("--vfio-sim-state-size", "1000000"))
+    vf = src.vfs()[0]
+    src.give_state(vf, os.urandom(4 << 20))
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    peer.reserve("mig-size", fp)
+    chunks = list(src.local().save("mig-size", vf, chunk_size=65536))
+    with pytest.raises(grpc.RpcError) as e:
+        _restore(peer, "mig-size", chunks)
+    assert e.value.code() == grpc.StatusCode.DATA_LOSS
+    assert ("larger than 3048576 bytes (twice the size the device reports for its own state, plus 1 MiB)"
+            in e.value.details()), e.value.details()
+    dst.agent.wait_log(r"event=restore_started migration=mig-size .*limit_bytes=3048576")
+    assert phases(peer)["mig-size"][2] == "reserved"
+    # a state of the size the device reports passes
+    src.local().abort("mig-size")
+    src.give_state(vf, os.urandom(900000))
+    chunks = list(src.local().save("mig-size-2", vf, chunk_size=65536))
+    peer.reserve("mig-size-2", fp)
+    assert _restore(peer, "mig-size-2", chunks).bytes == sum(len(c.data) for c in chunks)
+
+
 def test_calls_and_state_streams_are_bounded(nodes):
     """One OS thread per Migration call with no cap (5,000 idle calls: 5,012
     threads) and no cap on a RestoreState's size: at most 32 calls at once
@@ -1123,6 +1149,38 @@ def test_a_stalled_restore_fails_and_the_ttl_ends_its_reservation(nodes):
     assert phases(peer)["mig-s4"][2] == "reserved"
     dst.agent.wait_log(r"event=reservation_expired migration=mig-s4 vf=" + re.escape(reserved), timeout=10)
     assert phases(peer)["mig-s4"][2] == "expired"
+
+
+def test_a_restored_state_left_uncommitted_is_reset_when_the_ttl_ends(nodes, tmp_path):
+    """#10.8: the ttl counts in every phase before commit; a restored state nobody commits is reset,
+    never run, and the reservation ends; never while a VM holds the VF."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    src, dst = nodes("node-a"), nodes("node-b", extra=("--proc-root", str(proc)))
+    vf = src.vfs()[0]
+    state = os.urandom(300000)
+    src.give_state(vf, state)
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    reserved = peer.reserve("mig-r8", fp, ttl=3).vf
+    with open(dst.state_file(reserved), "wb") as f:
+        f.write(b"what the target VF held before")
+    chunks = list(src.local().save("mig-r8", vf))
+    assert _restore(peer, "mig-r8", chunks).device_state == "STOP"
+    assert phases(peer)["mig-r8"][2] == "restored"
+    # a VM takes the VF before the ttl ends: nothing is reset under it, the reservation waits
+    link = _hold(dst, proc, reserved, 4545)
+    dst.agent.wait_log(r"event=reservation_expiry_failed migration=mig-r8 reason=\"VF %s is in use: a process "
+                       r"\(a VM's QEMU\) holds its VFIO device open" % re.escape(reserved), timeout=15)
+    assert phases(peer)["mig-r8"][2] == "restored"
+    os.unlink(link)
+    dst.agent.wait_log(r"event=reservation_expired migration=mig-r8 vf=%s phase=restored "
+                       r"action=\"the restored state was reset, never run\"" % re.escape(reserved), timeout=15)
+    assert phases(peer)["mig-r8"][2] == "expired"
+    with open(dst.state_file(reserved), "rb") as f:
+        assert f.read() == b""  # reset: neither the old state nor the foreign one
+    # the VF is free again
+    assert peer.reserve("mig-r9", fp).vf in dst.vfs()
 
 
 def test_a_target_that_refuses_the_state_leaves_the_source_running(nodes):

@@ -152,10 +152,16 @@ $(BUILD)/vm/kubelet_min: tests/vm/kubelet_min.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(TEST_INC) -Wno-missing-prototypes $< $(ALL_LIBS) $(LDFLAGS) $(LIBS) -o $@
 
+# The migration engine's checks against real mtty devices, inside the VM.
+$(BUILD)/vm/mig_engine_check: tests/vm/mig_engine_check.c $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(TEST_INC) -Wno-missing-prototypes $< $(ALL_LIBS) $(LDFLAGS) $(LIBS) -o $@
+
 -include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz $(BUILD)/vm -name '*.d' 2>/dev/null)
 
-test-vm: agent $(BUILD)/vm/kubelet_min
+test-vm: agent $(BUILD)/vm/kubelet_min $(BUILD)/vm/mig_engine_check
 	tests/vm/run.sh $(BUILD)
+	tests/vm/mtty.sh $(BUILD)
 
 # ---- tests -------------------------------------------------------------------
 test-unit: unit-tests

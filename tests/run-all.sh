@@ -30,12 +30,13 @@ run() { # name, command...
 	fi
 }
 
-run "build" make --no-print-directory -j2 agent unit-tests build/vm/kubelet_min
+run "build" make --no-print-directory -j2 agent unit-tests build/vm/kubelet_min build/vm/mig_engine_check
 run "unit (cmocka)" tests/run-unit.sh build
 run "integration (kubelet simulator)" tests/run-integration.sh
 run "sanitizers (ASan+UBSan: unit + integration)" make --no-print-directory test-asan
 run "valgrind (full lifecycle scenario)" tests/run-valgrind.sh
 run "real kernel (QEMU VM)" tests/vm/run.sh build
+run "real kernel, VFIO migration (mtty in a 6.12 VM)" tests/vm/mtty.sh build
 run "fuzz (libFuzzer)" bash -c 'tests/fuzz/run.sh && echo "$(ls tests/fuzz/fuzz_*.c | wc -l) passed"'
 run "chart and manifests (helm, Kubernetes schemas)" tests/helm/run.sh build
 run "lint (clang-tidy, cppcheck)" bash -c 'tests/lint.sh build && echo "2 passed"'

@@ -77,7 +77,7 @@ static const struct setting settings[] = {
 	STR("stateDir", "state-dir", "DIR", state_dir, XEVF_DEFAULT_STATE_DIR, NULL,
 	    "where reservations and migrations are kept across restarts"),
 	LONG("maxStateBytes", "max-state-bytes", "BYTES", max_state_bytes, 64L << 30, 1L << 20, 1L << 40,
-	     "the largest device state a RestoreState takes, in bytes"),
+	     "the largest device state a RestoreState takes, in bytes (less when the target device reports its state size)"),
 	LONG("streamIdleTimeoutMs", "stream-idle-timeout", "MS", stream_idle_timeout_ms, 30000, 100, 3600000,
 	     "a device-state stream that moves no byte this long fails (its source VF runs again)"),
 	STR("nodeName", "node-name", "NAME", node_name, NULL, NULL, "this node's name in migration fingerprints (default: host name)"),

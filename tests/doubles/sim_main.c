@@ -1,13 +1,15 @@
 /* xevf-agent-sim: the agent with simulated VFIO migration devices, for tests
  * and the demo. Takes three flags more than xevf-agent: --vfio-sim DIR,
  * --vfio-sim-flags KIND (xe by default: STOP_COPY | P2P, as xe-vfio-pci) and
- * --vfio-sim-state-size BYTES (what the devices report as their state size). */
+ * --vfio-sim-state-size BYTES (what the devices report as their state size);
+ * or --mtty-map FILE: the VFs stand for real mtty devices (mtty_devices.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "mtty_devices.h"
 #include "sim_devices.h"
 #include "vfio_sim.h"
 
@@ -26,7 +28,7 @@ static const char *take(char **argv, int argc, int *i, const char *name)
 int main(int argc, char **argv)
 {
 	struct mig_device_provider sim;
-	const char *dir = NULL, *kind = "xe", *size = "0", *v;
+	const char *dir = NULL, *kind = "xe", *size = "0", *mtty_map = NULL, *v;
 	uint64_t flags = 0, capacity;
 	char *end;
 	int kept = 0;
@@ -38,6 +40,8 @@ int main(int argc, char **argv)
 			kind = v;
 		else if ((v = take(argv, argc, &i, "--vfio-sim-state-size")))
 			size = v;
+		else if ((v = take(argv, argc, &i, "--mtty-map")))
+			mtty_map = v;
 		else
 			argv[kept++] = argv[i];
 	}
@@ -51,6 +55,10 @@ int main(int argc, char **argv)
 	if (errno || *end || *size == '-') {
 		fprintf(stderr, "xevf-agent-sim: --vfio-sim-state-size: '%s' is not a number of bytes\n", size);
 		return 2;
+	}
+	if (mtty_map) {
+		mtty_devices_init(&sim, mtty_map);
+		return cli_main(kept, argv, &sim);
 	}
 	if (!dir)
 		return cli_main(kept, argv, &mig_kernel_devices);

@@ -3,6 +3,10 @@
  * implementation of the migration uAPI (STOP_COPY | P2P | PRE_COPY). Each
  * check prints "MIG: ok <what>" or "MIG: FAIL <what>: <why>".
  *   mig_engine_check SRC_UUID SRC_GROUP DST_UUID DST_GROUP ONEPORT_UUID ONEPORT_GROUP
+ * For the agents' test it also writes a device's UART as a VM would, and reads
+ * it back after the agents moved its state:
+ *   mig_engine_check uart-write UUID GROUP SCR   (port 0 SCR, port 1 ~SCR, FIFO "xevf")
+ *   mig_engine_check uart-read UUID GROUP        (prints "MIG: uart UUID scr0=.. scr1=.. fifo='..'")
  * The devices are mdevs: their VFIO names are 36-character UUIDs. */
 #include <errno.h>
 #include <stdarg.h>
@@ -238,10 +242,38 @@ static void check_failed_save(struct dev *src)
 	xevf_err_clear(&err);
 }
 
+static int uart(int argc, char **argv)
+{
+	struct dev d = {.uuid = argv[2], .group = argv[3]};
+	char fifo[8] = "";
+	int rc = 1;
+
+	if (!open_dev(&d))
+		return 1;
+	if (strcmp(argv[1], "uart-write") == 0 && argc == 5) {
+		uint8_t scr = (uint8_t)strtoul(argv[4], NULL, 0);
+		rc = write_uart(&d, scr, (uint8_t)~scr, "xevf") ? 0 : 1;
+		printf("MIG: uart %s written scr0=0x%x: %s\n", d.uuid, scr, rc ? "FAIL" : "ok");
+	} else if (strcmp(argv[1], "uart-read") == 0) {
+		for (size_t i = 0; i < 4; i++) {
+			int c = reg_read(&d, 0, UART_RX_TX);
+			fifo[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+		}
+		printf("MIG: uart %s scr0=0x%x scr1=0x%x fifo='%s'\n", d.uuid, (unsigned)reg_read(&d, 0, UART_SCR),
+		       (unsigned)reg_read(&d, 1, UART_SCR), fifo);
+		rc = 0;
+	}
+	xevf_mig_close(&d.mig);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct dev src = {0}, dst = {0}, one = {0}, again = {0};
 	struct xevf_err err = XEVF_ERR_INIT;
+
+	if (argc >= 4 && strncmp(argv[1], "uart-", 5) == 0)
+		return uart(argc, argv);
 
 	if (argc != 7) {
 		fprintf(stderr, "usage: %s SRC_UUID SRC_GROUP DST_UUID DST_GROUP ONEPORT_UUID ONEPORT_GROUP\n", argv[0]);

@@ -26,4 +26,60 @@ say "devices $a $b $c groups $ga $gb $gc"
 ls -l /dev/vfio
 /bin/mig_engine_check $a $ga $b $gb $c $gc
 say "check exit $?"
+
+# ---- two agents on three fresh mtty devices (mtty's state is sticky) ----
+ip link set lo up
+x=5a1d7f3c-0000-4000-8000-00000000000d
+y=5a1d7f3c-0000-4000-8000-00000000000e
+z=5a1d7f3c-0000-4000-8000-00000000000f
+for u in $x $y $z; do echo $u >$types/mtty-2/create; done
+gx=$(group $x) gy=$(group $y) gz=$(group $z)
+echo "0000:03:00.1 $x $gx" >/tmp/map-a
+printf '0000:03:00.1 %s %s\n0000:03:00.2 %s %s\n' $y $gy $z $gz >/tmp/map-b
+/bin/mig_engine_check uart-write $x $gx 0x5a
+start_agent() { # node, port
+	mkdir -p /run/$1/plugins /run/$1/state
+	/bin/xevf-agent-sim --mtty-map /tmp/map-$1 --sysfs-root /hosts/$1/sys --dev-root /hosts/$1/dev \
+		--plugin-dir /run/$1/plugins --modules-root /nonexistent --kernel-release test --http-port -1 \
+		--status-socket "" --migration-socket /run/$1/migration.sock --migration-address 127.0.0.1:$2 \
+		--tls-ca /etc/xevf/ca.crt --tls-cert /etc/xevf/$1.crt --tls-key /etc/xevf/$1.key \
+		--state-dir /run/$1/state --node-name node-$1 >/tmp/agent-$1.log 2>&1 &
+}
+start_agent a 9501
+pa=$!
+start_agent b 9502
+pb=$!
+for i in $(seq 150); do
+	grep -q event=migration_serving /tmp/agent-a.log && grep -q event=migration_serving /tmp/agent-b.log && break
+	sleep 0.2
+done
+grep -q event=migration_serving /tmp/agent-b.log && say "agents serving"
+S="--source /run/a/migration.sock"
+T="--target 127.0.0.1:9502"
+TLS="--tls-ca /etc/xevf/ca.crt --tls-cert /etc/xevf/operator.crt --tls-key /etc/xevf/operator.key"
+run() { # the operator's CLI; its output on the console
+	echo "XEVF-MTTY: \$ migrate $*"
+	/bin/xevf-agent-sim migrate "$@" >/tmp/out 2>&1
+	echo "XEVF-MTTY:   exit $?"
+	sed 's/^/XEVF-MTTY:   /' /tmp/out
+}
+run describe --vf 0000:03:00.1 $S
+run check --vf 0000:03:00.1 $S $T $TLS
+run reserve --id m1 --vf 0000:03:00.1 --vm default/vm1 $S $T $TLS
+got=$(sed -n 's/.*reserved \(0000:03:00\.[12]\) on.*/\1/p' /tmp/out)
+run send --id m1 --vf 0000:03:00.1 $S $T
+run commit --id m1 $S $T $TLS
+set -- $(grep "^$got " /tmp/map-b)
+[ -n "${2:-}" ] && /bin/mig_engine_check uart-read $2 $3
+# the state leaves again, then the orchestrator gives up: abort on both sides
+run reserve --id m2 --vf 0000:03:00.1 --vm default/vm2 $S $T $TLS
+run send --id m2 --vf 0000:03:00.1 $S $T
+run abort --id m2 $S $T $TLS
+kill -TERM $pa $pb
+wait $pa
+ea=$?
+wait $pb
+say "agents exit $ea $?"
+sed 's/^/AGENT-A: /' /tmp/agent-a.log
+sed 's/^/AGENT-B: /' /tmp/agent-b.log
 poweroff -f

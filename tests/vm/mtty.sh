@@ -5,7 +5,9 @@
 # built out of tree from Debian's linux-source at test time (never
 # committed). Inside the VM, build/vm/mig_engine_check drives the driver's
 # migration engine against three mtty devices (mig_engine_check.c lists the
-# checks).
+# checks); then two agents (build/xevf-agent-sim --mtty-map: simulated hosts
+# whose VFs stand for three more mtty devices) check, reserve, send, commit and
+# abort over mutual TLS, driven by the CLI.
 #
 # Fails with the reason on any miss; never skips. Usage: tests/vm/mtty.sh BUILD_DIR
 set -euo pipefail
@@ -24,7 +26,10 @@ fail() {
 for tool in qemu-system-x86_64 busybox depmod cpio xz make gcc; do
 	command -v $tool >/dev/null || fail "$tool is not installed (tests/install-deps.sh installs it)"
 done
-[ -x "$build/vm/mig_engine_check" ] || fail "$build/vm/mig_engine_check is not built (make test-vm builds it)"
+for bin in vm/mig_engine_check xevf-agent-sim; do
+	[ -x "$build/$bin" ] || fail "$build/$bin is not built (make test-vm builds it)"
+done
+command -v openssl >/dev/null || fail "openssl is not installed (tests/install-deps.sh installs it)"
 
 # ---- the 6.12 kernel, its headers and its source, from bookworm-backports ------------
 . "$here/apt-private.sh"
@@ -101,11 +106,33 @@ PY
 cp mtty/mtty.ko "$root/lib/modules/$kver/extra/"
 depmod -b "$root" "$kver"
 cp "$(command -v busybox)" "$root/bin/busybox"
-cp "$build/vm/mig_engine_check" "$root/bin/"
-ldd "$build/vm/mig_engine_check" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
-	mkdir -p "$root$(dirname "$lib")"
-	cp -L "$lib" "$root$lib"
+for bin in "$build/vm/mig_engine_check" "$build/xevf-agent-sim"; do
+	cp "$bin" "$root/bin/"
+	ldd "$bin" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
 done
+# two nodes' simulated hosts (1 PF, 2 VFs on xe-vfio-pci each); their VFs
+# stand for mtty devices the VM creates (tests/doubles/mtty_devices.h)
+for n in a b; do
+	/usr/bin/python3 "$here/../sim/simhost.py" create "$root/hosts/$n" --pfs 1 --vfs 2 --no-extra-devices >/dev/null
+done
+# certificates of the docs/certificates.md profile
+mkdir -p "$root/etc/xevf"
+(
+	cd "$root/etc/xevf"
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=xevf-vm-ca 2>/dev/null
+	for name in a b operator; do
+		uri=urn:xevf:node:node-$name
+		[ $name = operator ] && uri=urn:xevf:operator
+		printf 'subjectAltName=IP:127.0.0.1,URI:%s\nextendedKeyUsage=serverAuth,clientAuth\n' $uri >$name.ext
+		openssl req -newkey rsa:2048 -nodes -keyout $name.key -out $name.csr -subj /CN=$name 2>/dev/null
+		openssl x509 -req -in $name.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $name.crt -days 1 \
+			-extfile $name.ext 2>/dev/null
+	done
+	rm -f ca.key ./*.csr ./*.ext
+)
 [ -e "$root/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$root/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"; }
 cp "$here/mtty-init.sh" "$root/init"
 chmod +x "$root/init"
@@ -113,7 +140,7 @@ chmod +x "$root/init"
 
 # ---- boot (TCG: no IOMMU needed, mdevs have emulated groups) -----------------------------
 rm -f console.log
-timeout 400 qemu-system-x86_64 -accel tcg -M q35 -m 512 -smp 1 -nographic -no-reboot -net none \
+timeout 600 qemu-system-x86_64 -accel tcg -M q35 -m 1024 -smp 1 -nographic -no-reboot -net none \
 	-kernel "$vmlinuz" -initrd initrd.gz -append "console=ttyS0 panic=-1 loglevel=4" </dev/null >console.log 2>&1 || true
 grep -q "XEVF-MTTY: init" console.log || fail "the VM did not start our init; QEMU said: $(head -c 2000 console.log)"
 
@@ -141,4 +168,23 @@ expect "a 2-port state is refused by a 1-port device" "MIG: ok a 2-port state is
 expect "a failed save walks the source back to RUNNING with its UART" "MIG: ok a save whose target goes away walks the source back"
 expect "no check failed" "MIG: done, 0 failed"
 grep -q "MIG: FAIL" console.log && fail "$(grep 'MIG: FAIL' console.log | head -5)"
+# two agents, their Migration services over mutual TLS, on real mtty devices
+expect "two agents serve their Migration services (mutual TLS) on mtty devices" "XEVF-MTTY: agents serving"
+expect "describe: the source VF, opened through its 36-character mdev name, is migratable with the device's flags" \
+	"XEVF-MTTY:   vf 0000:03:00.1 on node-a: .*migration flags 0x7, migratable"
+expect "check: both of node-b's VFs can take it" "XEVF-MTTY:   2 of 2 VFs on 127.0.0.1:9502 can take 0000:03:00.1"
+expect "reserve: node-b set a VF aside" "XEVF-MTTY:   reserved 0000:03:00.[12] on 127.0.0.1:9502"
+expect "send: node-a's agent streamed the real device state into node-b's agent" "XEVF-MTTY:   .*restored into 0000:03:00.[12]"
+expect "node-b saw node-a's certificate identity" "AGENT-B: .*event=restore_started migration=m1 .*peer=urn:xevf:node:node-a"
+expect "commit: the target device runs the state" \
+	"XEVF-MTTY:   127.0.0.1:9502: migration m1 target VF 0000:03:00.[12]: committed, device RUNNING"
+expect "... and the source device was reset" \
+	"AGENT-A: .*event=migration_committed migration=m1 role=source vf=0000:03:00.1 device_state=RUNNING reset=yes"
+expect "the target mtty's UART has what the source VM left: scratch registers and FIFO" \
+	"MIG: uart [0-9a-f-]{36} scr0=0x5a scr1=0xa5 fifo='xevf'"
+expect "abort after the state left: the source device walked back to RUNNING, no reset" \
+	"AGENT-A: .*event=migration_aborted migration=m2 role=source vf=0000:03:00.1 device_state=RUNNING reset=no"
+expect "... and the restored target was reset, never run" \
+	"AGENT-B: .*event=migration_aborted migration=m2 role=target .*device_state=RUNNING reset=yes"
+expect "SIGTERM stopped both agents cleanly" "XEVF-MTTY: agents exit 0 0"
 echo "vm-mtty: $checks passed, 0 failed (tcg, $(($(date +%s) - t0)) s)"

@@ -27,6 +27,9 @@ static const char usage[] =
 	"                                               save the VF's device state into FILE\n"
 	"  restore  --id ID --from-file FILE --target EP\n"
 	"                                               load a saved state into the reserved target VF\n"
+	"  handover --id ID --vf PCI [--source EP]      QEMU carries the state (KubeVirt): the source agent\n"
+	"                                               records the migration, never opens the VF; commit\n"
+	"                                               resets it once QEMU has released it\n"
 	"  send     --id ID --vf PCI [--source EP] --target HOST:PORT\n"
 	"                                               the source agent streams the state straight into\n"
 	"                                               the target agent (mutual TLS, the agents' own certificates)\n"
@@ -181,6 +184,23 @@ static int cmd_restore(const struct opts *o, struct endpoint *src, struct endpoi
 	return migrate_restore_from_file(o, dst);
 }
 
+/* QEMU carries the state: the source agent records the migration without opening the VF. */
+static int cmd_handover(const struct opts *o, struct endpoint *src, struct endpoint *dst)
+{
+	Xevf__Migration__V1__HandoverRequest req = XEVF__MIGRATION__V1__HANDOVER_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+
+	(void)dst;
+	req.migration_id = (char *)o->id;
+	req.vf = (char *)o->vf;
+	if (migrate_unary(src, "Handover", (const ProtobufCMessage *)&req, &xevf__migration__v1__migration_status__descriptor,
+			  &reply))
+		return 1;
+	print_status(src->name, (Xevf__Migration__V1__MigrationStatus *)reply);
+	protobuf_c_message_free_unpacked(reply, NULL);
+	return 0;
+}
+
 static int cmd_release(const struct opts *o, struct endpoint *src, struct endpoint *dst)
 {
 	(void)src;
@@ -248,6 +268,7 @@ static const struct command {
 	{"restore", NEED_ID | NEED_TARGET | NEED_FROM_FILE, TO_TARGET, cmd_restore},
 	/* the source agent dials the target itself */
 	{"send", NEED_VF | NEED_ID | NEED_TARGET, TO_SOURCE, cmd_send},
+	{"handover", NEED_VF | NEED_ID, TO_SOURCE, cmd_handover},
 	{"commit", NEED_ID, TO_NAMED, cmd_commit},
 	{"abort", NEED_ID, TO_NAMED, cmd_abort},
 	{"list", 0, TO_SOURCE, cmd_list},

@@ -57,12 +57,15 @@ static int decide(struct migration *m, const char *id, const char *caller, struc
 		*code = GRPC_STATUS_OK;
 		return -EINPROGRESS;
 	}
-	if (f->commit && r->role == ROLE_TARGET && r->phase != PHASE_RESTORED)
-		return asprintf(msg, "migration %s: nothing restored yet (%s)", r->id, phase_name(r->phase)) < 0 ? -ENOMEM : -EINVAL;
-	if (f->commit && r->role == ROLE_SOURCE && r->phase != PHASE_SAVED)
+	/* a reservation whose pod got the VF commits as it is: QEMU moved the state into it */
+	if (f->commit && r->role == ROLE_TARGET && r->phase != PHASE_RESTORED && !(r->phase == PHASE_RESERVED && r->claimed))
+		return asprintf(msg, "migration %s: nothing restored yet (%s) and the target pod has not got the VF", r->id,
+				phase_name(r->phase)) < 0 ? -ENOMEM : -EINVAL;
+	if (f->commit && r->role == ROLE_SOURCE && r->phase != PHASE_SAVED && r->phase != PHASE_HANDED_OVER)
 		return asprintf(msg, "migration %s: the state is not saved yet (%s)", r->id, phase_name(r->phase)) < 0 ? -ENOMEM
 														    : -EINVAL;
-	if (r->phase == PHASE_SAVED || r->phase == PHASE_RESTORED || devices_find(&m->devices, r->vf)) {
+	if (r->phase == PHASE_SAVED || r->phase == PHASE_RESTORED || (f->commit && r->phase == PHASE_HANDED_OVER) ||
+	    devices_find(&m->devices, r->vf)) {
 		if (!(f->dev = devices_claim(&m->devices, r->vf))) {
 			*code = GRPC_STATUS_UNAVAILABLE;
 			return asprintf(msg, "migration %s: the device of VF %s is busy with another call", r->id, r->vf) < 0 ? -ENOMEM
@@ -84,6 +87,8 @@ static int step_allowed(struct migration *m, const struct finish *f, const struc
 
 	if (!iv || (!f->commit && f->copy->role == ROLE_SOURCE))
 		return 0; /* the source VM keeps running here: nothing is destroyed */
+	if (f->commit && f->copy->role == ROLE_TARGET && f->copy->phase == PHASE_RESERVED)
+		return 0; /* its VM's QEMU holds it and runs the state it received: nothing is touched */
 	busy = busy_why_now(m, iv, f->copy->role == ROLE_SOURCE || f->copy->claimed);
 	return busy ? xevf_err_set(err, EBUSY, "VF %s is in use: %s; it was left as it is", f->copy->vf, busy) : 0;
 }
@@ -97,12 +102,15 @@ static int device_step(struct migration *m, struct finish *f, struct xevf_err *e
 
 	if (rc)
 		return rc;
-	if (f->dev && !f->dev->open && iv && (r->phase == PHASE_SAVED || r->phase == PHASE_RESTORED))
+	if (f->dev && !f->dev->open && iv &&
+	    (r->phase == PHASE_SAVED || r->phase == PHASE_RESTORED || r->phase == PHASE_HANDED_OVER))
 		(void)devices_open(&m->devices, f->dev, iv->vf, m->dev_root, err);
 	xevf_err_clear(err);
 	if (f->dev && !f->dev->open)
 		f->dev = NULL;
-	if (f->commit && r->role == ROLE_TARGET) {
+	if (f->commit && r->role == ROLE_TARGET && r->phase == PHASE_RESERVED) {
+		rc = 0; /* QEMU's: never opened here */
+	} else if (f->commit && r->role == ROLE_TARGET) {
 		/* run the restored state */
 		rc = f->dev ? xevf_mig_walk(&f->dev->dev, XEVF_MIG_RUNNING, err) : -ENODEV;
 	} else if (f->dev && !f->commit && r->role == ROLE_SOURCE) {

@@ -2,8 +2,8 @@
  * descriptor of migration.proto: one row per method, with who may call it.
  * The node-local socket may call everything. Callers over mutual TLS (other
  * agents, an operator's CLI; peer_identity.h says who they are) get the
- * target-side methods and read-only Describe: what saves or sends a VF's
- * state stays on the node, and List, Release, Commit and Abort from a TLS
+ * target-side methods and read-only Describe: what saves, sends or hands
+ * over a VF's state stays on the node, and List, Release, Commit and Abort from a TLS
  * caller reach only the target reservations it made itself
  * (record_may_end). A new RPC is one row here and one handler. */
 #include <errno.h>
@@ -36,6 +36,7 @@ static const struct mig_method mig_methods[] = {
 	{"Commit", handle_commit, FROM_LOCAL | FROM_PEER, false},
 	{"Abort", handle_abort, FROM_LOCAL | FROM_PEER, false},
 	{"List", handle_list, FROM_LOCAL | FROM_PEER, false},
+	{"Handover", handle_handover, FROM_LOCAL, false},
 };
 
 #define NMETHODS (sizeof(mig_methods) / sizeof(mig_methods[0]))

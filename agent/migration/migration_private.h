@@ -71,6 +71,9 @@ void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCM
 void handle_list(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 
+/* handover.c */
+void handle_handover(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+
 /* finish.c */
 void handle_commit(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 void handle_abort(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);

@@ -7,6 +7,7 @@
 static const char *const phase_names[PHASE_COUNT] = {
 	[PHASE_RESERVED] = "reserved",   [PHASE_RESTORING] = "restoring", [PHASE_RESTORED] = "restored",
 	[PHASE_SAVING] = "saving",       [PHASE_SAVED] = "saved",         [PHASE_INTERRUPTED] = "interrupted",
+	[PHASE_HANDED_OVER] = "handed-over",
 	[PHASE_COMMITTED] = "committed", [PHASE_ABORTED] = "aborted",     [PHASE_RELEASED] = "released",
 	[PHASE_EXPIRED] = "expired",     [PHASE_FAILED] = "failed",
 };
@@ -15,7 +16,9 @@ static const char *const phase_names[PHASE_COUNT] = {
 
 /* Which phases each phase may move to. */
 static const unsigned phase_arcs[PHASE_COUNT] = {
-	[PHASE_RESERVED] = ARC(PHASE_RESTORING) | ARC(PHASE_RELEASED) | ARC(PHASE_EXPIRED) | ARC(PHASE_ABORTED),
+	/* committed straight from reserved: QEMU moved the state into the pod's VF */
+	[PHASE_RESERVED] = ARC(PHASE_RESTORING) | ARC(PHASE_RELEASED) | ARC(PHASE_EXPIRED) | ARC(PHASE_ABORTED) |
+			   ARC(PHASE_COMMITTED),
 	/* a failed restore keeps the reservation; a restart forgets the stream */
 	[PHASE_RESTORING] = ARC(PHASE_RESTORED) | ARC(PHASE_RESERVED) | ARC(PHASE_ABORTED),
 	[PHASE_RESTORED] = ARC(PHASE_RESTORING) | ARC(PHASE_RESERVED) | ARC(PHASE_COMMITTED) | ARC(PHASE_ABORTED) |
@@ -24,6 +27,7 @@ static const unsigned phase_arcs[PHASE_COUNT] = {
 	[PHASE_SAVED] = ARC(PHASE_SAVING) | ARC(PHASE_COMMITTED) | ARC(PHASE_ABORTED) | ARC(PHASE_FAILED) |
 			ARC(PHASE_INTERRUPTED),
 	[PHASE_INTERRUPTED] = ARC(PHASE_SAVING) | ARC(PHASE_ABORTED),
+	[PHASE_HANDED_OVER] = ARC(PHASE_COMMITTED) | ARC(PHASE_ABORTED),
 };
 
 const char *phase_name(enum phase p) { return p < PHASE_COUNT ? phase_names[p] : "unknown"; }

@@ -20,6 +20,7 @@ enum phase {
 	PHASE_SAVING,       /* source: the state stream is going out */
 	PHASE_SAVED,        /* source: the state is out, the device stopped */
 	PHASE_INTERRUPTED,  /* source: the agent restarted while saving */
+	PHASE_HANDED_OVER,  /* source: QEMU carries the state; the VF is never opened here */
 	/* ended */
 	PHASE_COMMITTED,
 	PHASE_ABORTED,

@@ -336,6 +336,72 @@ def _hold(node, proc, vf, pid):
     return fds / "21"
 
 
+def test_qemu_carries_the_state_and_the_agents_coordinate(nodes, tmp_path):
+    """#11, the KubeVirt path: the VM's QEMU holds the source VF and moves its state in its own migration
+    stream. The agents never open a VF a QEMU holds: they describe it from sysfs and the driver, reserve the
+    target pod's VF, and commit around QEMU; the source VF is reset only once its QEMU is gone."""
+    proc_a, proc_b = tmp_path / "proc-a", tmp_path / "proc-b"
+    proc_a.mkdir()
+    proc_b.mkdir()
+    src = nodes("node-a", extra=("--proc-root", str(proc_a)))
+    dst = nodes("node-b", extra=("--proc-root", str(proc_b)))
+    vf = src.vfs()[0]
+    state = os.urandom(100000)
+    src.give_state(vf, state)
+    target = "127.0.0.1:%d" % dst.port
+    # the source VM's pod got the VF and its QEMU holds it
+    src.plugin().allocate([[vf]])
+    qemu_src = _hold(src, proc_a, vf, 5001)
+    # 1. described without opening: migratable by its driver, the device's flags left to QEMU
+    fp = src.local().describe(vf)
+    assert fp.migratable and fp.migration_flags == 0 and fp.driver == "xe-vfio-pci"
+    # 2. node-b reserves; the target pod gets the reserved VF and its QEMU starts on it (-incoming)
+    out = cli("reserve", "--id", "kv-1", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target,
+              *tls_args(dst)).stdout
+    reserved = re.search(r"reserved (\S+) on", out).group(1)
+    assert list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs) == [reserved]
+    dst.plugin().allocate([[reserved]])
+    qemu_dst = _hold(dst, proc_b, reserved, 6001)
+    out = cli("handover", "--id", "kv-1", "--vf", vf, "--source", src.sock).stdout
+    assert "migration kv-1 source VF %s: handed-over" % vf in out
+    # 3. QEMU migrates: the simulated target QEMU loads what the source VM had
+    with open(dst.state_file(reserved), "wb") as f:
+        f.write(state)
+    # 4. commit: the target's does not touch its VF (QEMU runs it); the source's waits until QEMU is gone
+    r = cli("commit", "--id", "kv-1", "--source", src.sock, "--target", target, *tls_args(dst), check=False)
+    assert r.returncode == 1
+    assert "migration kv-1 target VF %s: committed, VM default/vm1" % reserved in r.stdout
+    assert "VF %s is in use: a process (a VM's QEMU) holds its VFIO device open; it was left as it is" % vf in r.stderr
+    assert phases(src.local())["kv-1"][2] == "handed-over"
+    with open(src.state_file(vf), "rb") as f:
+        assert f.read() == state
+    os.unlink(qemu_src)  # the source QEMU quits after the migration
+    out = cli("commit", "--id", "kv-1", "--source", src.sock).stdout
+    assert "migration kv-1 source VF %s: committed, device RUNNING" % vf in out
+    with open(src.state_file(vf), "rb") as f:
+        assert f.read() == b""  # wiped for the next pod
+    src.agent.wait_log(r"event=vf_released_by_migration vf=" + re.escape(vf))
+    with open(dst.state_file(reserved), "rb") as f:
+        assert f.read() == state  # the target was never opened
+    # 5. an incompatible target makes QEMU's migration fail: the source VM runs on, abort frees the target
+    src.give_state(vf, state)
+    qemu_src = _hold(src, proc_a, vf, 5002)
+    src.local().handover("kv-2", vf)
+    other = dst.remote().reserve("kv-2", src.local().describe(vf)).vf
+    assert other != reserved
+    assert dst.remote().abort("kv-2").phase == "aborted"
+    assert src.local().abort("kv-2").phase == "aborted"
+    with open(src.state_file(vf), "rb") as f:
+        assert f.read() == state
+    assert other in [c.vf for c in dst.remote().check(fp).candidates if c.compatible]
+    # Handover is the source node's own call, and never for a VF bound to vfio-pci
+    with pytest.raises(grpc.RpcError) as e:
+        src.remote().handover("kv-3", vf, timeout=5)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    os.unlink(qemu_src)
+    os.unlink(qemu_dst)
+
+
 def test_a_vf_a_vm_holds_is_never_reserved_restored_into_or_run(nodes, tmp_path):
     """Busy means a process holds the VF's VFIO device (not only "allocated by
     this agent lately", which a restart forgets): such a VF is never reserved,

@@ -55,6 +55,7 @@ class MigrationClient:
         self._commit = unary("Commit", pb.MigrationRef, pb.MigrationStatus)
         self._abort = unary("Abort", pb.MigrationRef, pb.MigrationStatus)
         self._list = unary("List", pb.ListRequest, pb.ListResponse)
+        self._handover = unary("Handover", pb.HandoverRequest, pb.MigrationStatus)
         self._save = self.channel.unary_stream(SERVICE + "SaveState",
                                                request_serializer=pb.SaveStateRequest.SerializeToString,
                                                response_deserializer=pb.StateChunk.FromString)
@@ -80,6 +81,9 @@ class MigrationClient:
 
     def abort(self, mid, timeout=10):
         return self._abort(self.pb.MigrationRef(migration_id=mid), timeout=timeout)
+
+    def handover(self, mid, vf, timeout=10):
+        return self._handover(self.pb.HandoverRequest(migration_id=mid, vf=vf), timeout=timeout)
 
     def list(self, timeout=10):
         return self._list(self.pb.ListRequest(), timeout=timeout).migrations

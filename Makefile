@@ -162,6 +162,7 @@ $(BUILD)/vm/mig_engine_check: tests/vm/mig_engine_check.c $(ALL_LIBS)
 test-vm: agent $(BUILD)/vm/kubelet_min $(BUILD)/vm/mig_engine_check
 	tests/vm/run.sh $(BUILD)
 	tests/vm/mtty.sh $(BUILD)
+	tests/vm/qemu.sh $(BUILD)
 
 # ---- tests -------------------------------------------------------------------
 test-unit: unit-tests

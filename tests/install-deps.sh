@@ -11,7 +11,7 @@ packages=(
 	libcmocka-dev protobuf-compiler python3-grpcio python3-protobuf python3-pytest
 	openssl python3-prometheus-client python3-yaml unzip
 	valgrind clang libclang-rt-14-dev clang-tidy cppcheck kmod
-	qemu-system-x86 busybox-static cpio xz-utils
+	qemu-system-x86 busybox-static cpio xz-utils debootstrap
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -37,6 +37,7 @@ run "sanitizers (ASan+UBSan: unit + integration)" make --no-print-directory test
 run "valgrind (full lifecycle scenario)" tests/run-valgrind.sh
 run "real kernel (QEMU VM)" tests/vm/run.sh build
 run "real kernel, VFIO migration (mtty in a 6.12 VM)" tests/vm/mtty.sh build
+run "real QEMU live migration around the agents (L2 VMs with mtty)" tests/vm/qemu.sh build
 run "fuzz (libFuzzer)" bash -c 'tests/fuzz/run.sh && echo "$(ls tests/fuzz/fuzz_*.c | wc -l) passed"'
 run "chart and manifests (helm, Kubernetes schemas)" tests/helm/run.sh build
 run "lint (clang-tidy, cppcheck)" bash -c 'tests/lint.sh build && echo "2 passed"'

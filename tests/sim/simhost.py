@@ -9,7 +9,7 @@ and a config file that libpci reads. /dev/vfio nodes are plain files: the agent
 only checks that they exist and hands their paths to the kubelet.
 
 Use it as a module (SimHost) or from the shell:
-  simhost.py create ROOT [--pfs 2] [--vfs 7] [--vf-driver xe-vfio-pci] [--cdev]
+  simhost.py create ROOT [--pfs 2] [--vfs 7] [--vf-driver xe-vfio-pci] [--cdev] [--first-group N]
   simhost.py set-driver ROOT PCI DRIVER|none
   simhost.py remove-group-node ROOT PCI | add-group-node ROOT PCI
   simhost.py remove-vfs ROOT PF
@@ -86,7 +86,7 @@ class SimHost:
 
     # ---- building ----------------------------------------------------------
     def create(self, pfs=2, vfs=7, vf_driver="xe-vfio-pci", pf_driver="xe", device_ids=None,
-               numa=True, cdev=False, extra_devices=True, iommufd=False):
+               numa=True, cdev=False, extra_devices=True, iommufd=False, first_group=FIRST_GROUP):
         if os.path.exists(self.root):
             shutil.rmtree(self.root)
         os.makedirs(os.path.join(self.bus, "devices"))
@@ -103,7 +103,7 @@ class SimHost:
         if iommufd or cdev:
             self._write(os.path.join(self.dev, "iommu"), "")
         device_ids = device_ids or DEFAULT_DEVICE_IDS
-        self.next_group = FIRST_GROUP
+        self.next_group = first_group
         self.next_cdev = 0
         if extra_devices:
             # Devices that must not be taken for Xe PFs: an Intel ISA bridge, an
@@ -350,6 +350,8 @@ def main(argv):
     c.add_argument("--cdev", action="store_true")
     c.add_argument("--no-numa", action="store_true")
     c.add_argument("--no-extra-devices", action="store_true")
+    c.add_argument("--first-group", type=int, default=FIRST_GROUP,
+                   help="the first VF's IOMMU group (e.g. the real mdevs' groups in the QEMU VM test)")
     s = sub.add_parser("set-driver")
     s.add_argument("root")
     s.add_argument("pci")
@@ -373,7 +375,7 @@ def main(argv):
     if args.cmd == "create":
         host.create(pfs=args.pfs, vfs=args.vfs, vf_driver=None if args.vf_driver == "none" else args.vf_driver,
                     pf_driver=args.pf_driver, cdev=args.cdev, numa=not args.no_numa,
-                    extra_devices=not args.no_extra_devices)
+                    extra_devices=not args.no_extra_devices, first_group=args.first_group)
         print(json.dumps(host.describe()))
     elif args.cmd == "set-driver":
         host.bind(args.pci, args.driver)

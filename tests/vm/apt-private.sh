@@ -5,9 +5,9 @@
 #   papt_init DIR            # once: lists under DIR
 #   papt download PKG...     # apt-get with the private configuration
 #   papt_cache search RE     # apt-cache with it
-papt_init() {
-	papt_dir=$1
-	mkdir -p "$papt_dir/lists/partial" "$papt_dir/cache/archives/partial"
+#   papt_mirror              # the mirror's URI (for debootstrap)
+# The machine's Debian mirror (its first non-security source).
+papt_mirror() {
 	local uri
 	uri=$( (cat /etc/apt/sources.list 2>/dev/null; cat /etc/apt/sources.list.d/*.list 2>/dev/null) |
 		awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}')
@@ -15,6 +15,14 @@ papt_init() {
 		uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null)
 	fi
 	[ -n "$uri" ] || { echo "apt-private: no Debian mirror in the machine's apt sources" >&2; return 1; }
+	echo "$uri"
+}
+
+papt_init() {
+	papt_dir=$1
+	mkdir -p "$papt_dir/lists/partial" "$papt_dir/cache/archives/partial"
+	local uri
+	uri=$(papt_mirror) || return 1
 	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri bookworm-backports main" >"$papt_dir/sources.list"
 	papt update -qq >/dev/null
 }

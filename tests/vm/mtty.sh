@@ -31,80 +31,18 @@ for bin in vm/mig_engine_check xevf-agent-sim; do
 done
 command -v openssl >/dev/null || fail "openssl is not installed (tests/install-deps.sh installs it)"
 
-# ---- the 6.12 kernel, its headers and its source, from bookworm-backports ------------
-. "$here/apt-private.sh"
-if ! ls linux-image-*-unsigned_*.deb linux-source-*.deb >/dev/null 2>&1; then
-	papt_init "$work/apt" || fail "cannot read bookworm-backports through the machine's Debian mirror"
-	# the archive keeps only the current build: resolve the version now
-	image=$(papt_cache search '^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' | awk '{print $1}' | sort -V | tail -1)
-	[ -n "$image" ] || fail "no linux-image-6.12.*-amd64-unsigned in bookworm-backports"
-	abi=${image#linux-image-}
-	abi=${abi%-amd64-unsigned}
-	papt download "$image" "linux-headers-$abi-amd64" "linux-headers-$abi-common" "linux-kbuild-$abi" \
-		linux-source-6.12 >apt.log 2>&1 || { cat apt.log; fail "apt-get download of the 6.12 packages failed"; }
-fi
-if [ ! -d unpacked ]; then
-	for deb in linux-image-*.deb linux-headers-*.deb linux-kbuild-*.deb; do
-		dpkg -x "$deb" unpacked
-	done
-fi
-kver=$(ls unpacked/lib/modules | head -1)
-vmlinuz=unpacked/boot/vmlinuz-$kver
-[ -f "$vmlinuz" ] || fail "no kernel image for $kver"
-[ -f "unpacked/lib/modules/$kver/modules.dep" ] || depmod -b unpacked "$kver"
-echo "vm-mtty: kernel $kver"
-
-# ---- mtty.ko, out of tree --------------------------------------------------------------
-if [ ! -f mtty/mtty.ko ]; then
-	mkdir -p mtty
-	if [ ! -f mtty/mtty.c ]; then
-		dpkg-deb --fsys-tarfile linux-source-*.deb | tar -xO --wildcards '*/linux-source-*.tar.xz' |
-			tar -xJO --wildcards '*/samples/vfio-mdev/mtty.c' >mtty/mtty.c || fail "no samples/vfio-mdev/mtty.c in linux-source"
-	fi
-	echo 'obj-m := mtty.o' >mtty/Kbuild
-	headers=$work/unpacked/usr/src/linux-headers-$kver
-	# its Makefile includes the -common tree by its installed path: point it here
-	common=$(ls -d "$work"/unpacked/usr/src/linux-headers-*-common | head -1)
-	echo "include $common/Makefile" >"$headers/Makefile"
-	make -C "$headers" M="$work/mtty" CONFIG_DEBUG_INFO_BTF_MODULES= modules >mtty/build.log 2>&1 ||
-		{ tail -30 mtty/build.log; fail "building mtty.ko failed"; }
-fi
-echo "vm-mtty: mtty.ko built ($(($(date +%s) - t0)) s)"
+# ---- the 6.12 kernel and mtty.ko (kernel612.sh), shared with qemu.sh --------------------
+. "$here/kernel612.sh"
+kernel612 "$build/vm-612"
+kver=$k612_kver
+vmlinuz=$k612_vmlinuz
+echo "vm-mtty: kernel $kver, mtty.ko built ($(($(date +%s) - t0)) s)"
 
 # ---- initramfs --------------------------------------------------------------------------
 root=$work/initramfs
 rm -rf "$root"
-mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,lib/modules/$kver/extra}
-/usr/bin/python3 - "$work/unpacked/lib/modules/$kver" "$root/lib/modules/$kver" <<'PY'
-import lzma, os, shutil, sys
-src, dst = sys.argv[1], sys.argv[2]
-deps = {}
-for line in open(os.path.join(src, "modules.dep")):
-    mod, _, rest = line.partition(":")
-    deps[mod] = rest.split()
-by_name = {os.path.basename(m).split(".ko")[0].replace("-", "_"): m for m in deps}
-want = [by_name[n] for n in ("vfio", "vfio_iommu_type1", "mdev")]
-seen = set()
-while want:
-    m = want.pop()
-    if m not in seen:
-        seen.add(m)
-        want.extend(deps[m])
-for m in sorted(seen):
-    out = os.path.join(dst, m[:-3] if m.endswith(".xz") else m)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    if m.endswith(".xz"):
-        with lzma.open(os.path.join(src, m)) as f, open(out, "wb") as o:
-            shutil.copyfileobj(f, o)
-    else:
-        shutil.copy(os.path.join(src, m), out)
-for f in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
-    if os.path.exists(os.path.join(src, f)):
-        shutil.copy(os.path.join(src, f), dst)
-print("vm-mtty: %d modules in the initramfs" % len(seen))
-PY
-cp mtty/mtty.ko "$root/lib/modules/$kver/extra/"
-depmod -b "$root" "$kver"
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run}
+echo "vm-mtty: $(pack_modules "$root" vfio vfio_iommu_type1 mdev) in the initramfs"
 cp "$(command -v busybox)" "$root/bin/busybox"
 for bin in "$build/vm/mig_engine_check" "$build/xevf-agent-sim"; do
 	cp "$bin" "$root/bin/"
@@ -119,21 +57,8 @@ for n in a b; do
 	/usr/bin/python3 "$here/../sim/simhost.py" create "$root/hosts/$n" --pfs 1 --vfs 2 --no-extra-devices >/dev/null
 done
 # certificates of the docs/certificates.md profile
-mkdir -p "$root/etc/xevf"
-(
-	cd "$root/etc/xevf"
-	openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=xevf-vm-ca 2>/dev/null
-	for name in a b operator; do
-		uri=urn:xevf:node:node-$name
-		[ $name = operator ] && uri=urn:xevf:operator
-		printf 'subjectAltName=IP:127.0.0.1,URI:%s\nextendedKeyUsage=serverAuth,clientAuth\n' $uri >$name.ext
-		openssl req -newkey rsa:2048 -nodes -keyout $name.key -out $name.csr -subj /CN=$name 2>/dev/null
-		openssl x509 -req -in $name.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $name.crt -days 1 \
-			-extfile $name.ext 2>/dev/null
-	done
-	rm -f ca.key ./*.csr ./*.ext
-)
-[ -e "$root/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$root/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"; }
+. "$here/certs.sh"
+make_vm_certs "$root/etc/xevf" || fail "making the agents' certificates failed"
 cp "$here/mtty-init.sh" "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >initrd.gz

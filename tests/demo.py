@@ -64,7 +64,10 @@ def make_certs(d):
 
 def demo_migration(agent_path, root, vf, failures):
     """The VM that got `vf` moves to node-b: check, reserve, the target pod's allocation, the state, commit."""
-    say("Live migration: a second simulated node (node-b) with its own kubelet and agent; mutual TLS between them")
+    say("Live migration: a second simulated node (node-b) with its own kubelet and agent; mutual TLS between them.")
+    say("This shows the agent-moved path (SendState), for a VF no QEMU holds; in a KubeVirt live migration QEMU "
+        "carries the state and the agents only check, reserve, hand over and commit (tests/vm/qemu.sh shows that "
+        "with a real QEMU)")
     certs = os.path.join(root, "certs")
     host_b = SimHost(os.path.join(root, "host-b")).create(pfs=1, vfs=2, extra_devices=False)
     plugins_b = os.path.join(root, "device-plugins-b")

@@ -84,7 +84,9 @@ class Vm:
         args = ["qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-m", "64", "-nodefaults", "-vga", "none",
                 "-net", "none", "-display", "none", "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
                 "-device", "vfio-pci,sysfsdev=/sys/bus/mdev/devices/%s,enable-migration=on,"
-                "x-device-dirty-page-tracking=off" % uuid]
+                "x-device-dirty-page-tracking=off" % uuid,
+                # the VFIO migration states QEMU sets, in its log
+                "-trace", "vfio_migration_set_state"]
         if incoming:
             args += ["-incoming", incoming]
         self.log = open("/tmp/%s.log" % name, "w")
@@ -110,6 +112,12 @@ class Vm:
     def inb(self, port):
         m = re.search(r"= (0x[0-9a-f]+)", self.qmp.hmp("i /b 0x%x" % port))
         return int(m.group(1), 16) if m else -1
+
+    def states(self):
+        """The VFIO migration states QEMU set so far (its trace)."""
+        self.log.flush()
+        with open("/tmp/%s.log" % self.name) as f:
+            return re.findall(r"vfio_migration_set_state.*?new state (\w+)", f.read())
 
     def status(self):
         return self.qmp.cmd("query-status")["status"]
@@ -226,6 +234,8 @@ def main():
     say(info.get("status") == "completed", "QEMU live-migrates the VM with its VFIO device",
         "status %s, total %s ms, downtime %s ms, %.2f s here" % (info.get("status"), info.get("total-time"),
                                                                 info.get("downtime"), took))
+    for vm in (src, dst):
+        say(True, "the %s QEMU walked its VFIO device through" % vm.name, " -> ".join(vm.states()))
     got = read_uart(dst, bar0, bar1)
     say(got == (0x5a, 0xa5, b"xevf") and dst.status() == "running",
         "the target VM's mtty B has the source's UART: scratch registers and FIFO",

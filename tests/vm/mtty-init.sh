@@ -75,6 +75,18 @@ set -- $(grep "^$got " /tmp/map-b)
 run reserve --id m2 --vf 0000:03:00.1 --vm default/vm2 $S $T $TLS
 run send --id m2 --vf 0000:03:00.1 $S $T
 run abort --id m2 $S $T $TLS
+# abort mid-stream: node-b stops answering (SIGSTOP) while node-a streams the state to it
+run reserve --id m3 --vf 0000:03:00.1 --vm default/vm3 $S $T $TLS
+kill -STOP $pb
+/bin/xevf-agent-sim migrate send --id m3 --vf 0000:03:00.1 $S $T >/tmp/send3 2>&1 &
+ps=$!
+sleep 3
+run abort --id m3 $S
+wait $ps
+echo "XEVF-MTTY: send m3 exit $?"
+sed 's/^/XEVF-MTTY:   /' /tmp/send3
+kill -CONT $pb
+run abort --id m3 $T $TLS
 kill -TERM $pa $pb
 wait $pa
 ea=$?

@@ -111,5 +111,9 @@ expect "abort after the state left: the source device walked back to RUNNING, no
 	"AGENT-A: .*event=migration_aborted migration=m2 role=source vf=0000:03:00.1 device_state=RUNNING reset=no"
 expect "... and the restored target was reset, never run" \
 	"AGENT-B: .*event=migration_aborted migration=m2 role=target .*device_state=RUNNING reset=yes"
+expect "abort mid-stream (the target stopped answering): the send ends at once with the reason" \
+	"XEVF-MTTY:   .*SendState at /run/a/migration.sock: ABORTED: .*aborted"
+expect "... and the real source device walked back to RUNNING without a reset" \
+	"AGENT-A: .*event=save_failed migration=m3 .*device_state=RUNNING"
 expect "SIGTERM stopped both agents cleanly" "XEVF-MTTY: agents exit 0 0"
 echo "vm-mtty: $checks passed, 0 failed (tcg, $(($(date +%s) - t0)) s)"

@@ -64,7 +64,7 @@ void handle_handover(struct migration *m, struct rpc_call *call, const ProtobufC
 	pthread_mutex_lock(&m->lock);
 	inv = mig_inventory(m);
 	iv = inventory_find(inv, req->vf);
-	if (iv && iv->vf->driver_kind != XEVF_DRIVER_VFIO_VARIANT)
+	if (iv && iv->vf->driver_kind != XEVF_DRIVER_VFIO_VARIANT && (code = GRPC_STATUS_FAILED_PRECONDITION))
 		(void)agent_fail(&why, EINVAL, "VF %s is bound to %s: QEMU cannot migrate it (xe-vfio-pci migrates; "
 				    "CONFIG_XE_VFIO_PCI is off by default in the kernel)", iv->vf->addr,
 				    iv->vf->driver ? iv->vf->driver : "no driver");

@@ -400,6 +400,15 @@ def test_qemu_carries_the_state_and_the_agents_coordinate(nodes, tmp_path):
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     os.unlink(qemu_src)
     os.unlink(qemu_dst)
+    other_vf = src.vfs()[1]
+    src.world.host.bind(other_vf, "vfio-pci")
+    deadline = time.monotonic() + 10
+    while src.local().describe(other_vf).driver != "vfio-pci" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(grpc.RpcError) as e:
+        src.local().handover("kv-4", other_vf)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "bound to vfio-pci: QEMU cannot migrate it" in e.value.details()
 
 
 def test_a_vf_a_vm_holds_is_never_reserved_restored_into_or_run(nodes, tmp_path):

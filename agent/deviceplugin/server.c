@@ -237,9 +237,9 @@ static void log_allocated(const struct pool *pool, const V1beta1__AllocateRespon
 {
 	for (size_t i = 0; i < resp->n_container_responses; i++) {
 		const V1beta1__ContainerAllocateResponse *cr = resp->container_responses[i];
-		log_info("allocated", "resource=%s container=%zu %s=%s devices=%zu latency_ms=%lld", pool->cfg.resource_name,
+		log_info("allocated", "resource=%s container=%zu %s=%s devices=%zu latency_us=%lld", pool->cfg.resource_name,
 			 i, pool->env_name, cr->n_envs ? cr->envs[0]->value : "", cr->n_devices,
-			 (long long)(clock_mono_ms() - started));
+			 (long long)(clock_mono_us() - started));
 	}
 }
 
@@ -251,7 +251,7 @@ static void answer_allocate(struct dp_call *c, ProtobufCMessage *msg)
 	V1beta1__AllocateResponse *resp;
 	struct arena a = {0};
 	char *error = NULL;
-	int64_t started = clock_mono_ms();
+	int64_t started = clock_mono_us();
 	int code = plugin_allocate(&pl->pool, req, &a, &resp, &error);
 
 	if (code) {
@@ -266,7 +266,7 @@ static void answer_allocate(struct dp_call *c, ProtobufCMessage *msg)
 				pl->hooks.allocated(pl->hooks.ctx, res, (const char *const *)cr->devices_ids, cr->n_devices_ids);
 			ndevices += cr->n_devices_ids;
 		}
-		metrics_allocated(res, resp->n_container_responses, ndevices, (double)(clock_mono_ms() - started) / 1000.0);
+		metrics_allocated(res, resp->n_container_responses, ndevices, (double)(clock_mono_us() - started) / 1e6);
 		log_allocated(&pl->pool, resp, started);
 		finish_unary(c, GRPC_STATUS_OK, NULL, &resp->base);
 	}

@@ -22,6 +22,11 @@
 grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
 ProtobufCMessage *rpc_unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb);
 
+/* The largest message either side takes: 4 MiB of payload (the largest
+ * state chunk) plus its fields. gRPC's default, 4 MiB in all, refused a
+ * 4 MiB chunk. */
+#define RPC_MAX_MESSAGE (4 * 1024 * 1024 + 64 * 1024)
+
 struct rpc_tls {
 	const char *ca_file;   /* PEM: the CA that signs the peers' certificates */
 	const char *cert_file; /* PEM: this side's certificate */

@@ -21,8 +21,11 @@ grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, co
 {
 	if (tls && tls->server_name && *tls->server_name)
 		server_name = tls->server_name;
-	grpc_arg name_arg = {GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = (char *)server_name}};
-	grpc_channel_args args = {1, &name_arg};
+	grpc_arg arg[] = {
+		{GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
+		{GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = (char *)server_name}},
+	};
+	grpc_channel_args args = {server_name ? 2 : 1, arg};
 	grpc_channel_credentials *creds;
 	grpc_channel *ch;
 
@@ -51,7 +54,7 @@ grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, co
 		(void)agent_fail(error, EINVAL, "%s: cannot create channel credentials", target);
 		return NULL;
 	}
-	ch = grpc_channel_create(target, creds, server_name ? &args : NULL);
+	ch = grpc_channel_create(target, creds, &args);
 	grpc_channel_credentials_release(creds);
 	if (!ch)
 		(void)agent_fail(error, EINVAL, "%s: cannot create a channel", target);

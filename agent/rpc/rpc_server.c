@@ -183,6 +183,7 @@ static grpc_server *create_server(void)
 	grpc_arg args[] = {
 		{GRPC_ARG_INTEGER, (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, {.integer = RPC_HANDSHAKE_TIMEOUT_MS}},
 		{GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = RPC_STREAMS_PER_CONNECTION}},
+		{GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
 	};
 	grpc_channel_args server_args = {sizeof(args) / sizeof(args[0]), args};
 

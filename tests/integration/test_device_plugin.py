@@ -458,6 +458,9 @@ def test_metrics_probes_and_status(world):
     assert samples[("xevf_allocate_refused_total", res)] == 2
     assert samples[("xevf_allocate_duration_seconds_count", ())] == 2
     assert samples[("xevf_allocate_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    # measured in microseconds: a sub-millisecond Allocate is not recorded as 0 (#12)
+    assert 0 < samples[("xevf_allocate_duration_seconds_sum", ())] < 1
+    world.agents[-1].wait_log(r"event=allocated .* latency_us=[1-9][0-9]*$")
     assert samples[("xevf_kubelet_registrations_total", (("resource", RESOURCE), ("result", "success")))] == 1
     assert samples[("xevf_kubelet_registered", res)] == 1
     # 0000:13:00.3 was unbound at start: the agent tried to give it a VFIO

@@ -222,6 +222,30 @@ def test_full_migration_with_the_cli(nodes, kind):
                        % re.escape(reserved))
 
 
+def test_the_largest_chunk_size_works(nodes):
+    """#12: --chunk-size 4194304, the documented maximum, was refused by gRPC ("Received message larger than
+    max (4194336 vs. 4194304)")."""
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[0]
+    state = os.urandom(9 * 1024 * 1024)
+    src.give_state(vf, state)
+    target = "127.0.0.1:%d" % dst.port
+    cli("reserve", "--id", "big-1", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target,
+        *tls_args(dst))
+    saved = str(dst.dir / "big-1.state")
+    out = cli("save", "--id", "big-0", "--vf", vf, "--source", src.sock, "--to-file", saved, "--chunk-size",
+              "4194304").stdout
+    assert "saved %d bytes in 4 chunks" % (len(state) + 32) in out, out
+    cli("abort", "--id", "big-0", "--source", src.sock)
+    out = cli("send", "--id", "big-1", "--vf", vf, "--source", src.sock, "--target", target, "--chunk-size",
+              "4194304").stdout
+    assert "sent %d bytes" % (len(state) + 32) in out, out
+    cli("commit", "--id", "big-1", "--source", src.sock, "--target", target, *tls_args(dst))
+    reserved = [m.vf for m in dst.local().list() if m.migration_id == "big-1"][0]
+    with open(dst.state_file(reserved), "rb") as f:
+        assert f.read() == state
+
+
 def test_incompatible_target_is_refused_with_its_reason(nodes):
     src = nodes("node-a")
     dst = nodes("node-b", device_ids=[0x56C1])

@@ -339,6 +339,7 @@ static void loop(struct daemon *d)
 {
 	int64_t shutdown_deadline = 0;
 
+	tick(d); /* serve and register as soon as the first inventory is there, not a tick later */
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(
 			d->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(TICK_MS, GPR_TIMESPAN)), NULL);

@@ -77,11 +77,16 @@ void plugin_tick(struct plugin *pl, int64_t now, bool stopping)
 		dp_server_stop(pl, "socket removed");
 	}
 	if (pl->state == SERVER_STOPPED && !stopping) {
-		if (now >= pl->reg.next_attempt_ms && dp_server_start(pl) != 0)
+		if (now < pl->reg.next_attempt_ms)
+			return;
+		if (dp_server_start(pl) != 0) {
 			pl->reg.next_attempt_ms = now + SERVE_RETRY_MS;
-		return;
+			return;
+		}
+		/* serving: register in the same tick, not one later */
 	}
-	dp_register_tick(pl, now);
+	if (pl->state == SERVER_SERVING)
+		dp_register_tick(pl, now);
 }
 
 void plugin_dispatch(struct dp_tag *tag, bool ok)

@@ -155,7 +155,7 @@ def main():
     host = SimHost(os.path.join(root, "host")).create(pfs=2, vfs=4)
     plugin_dir = os.path.join(root, "device-plugins")
     os.makedirs(plugin_dir, exist_ok=True)
-    say("Simulated node in %s: 2 Intel Xe PFs (Flex 170 0x56c0, Flex 140 0x56c1), 4 VFs each on xe-vfio-pci"
+    say("Simulated node in %s: 2 Intel Xe PFs (Arc Pro B60 0xe211, Arc Pro B50 0xe212: Battlemage), 4 VFs each on xe-vfio-pci"
         % root)
     subprocess.run([args.agent, "discover", "--sysfs-root", host.sys, "--dev-root", host.dev], check=True)
 

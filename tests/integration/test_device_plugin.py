@@ -202,7 +202,7 @@ def test_vfs_removed_and_added_reach_list_and_watch(world):
     assert sorted(devices) == ["0000:03:00.1", "0000:03:00.2"]
     assert t1 - t0 < 1.0
     world.agents[0].wait_log(r"event=vf_removed resource=intel.com/xe_vf pci=0000:13:00.1")
-    world.host.add_vf("0000:13:00.0", 0, 0x56C1, 1, "xe-vfio-pci")
+    world.host.add_vf("0000:13:00.0", 0, 0xE212, 1, "xe-vfio-pci")
     _, devices = watch.wait_for(lambda d: len(d) == 3, timeout=3)
     assert devices["0000:13:00.1"] == ("Healthy", [1])
 
@@ -316,12 +316,12 @@ def test_sighup_reloads_config(world, tmp_path):
     world.kubelet.wait_registration(RESOURCE)
 
     config.write_text(json.dumps({"pools": [
-        {"resourceName": "intel.com/flex140", "selector": {"deviceIds": ["0x56c1"]}},
+        {"resourceName": "intel.com/arc_pro_b50", "selector": {"deviceIds": ["0xe212"]}},
         {"resourceName": "intel.com/xe_vf"}]}))
     agent.signal(signal.SIGHUP)
-    world.kubelet.wait_registration("intel.com/flex140", timeout=3)
+    world.kubelet.wait_registration("intel.com/arc_pro_b50", timeout=3)
     agent.wait_log(r"event=config_reloaded pools=2")
-    _, d = world.kubelet.watch_of("intel.com/flex140").wait_for(lambda d: len(d) == 2)
+    _, d = world.kubelet.watch_of("intel.com/arc_pro_b50").wait_for(lambda d: len(d) == 2)
     assert sorted(d) == ["0000:13:00.1", "0000:13:00.2"]
     world.kubelet.watch_of(RESOURCE).wait_for(lambda d: sorted(d) == ["0000:03:00.1", "0000:03:00.2"])
 
@@ -330,13 +330,13 @@ def test_sighup_reloads_config(world, tmp_path):
     config.write_text('{"pools": [{"resourceName": "bad name"}]}')
     agent.signal(signal.SIGHUP)
     agent.wait_log(r"event=reload_failed reason=\".*pools\[0\].resourceName: 'bad name' is not a valid", after=mark)
-    assert world.client("xevf-intel.com_flex140.sock").get_options().get_preferred_allocation_available
+    assert world.client("xevf-intel.com_arc_pro_b50.sock").get_options().get_preferred_allocation_available
 
     # A pool removed from the file: its socket goes away.
     config.write_text(json.dumps({"pools": [{"resourceName": "intel.com/xe_vf"}]}))
     agent.signal(signal.SIGHUP)
-    agent.wait_log(r"event=server_stopped resource=intel.com/flex140")
-    assert not os.path.exists(os.path.join(world.plugin_dir, "xevf-intel.com_flex140.sock"))
+    agent.wait_log(r"event=server_stopped resource=intel.com/arc_pro_b50")
+    assert not os.path.exists(os.path.join(world.plugin_dir, "xevf-intel.com_arc_pro_b50.sock"))
     assert agent.stop() == 0
 
 
@@ -384,8 +384,8 @@ def test_discover_cli(world):
     assert "not bound" in vfs["0000:13:00.3"]["reason"]
     text = subprocess.run([AGENT, "discover", "--sysfs-root", world.host.sys, "--dev-root", world.host.dev],
                           capture_output=True, text=True, check=True, timeout=30).stdout
-    assert "PF 0000:03:00.0  8086:56c0 rev 08  numa 0  driver xe  VFs 7 enabled of 7" in text
-    assert "VF 0000:13:00.3  #2  8086:56c1  group 19  driver (none)  Unhealthy: not bound to any driver" in text
+    assert "PF 0000:03:00.0  8086:e211 rev 08  numa 0  driver xe  VFs 7 enabled of 7" in text
+    assert "VF 0000:13:00.3  #2  8086:e212  group 19  driver (none)  Unhealthy: not bound to any driver" in text
 
 
 def test_shipped_binary_has_no_test_doubles():

@@ -248,7 +248,7 @@ def test_the_largest_chunk_size_works(nodes):
 
 def test_incompatible_target_is_refused_with_its_reason(nodes):
     src = nodes("node-a")
-    dst = nodes("node-b", device_ids=[0x56C1])
+    dst = nodes("node-b", device_ids=[0xE212])
     vf = src.vfs()[0]
     fp = src.local().describe(vf)
     peer = dst.remote()
@@ -256,16 +256,16 @@ def test_incompatible_target_is_refused_with_its_reason(nodes):
     assert len(check.candidates) == 2
     for c in check.candidates:
         assert not c.compatible
-        assert c.reason == "device id 0x56c1 differs from the source's 0x56c0"
+        assert c.reason == "device id 0xe212 differs from the source's 0xe211"
     with pytest.raises(grpc.RpcError) as e:
         peer.reserve("mig-x", fp)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "no compatible free VF on node node-b for migration mig-x" in e.value.details()
-    assert "device id 0x56c1 differs" in e.value.details()
+    assert "device id 0xe212 differs" in e.value.details()
     # the CLI says the same, and fails
     r = cli("check", "--vf", vf, "--source", src.sock, "--target", "127.0.0.1:%d" % dst.port, *tls_args(dst),
             check=False)
-    assert r.returncode == 1 and "0 of 2 VFs" in r.stdout and "device id 0x56c1 differs" in r.stdout
+    assert r.returncode == 1 and "0 of 2 VFs" in r.stdout and "device id 0xe212 differs" in r.stdout
 
 
 def test_not_migratable_vf_says_why(nodes):

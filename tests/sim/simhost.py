@@ -27,16 +27,17 @@ import threading
 import time
 
 INTEL = 0x8086
-# Intel Data Center GPU Flex 170 and 140: SR-IOV capable Xe parts.
-DEFAULT_DEVICE_IDS = [0x56C0, 0x56C1]
+# Battlemage G21 (Arc Pro B60, B50), ids from the kernel's include/drm/intel/pciids.h: Xe parts
+# that do SR-IOV in xe (Data Center GPU Flex does not).
+DEFAULT_DEVICE_IDS = [0xE211, 0xE212]
 DISPLAY_CLASS = 0x030000
 REVISION = 0x08
 FIRST_GROUP = 10
 SIM_RELEASE = "6.99.0-sim"
 # module name -> (PCI driver name, vfio_pci aliases)
 MODULES = {
-    "xe_vfio_pci": ("xe-vfio-pci", ["vfio_pci:v00008086d000056C0sv*sd*bc*sc*i*",
-                                    "vfio_pci:v00008086d000056C1sv*sd*bc*sc*i*"]),
+    "xe_vfio_pci": ("xe-vfio-pci", ["vfio_pci:v00008086d0000E211sv*sd*bc*sc*i*",
+                                    "vfio_pci:v00008086d0000E212sv*sd*bc*sc*i*"]),
     "vfio_pci": ("vfio-pci", ["vfio_pci:v*d*sv*sd*bc*sc*i*"]),
 }
 

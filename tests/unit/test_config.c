@@ -31,7 +31,7 @@ static void test_full_config_is_read(void **state)
 	const char *json = "{\"pluginDir\": \"/var/lib/kubelet/device-plugins\", \"logLevel\": \"debug\","
 			   " \"rescanIntervalMs\": 250, \"sysfsRoot\": \"/host/sys\", \"devRoot\": \"/host/dev\","
 			   " \"pools\": [{\"resourceName\": \"intel.com/xe_vf_migratable\", \"allocationPolicy\": \"spread\","
-			   "  \"selector\": {\"pfAddresses\": [\"0000:4D:00.0\"], \"deviceIds\": [\"0x56c0\", \"56C1\"],"
+			   "  \"selector\": {\"pfAddresses\": [\"0000:4D:00.0\"], \"deviceIds\": [\"0xe211\", \"E212\"],"
 			   "  \"drivers\": [\"xe-vfio-pci\"]}},"
 			   " {\"resourceName\": \"intel.com/xe_vf\"}]}";
 	struct agent_config cfg;
@@ -46,8 +46,8 @@ static void test_full_config_is_read(void **state)
 	assert_int_equal(cfg.pools[0].selector.n_pf_addresses, 1);
 	assert_string_equal(cfg.pools[0].selector.pf_addresses[0], "0000:4d:00.0"); /* canonical */
 	assert_int_equal(cfg.pools[0].selector.n_device_ids, 2);
-	assert_int_equal(cfg.pools[0].selector.device_ids[0], 0x56c0);
-	assert_int_equal(cfg.pools[0].selector.device_ids[1], 0x56c1);
+	assert_int_equal(cfg.pools[0].selector.device_ids[0], 0xe211);
+	assert_int_equal(cfg.pools[0].selector.device_ids[1], 0xe212);
 	assert_string_equal(cfg.pools[0].selector.drivers[0], "xe-vfio-pci");
 	assert_int_equal(cfg.pools[1].policy, ALLOC_PACK);
 	assert_int_equal(cfg.rescan_interval_ms, 250);
@@ -94,7 +94,7 @@ static void test_errors_name_the_key(void **state)
 	expect_error("{\"pools\": [{}]}", "pools[0].resourceName: missing");
 	expect_error("{\"pools\": [{\"resourceName\": \"intel.com/a\", \"selector\": {\"pfAddresses\": [\"03:00.0\"]}}]}",
 		     "pools[0].selector.pfAddresses[0]: '03:00.0' is not a PCI address");
-	expect_error("{\"pools\": [{\"resourceName\": \"intel.com/a\", \"selector\": {\"deviceIds\": [\"0x56c0\", \"zz\"]}}]}",
+	expect_error("{\"pools\": [{\"resourceName\": \"intel.com/a\", \"selector\": {\"deviceIds\": [\"0xe211\", \"zz\"]}}]}",
 		     "pools[0].selector.deviceIds[1]: 'zz' is not a PCI device id");
 	expect_error("{\"pools\": [{\"resourceName\": \"intel.com/a\", \"allocationPolicy\": \"random\"}]}",
 		     "pools[0].allocationPolicy: 'random' is not an allocation policy");
@@ -130,7 +130,7 @@ static void test_duplicate_resource_names_are_refused(void **state)
 
 static void test_resource_name_rules(void **state)
 {
-	const char *good[] = {"intel.com/xe_vf", "intel.com/xe-vf.v2", "a.b.c/X", "gpu.example.org/Flex170", NULL};
+	const char *good[] = {"intel.com/xe_vf", "intel.com/xe-vf.v2", "a.b.c/X", "gpu.example.org/ArcProB60", NULL};
 	const char *bad[] = {"", "intel.com/", "/xe", "intel.com/xe/vf", "Intel.com/xe", "intel..com/xe", "intel.com./xe",
 			     "-intel.com/xe", "intel.com/_xe", "intel.com/xe_", "intel.com/x e", "kubernetes.io/xe",
 			     "node.kubernetes.io/xe",

@@ -58,8 +58,8 @@ static void test_two_pfs_with_seven_vfs_each(void **state)
 	assert_int_equal(h->npfs, 2);
 	assert_string_equal(h->pfs[0].addr, "0000:03:00.0");
 	assert_string_equal(h->pfs[1].addr, "0000:13:00.0");
-	assert_int_equal(h->pfs[0].device_id, 0x56c0);
-	assert_int_equal(h->pfs[1].device_id, 0x56c1);
+	assert_int_equal(h->pfs[0].device_id, 0xe211);
+	assert_int_equal(h->pfs[1].device_id, 0xe212);
 	assert_int_equal(h->pfs[0].total_vfs, 7);
 	assert_int_equal(h->pfs[0].num_vfs, 7);
 	assert_string_equal(h->pfs[0].driver, "xe");
@@ -167,7 +167,7 @@ static void test_truncated_config_space(void **state)
 	h = discover_ok(&s);
 	/* Still listed and usable; what cannot be read is unknown, and said so. */
 	assert_int_equal(vf(h, "0000:03:00.2")->revision, -1);
-	assert_int_equal(vf(h, "0000:03:00.2")->device_id, 0x56c0);
+	assert_int_equal(vf(h, "0000:03:00.2")->device_id, 0xe211);
 	assert_true(vf(h, "0000:03:00.2")->healthy);
 	assert_true(has_note(h, "0000:03:00.2", "config"));
 	assert_true(has_note(h, "0000:03:00.2", "revision unknown"));

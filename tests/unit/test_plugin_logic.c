@@ -87,8 +87,8 @@ static void test_env_and_socket_names(void **state)
 	assert_string_equal(sock, "xevf-intel.com_xe_vf.sock");
 	free(env);
 	free(sock);
-	env = pool_env_name("gpu.example.org/flex-170.v2");
-	assert_string_equal(env, "PCI_RESOURCE_GPU_EXAMPLE_ORG_FLEX-170_V2");
+	env = pool_env_name("gpu.example.org/arc-pro-b60.v2");
+	assert_string_equal(env, "PCI_RESOURCE_GPU_EXAMPLE_ORG_ARC-PRO-B60_V2");
 	free(env);
 }
 
@@ -239,8 +239,8 @@ static void test_preferred_skips_unhealthy_and_unknown(void **state)
 static void test_selector_takes_only_matching_vfs(void **state)
 {
 	struct fixture *f = *state;
-	struct pool_config cfg = {.resource_name = (char *)"intel.com/flex140"};
-	int ids[] = {0x56c1};
+	struct pool_config cfg = {.resource_name = (char *)"intel.com/arc_pro_b50"};
+	int ids[] = {0xe212};
 	struct pool p;
 	struct xevf_roots roots = {f->sim.sysfs, f->sim.dev};
 	struct xevf_err err = XEVF_ERR_INIT;

@@ -80,10 +80,10 @@ static void test_parse_long_whole_input_only(void **state)
 
 	assert_int_equal(xevf_parse_long("  42\n", 10, &v), 0);
 	assert_int_equal(v, 42);
-	assert_int_equal(xevf_parse_long("0x56c0", 0, &v), 0);
-	assert_int_equal(v, 0x56c0);
-	assert_int_equal(xevf_parse_long("56c0", 16, &v), 0);
-	assert_int_equal(v, 0x56c0);
+	assert_int_equal(xevf_parse_long("0xe211", 0, &v), 0);
+	assert_int_equal(v, 0xe211);
+	assert_int_equal(xevf_parse_long("e211", 16, &v), 0);
+	assert_int_equal(v, 0xe211);
 	assert_int_equal(xevf_parse_long("12abc", 10, &v), -EINVAL);
 	assert_int_equal(xevf_parse_long("", 10, &v), -EINVAL);
 	assert_int_equal(xevf_parse_long("99999999999999999999999", 10, &v), -ERANGE);

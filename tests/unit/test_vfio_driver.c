@@ -12,7 +12,7 @@
 #include "xevf_vfio_driver.h"
 
 #define RELEASE "6.99.0-sim"
-#define XE_MODALIAS "pci:v00008086d000056C0sv00008086sd00000000bc03sc00i00"
+#define XE_MODALIAS "pci:v00008086d0000E211sv00008086sd00000000bc03sc00i00"
 
 static char *modules_root(const struct sim *s)
 {

@@ -11,6 +11,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <openssl/crypto.h>
 
 #include "fail.h"
 #include "xevf_error.h"
@@ -117,6 +118,9 @@ static void *worker(void *arg)
 	if (!c->finished)
 		rpc_call_finish(c, GRPC_STATUS_INTERNAL, "the handler did not answer", NULL);
 	call_free(c);
+	/* OpenSSL's state for this thread (handlers judge certificates and hash
+	 * streams) goes now, not after the server's stop has stopped waiting */
+	OPENSSL_thread_stop();
 	pthread_mutex_lock(&s->lock);
 	s->workers--;
 	pthread_cond_broadcast(&s->idle);

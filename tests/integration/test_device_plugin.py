@@ -461,7 +461,10 @@ def test_metrics_probes_and_status(world):
     # measured in microseconds: a sub-millisecond Allocate is not recorded as 0 (#12)
     assert 0 < samples[("xevf_allocate_duration_seconds_sum", ())] < 1
     world.agents[-1].wait_log(r"event=allocated .* latency_us=[1-9][0-9]*$")
-    assert samples[("xevf_kubelet_registrations_total", (("resource", RESOURCE), ("result", "success")))] == 1
+    # one, or two when the kubelet's socket appeared between the agent's read of the plugin dir's events
+    # and its look at the socket in the same tick: the event, read a tick later, is a doubt, and a doubt
+    # re-registers (a duplicate Register is harmless; a missed kubelet is not)
+    assert samples[("xevf_kubelet_registrations_total", (("resource", RESOURCE), ("result", "success")))] in (1, 2)
     assert samples[("xevf_kubelet_registered", res)] == 1
     # 0000:13:00.3 was unbound at start: the agent tried to give it a VFIO
     # driver, and could not (this test's node has no module tree)

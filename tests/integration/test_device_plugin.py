@@ -563,15 +563,15 @@ def test_unknown_methods_are_answered_and_forgotten(world):
         unknown(b"", timeout=5)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
     rss = []
-    for _ in range(3):
+    for _ in range(6):
         futures = [(unknown if i % 2 else other).future(b"x" * 100, timeout=30) for i in range(5000)]
         codes = {f.exception().code() for f in futures}
         assert codes == {grpc.StatusCode.UNIMPLEMENTED}
         rss.append(_rss_kb(agent.proc.pid))
     if not WRAPPER and not os.environ.get("XEVF_SANITIZED"):
-        # the first burst may grow the allocator's arenas; later ones reuse them
-        # (queued forever, each burst of 5,000 kept ~80 MB)
-        assert rss[2] - rss[0] < 15 * 1024, rss
+        # queued forever, each burst of 5,000 kept ~80 MB (6 bursts: ~480 MB); freed, the allocator's
+        # arenas settle at a few MB more than after the first burst, with a spike now and then
+        assert max(rss) - rss[0] < 40 * 1024, rss
     # and the real methods still answer
     assert world.client().allocate([["0000:03:00.1"]]).container_responses[0].envs
     channel.close()

@@ -17,19 +17,12 @@ work=$build/vm-mtty
 mkdir -p "$work"
 cd "$work"
 t0=$(date +%s)
-
-fail() {
-	echo "VM TEST FAILED (mtty): $*"
-	[ -f console.log ] && { echo "---- last console lines"; tail -60 console.log; }
-	exit 1
-}
-for tool in qemu-system-x86_64 busybox depmod cpio xz make gcc; do
-	command -v $tool >/dev/null || fail "$tool is not installed (tests/install-deps.sh installs it)"
-done
+vm_test=mtty
+. "$here/common.sh"
+need_tools qemu-system-x86_64 busybox depmod cpio xz make gcc openssl
 for bin in vm/mig_engine_check xevf-agent-sim; do
 	[ -x "$build/$bin" ] || fail "$build/$bin is not built (make test-vm builds it)"
 done
-command -v openssl >/dev/null || fail "openssl is not installed (tests/install-deps.sh installs it)"
 
 # ---- the 6.12 kernel and mtty.ko (kernel612.sh), shared with qemu.sh --------------------
 . "$here/kernel612.sh"
@@ -44,13 +37,8 @@ rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run}
 echo "vm-mtty: $(pack_modules "$root" vfio vfio_iommu_type1 mdev) in the initramfs"
 cp "$(command -v busybox)" "$root/bin/busybox"
-for bin in "$build/vm/mig_engine_check" "$build/xevf-agent-sim"; do
-	cp "$bin" "$root/bin/"
-	ldd "$bin" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
-		mkdir -p "$root$(dirname "$lib")"
-		cp -L "$lib" "$root$lib"
-	done
-done
+copy_with_libs "$build/vm/mig_engine_check" "$root"
+copy_with_libs "$build/xevf-agent-sim" "$root"
 # two nodes' simulated hosts (1 PF, 2 VFs on xe-vfio-pci each); their VFs
 # stand for mtty devices the VM creates (tests/doubles/mtty_devices.h)
 for n in a b; do
@@ -61,7 +49,7 @@ done
 make_vm_certs "$root/etc/xevf" || fail "making the agents' certificates failed"
 cp "$here/mtty-init.sh" "$root/init"
 chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >initrd.gz
+pack_initramfs "$root"
 
 # ---- boot (TCG: no IOMMU needed, mdevs have emulated groups) -----------------------------
 rm -f console.log
@@ -70,15 +58,6 @@ timeout 600 qemu-system-x86_64 -accel tcg -M q35 -m 1024 -smp 1 -nographic -no-r
 grep -q "XEVF-MTTY: init" console.log || fail "the VM did not start our init; QEMU said: $(head -c 2000 console.log)"
 
 # ---- what must have happened --------------------------------------------------------------
-checks=0
-expect() { # description, extended regex on the console
-	if grep -Eq "$2" console.log; then
-		echo "  ok  $1"
-		checks=$((checks + 1))
-	else
-		fail "$1 (no console line matches: $2)"
-	fi
-}
 expect "mtty.ko (built here) loaded into Debian's $kver" "XEVF-MTTY: mtty loaded"
 expect "three mtty devices with emulated VFIO groups" "XEVF-MTTY: devices .* groups [0-9]+ [0-9]+ [0-9]+"
 expect "the engine probed STOP_COPY | P2P | PRE_COPY on a device named by a 36-character UUID" "MIG: ok probe: flags 0x7"

@@ -16,15 +16,9 @@ work=$build/vm-qemu
 mkdir -p "$work"
 cd "$work"
 t0=$(date +%s)
-
-fail() {
-	echo "VM TEST FAILED (qemu): $*"
-	[ -f console.log ] && { echo "---- last console lines"; tail -80 console.log; }
-	exit 1
-}
-for tool in qemu-system-x86_64 busybox depmod cpio debootstrap chroot openssl protoc; do
-	command -v $tool >/dev/null || fail "$tool is not installed (tests/install-deps.sh installs it)"
-done
+vm_test=qemu
+. "$here/common.sh"
+need_tools qemu-system-x86_64 busybox depmod cpio debootstrap chroot openssl protoc
 [ "$(id -u)" -eq 0 ] || fail "debootstrap and chroot need root"
 [ -x "$build/xevf-agent-sim" ] || fail "$build/xevf-agent-sim is not built (make test-vm builds it)"
 
@@ -74,7 +68,7 @@ echo "vm-qemu: $(pack_modules "$initramfs" 9p 9pnet_virtio vfio vfio_iommu_type1
 cp "$(command -v busybox)" "$initramfs/bin/busybox"
 cp "$here/qemu-init.sh" "$initramfs/init"
 chmod +x "$initramfs/init"
-(cd "$initramfs" && find . | cpio -o -H newc --quiet | gzip -1) >initrd.gz
+pack_initramfs "$initramfs"
 
 # ---- boot L1 (TCG; the L2 VMs run TCG inside it) ---------------------------------------------------
 rm -f console.log
@@ -86,7 +80,6 @@ grep -q "XEVF-QEMU: init" console.log || fail "the L1 VM did not start our init;
 grep -q "XEVF-QEMU: done" console.log || fail "the L1 test did not finish"
 
 # ---- what must have happened ------------------------------------------------------------------------
-checks=0
 while read -r line; do
 	echo "  ${line#XEVF-QEMU: }"
 	checks=$((checks + 1))

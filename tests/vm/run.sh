@@ -16,16 +16,9 @@ work=$build/vm
 mkdir -p "$work"
 cd "$work"
 t0=$(date +%s)
-
-fail() {
-	echo "VM TEST FAILED: $*"
-	[ -f console.log ] && { echo "---- last console lines"; tail -60 console.log; }
-	exit 1
-}
-command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 is not installed (tests/install-deps.sh installs it)"
-for tool in busybox depmod cpio; do
-	command -v $tool >/dev/null || fail "$tool is not installed (tests/install-deps.sh installs it)"
-done
+vm_test=""
+. "$here/common.sh"
+need_tools qemu-system-x86_64 busybox depmod cpio
 
 # ---- the kernel: Debian's, unpacked, not installed ------------------------------
 if ! ls linux-image-*.deb >/dev/null 2>&1; then
@@ -80,19 +73,11 @@ print("vm: %d modules in the initramfs" % len(seen))
 EOF
 depmod -b "$root" "$kver"
 cp "$(command -v busybox)" "$root/bin/busybox"
-copy_with_libs() {
-	cp "$1" "$root/bin/"
-	ldd "$1" | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
-		mkdir -p "$root$(dirname "$lib")"
-		cp -L "$lib" "$root$lib"
-	done
-}
-copy_with_libs "$build/xevf-agent"
-copy_with_libs "$build/vm/kubelet_min"
-[ -e "$root/lib64/ld-linux-x86-64.so.2" ] || { mkdir -p "$root/lib64"; cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"; }
+copy_with_libs "$build/xevf-agent" "$root"
+copy_with_libs "$build/vm/kubelet_min" "$root"
 cp "$here/init.sh" "$root/init"
 chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > initrd.gz
+pack_initramfs "$root"
 echo "vm: initramfs $(du -h initrd.gz | cut -f1)"
 
 # ---- boot -----------------------------------------------------------------------------
@@ -120,15 +105,6 @@ grep -q "XEVF-VM: init" console.log || fail "the VM did not start our init (acce
 echo "vm: booted with $accel in $(($(date +%s) - t0)) s (since the start of this script)"
 
 # ---- what must have happened ------------------------------------------------------------
-checks=0
-expect() { # description, extended regex on the console
-	if grep -Eq "$2" console.log; then
-		echo "  ok  $1"
-		checks=$((checks + 1))
-	else
-		fail "$1 (no console line matches: $2)"
-	fi
-}
 expect "the PF is an SR-IOV NVMe (1b36:0010) with 2 VFs possible" "XEVF-VM: PF [0-9a-f:.]+ totalvfs 2"
 expect "the agent enabled 2 VFs through sriov_numvfs" "event=numvfs_set pf=[0-9a-f:.]+ vfs=2"
 expect "the agent named the missing xe-vfio-pci and CONFIG_XE_VFIO_PCI, with the kernel release" \

@@ -1057,22 +1057,29 @@ def _threads(pid):
         return int(next(line for line in f if line.startswith("Threads:")).split()[1])
 
 
+def _restore_too_large(src, dst, mid, size):
+    """A state of size bytes saved on src and restored into a VF reserved on dst, which refuses it as too large:
+    the VF, its fingerprint, the dst peer and the refusal's text."""
+    vf = src.vfs()[0]
+    src.give_state(vf, os.urandom(size))
+    fp = src.local().describe(vf)
+    peer = dst.remote()
+    peer.reserve(mid, fp)
+    chunks = list(src.local().save(mid, vf, chunk_size=65536))
+    with pytest.raises(grpc.RpcError) as e:
+        _restore(peer, mid, chunks)
+    assert e.value.code() == grpc.StatusCode.DATA_LOSS
+    return vf, fp, peer, e.value.details()
+
+
 def test_a_state_far_larger_than_the_device_reports_is_refused(nodes):
     """#10.15: a RestoreState takes about what the target device says its own state takes
     (VFIO_DEVICE_FEATURE_MIG_DATA_SIZE): twice that plus 1 MiB, below --max-state-bytes."""
     src = nodes("node-a")
     dst = nodes("node-b", extra=("--vfio-sim-state-size", "1000000"))
-    vf = src.vfs()[0]
-    src.give_state(vf, os.urandom(4 << 20))
-    fp = src.local().describe(vf)
-    peer = dst.remote()
-    peer.reserve("mig-size", fp)
-    chunks = list(src.local().save("mig-size", vf, chunk_size=65536))
-    with pytest.raises(grpc.RpcError) as e:
-        _restore(peer, "mig-size", chunks)
-    assert e.value.code() == grpc.StatusCode.DATA_LOSS
+    vf, fp, peer, details = _restore_too_large(src, dst, "mig-size", 4 << 20)
     assert ("larger than 3048576 bytes (twice the size the device reports for its own state, plus 1 MiB)"
-            in e.value.details()), e.value.details()
+            in details), details
     dst.agent.wait_log(r"event=restore_started migration=mig-size .*limit_bytes=3048576")
     assert phases(peer)["mig-size"][2] == "reserved"
     # a state of the size the device reports passes
@@ -1088,16 +1095,8 @@ def test_calls_and_state_streams_are_bounded(nodes):
     threads) and no cap on a RestoreState's size: at most 32 calls at once
     (the rest are told to retry) and --max-state-bytes."""
     src, dst = nodes("node-a"), nodes("node-b", extra=("--max-state-bytes", "1048576"))
-    vf = src.vfs()[0]
-    src.give_state(vf, os.urandom(2 << 20))
-    fp = src.local().describe(vf)
-    peer = dst.remote()
-    peer.reserve("mig-b1", fp)
-    chunks = list(src.local().save("mig-b1", vf, chunk_size=65536))
-    with pytest.raises(grpc.RpcError) as e:
-        peer.restore(iter(chunks))
-    assert e.value.code() == grpc.StatusCode.DATA_LOSS
-    assert "larger than 1048576 bytes (--max-state-bytes)" in e.value.details()
+    _, _, peer, details = _restore_too_large(src, dst, "mig-b1", 2 << 20)
+    assert "larger than 1048576 bytes (--max-state-bytes)" in details
     assert phases(peer)["mig-b1"][2] == "reserved"
     # idle calls: streams opened that never send a chunk
     hold = threading.Event()

@@ -62,6 +62,14 @@ static int sink(void *ctx, const char *phase, const void *buf, size_t len, struc
 	return 0;
 }
 
+/* A device state a test can print: first, first + 1, ... through the alphabet, NUL-terminated. */
+static void letters(char *buf, size_t size, char first)
+{
+	for (size_t i = 0; i + 1 < size; i++)
+		buf[i] = (char)(first + i % 26);
+	buf[size - 1] = 0;
+}
+
 static ssize_t source(void *ctx, void *buf, size_t cap, struct xevf_err *err)
 {
 	struct stream *s = ctx;
@@ -157,9 +165,7 @@ static void test_each_flag_set_saves_restores_and_walks_back_over_direct_arcs(vo
 {
 	(void)state;
 	char content[70000];
-	for (size_t i = 0; i < sizeof(content) - 1; i++)
-		content[i] = (char)('A' + i % 26);
-	content[sizeof(content) - 1] = 0;
+	letters(content, sizeof(content), 'A');
 	for (size_t c = 0; c < sizeof(flag_cases) / sizeof(flag_cases[0]); c++) {
 		const struct flag_case *fc = &flag_cases[c];
 		struct fixture *src = make_kind(fc->kind, content, 0xe211);
@@ -220,9 +226,7 @@ static void test_save_restore_with_precopy(void **state)
 {
 	(void)state;
 	char content[300000];
-	for (size_t i = 0; i < sizeof(content) - 1; i++)
-		content[i] = (char)('a' + i % 26);
-	content[sizeof(content) - 1] = 0;
+	letters(content, sizeof(content), 'a');
 	struct fixture *src = make(ALL, content);
 	struct fixture *dst = make(ALL, "old state of the target");
 	struct xevf_mig_options opts = {.chunk_size = 4096, .precopy = true};

@@ -369,7 +369,7 @@ int migrate_main(int argc, char **argv)
 		case 'A': o.tls.ca_file = optarg; break;
 		case 'C': o.tls.cert_file = optarg; break;
 		case 'K': o.tls.key_file = optarg; break;
-		case 'N': o.tls.server_name = optarg; break;
+		case 'N': o.server_name = *optarg ? optarg : NULL; break;
 		case 'T':
 		case 'z': {
 			errno = 0;

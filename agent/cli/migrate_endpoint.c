@@ -23,7 +23,7 @@ int migrate_open_endpoint(const struct opts *o, const char *ep, struct endpoint 
 	} else {
 		target = strdup(ep);
 	}
-	out->ch = target ? rpc_channel_open(target, o->tls.ca_file ? &o->tls : NULL, NULL, &error) : NULL;
+	out->ch = target ? rpc_channel_open(target, o->tls.ca_file ? &o->tls : NULL, o->server_name, &error) : NULL;
 	free(target);
 	if (!out->ch) {
 		fprintf(stderr, "xevf-agent migrate: %s: %s\n", ep, error ? error : "cannot open a channel");

@@ -15,6 +15,7 @@
 struct opts {
 	const char *cmd, *vf, *id, *vm, *source, *target, *to_file, *from_file;
 	struct rpc_tls tls;
+	const char *server_name;  /* --tls-server-name */
 	long ttl, chunk;
 };
 

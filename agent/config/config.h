@@ -25,6 +25,8 @@
 #define XEVF_DEFAULT_STATUS_SOCKET "/run/xevf/status.sock"
 #define XEVF_DEFAULT_MIGRATION_SOCKET "/run/xevf/migration.sock"
 #define XEVF_DEFAULT_STATE_DIR "/var/lib/xevf"
+/* who may call the Migration service over TCP (docs/certificates.md) */
+#define XEVF_DEFAULT_PEER_IDENTITIES "urn:xevf:agent,urn:xevf:node:*,urn:xevf:operator"
 #define XEVF_DEFAULT_HTTP_PORT 9480
 
 /* An integer setting nobody gave yet (defaults fill it). */

@@ -71,7 +71,7 @@ static const struct setting settings[] = {
 	STR("tlsServerName", "tls-server-name", "NAME", tls_server_name, NULL, NULL,
 	    "the name (DNS SAN) the other agents' certificates carry when it is not their host's, e.g. one "
 	    "certificate all agents share (default: the host of the target's HOST:PORT)"),
-	STR("peerIdentities", "peer-identities", "URI,...", peer_identities, "urn:xevf:agent,urn:xevf:node:*,urn:xevf:operator",
+	STR("peerIdentities", "peer-identities", "URI,...", peer_identities, XEVF_DEFAULT_PEER_IDENTITIES,
 	    NULL, "who may call over TCP: URI subject alternative names of the callers' certificates (a '*' at the "
 	    "end matches any rest); see docs/certificates.md"),
 	STR("stateDir", "state-dir", "DIR", state_dir, XEVF_DEFAULT_STATE_DIR, NULL,

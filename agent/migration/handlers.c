@@ -229,19 +229,6 @@ static int reserve_refused(struct rpc_call *call, const Xevf__Migration__V1__Res
 	return 1;
 }
 
-/* The reservation could not be made durable: it is taken back. */
-static void unreserve(struct migration *m, const char *id)
-{
-	struct record *r;
-
-	pthread_mutex_lock(&m->lock);
-	if ((r = registry_find(&m->reg, id)) && r->phase == PHASE_RESERVED) {
-		registry_remove(&m->reg, r);
-		record_free(r);
-	}
-	pthread_mutex_unlock(&m->lock);
-}
-
 void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
 {
 	const Xevf__Migration__V1__ReserveRequest *req = (const Xevf__Migration__V1__ReserveRequest *)msg;
@@ -264,7 +251,7 @@ void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCM
 	pthread_mutex_unlock(&m->lock);
 	/* acknowledged only once it is on disk */
 	if (r && mig_write(m, &snap, &error)) {
-		unreserve(m, r->id);
+		mig_take_back(m, r->id, PHASE_RESERVED);
 		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, "migration %s: nothing reserved: %s", r->id, error);
 	} else if (r) {
 		reply_reservation(call, r);

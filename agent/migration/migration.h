@@ -28,8 +28,8 @@ struct migration_settings {
 	const char *unix_socket;      /* NULL/"" off */
 	const char *tcp_address;      /* NULL/"" off; needs the TLS files */
 	const char *tls_ca, *tls_cert, *tls_key;
-	const char *tls_server_name;  /* NULL: the target's host (rpc_tls) */
-	const char *peer_identities;  /* NULL: PEER_IDENTITIES_DEFAULT (peer_identity.h) */
+	const char *tls_server_name;  /* NULL: the target's host (rpc_channel_open) */
+	const char *peer_identities;  /* NULL: XEVF_DEFAULT_PEER_IDENTITIES (config.h) */
 	const char *state_dir;
 	const char *node_name;        /* NULL: host name */
 	const char *sysfs_root;

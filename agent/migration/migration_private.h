@@ -40,6 +40,9 @@ int mig_move(struct migration *m, struct record *r, enum phase to);
 /* Lock not held: writes a rendered snapshot; a failure is logged and, with
  * error, said (0 or -errno). */
 int mig_write(struct migration *m, struct state_snapshot *snap, char **error);
+/* Lock not held: a new record that could not be made durable leaves the
+ * registry again, if it is still in phase. */
+void mig_take_back(struct migration *m, const char *id, enum phase phase);
 void mig_fp_source(const struct migration *m, struct fp_source *src);
 /* busy.c: one look at the host's processes per call (lock not held). */
 struct busy_scan {

@@ -120,13 +120,13 @@ static char *resolve_target(const char *host, const char *port)
 
 static struct rpc_stream *open_target(struct migration *m, struct rpc_call *call, const char *target, grpc_channel **ch)
 {
-	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key, m->tls_server_name};
+	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key};
 	struct rpc_stream *st = NULL;
 	char *error = NULL, *host = NULL, *port = NULL, *address = NULL;
 
 	*ch = NULL;
 	if (split_target(target, &host, &port) == 0 && (address = resolve_target(host, port)))
-		*ch = rpc_channel_open(address, &tls, host, &error);
+		*ch = rpc_channel_open(address, &tls, m->tls_server_name ? m->tls_server_name : host, &error);
 	st = *ch ? rpc_stream_open(*ch, RESTORE_METHOD, PEER_STREAM_TIMEOUT_MS) : NULL;
 	if (!st) {
 		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, UNREACHABLE, target);

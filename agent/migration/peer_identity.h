@@ -10,8 +10,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The identities accepted when none are configured. */
-#define PEER_IDENTITIES_DEFAULT "urn:xevf:agent,urn:xevf:node:*,urn:xevf:operator"
 #define PEER_IDENTITY_MAX 128
 
 struct peer_policy {

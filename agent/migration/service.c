@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "config.h"
 #include "fail.h"
 #include "log.h"
 #include "metrics.h"
@@ -51,6 +52,18 @@ int mig_write(struct migration *m, struct state_snapshot *snap, char **error)
 		agent_fail(error, -rc, "%s", why ? why : "the state file cannot be written");
 	free(why);
 	return rc;
+}
+
+void mig_take_back(struct migration *m, const char *id, enum phase phase)
+{
+	struct record *r;
+
+	pthread_mutex_lock(&m->lock);
+	if ((r = registry_find(&m->reg, id)) && r->phase == phase) {
+		registry_remove(&m->reg, r);
+		record_free(r);
+	}
+	pthread_mutex_unlock(&m->lock);
 }
 
 void mig_fp_source(const struct migration *m, struct fp_source *src)
@@ -370,7 +383,7 @@ static int copy_settings(struct migration *m, const struct migration_settings *s
 	m->tls_ca = xevf_strdup_or_null(s->tls_ca);
 	m->tls_cert = xevf_strdup_or_null(s->tls_cert);
 	m->tls_key = xevf_strdup_or_null(s->tls_key);
-	m->tls_server_name = xevf_strdup_or_null(s->tls_server_name);
+	m->tls_server_name = xevf_strdup_or_null(s->tls_server_name && *s->tls_server_name ? s->tls_server_name : NULL);
 	m->sysfs_root = xevf_strdup_or_null(s->sysfs_root);
 	m->dev_root = xevf_strdup_or_null(s->dev_root ? s->dev_root : "/dev");
 	m->proc_root = xevf_strdup_or_null(s->proc_root);
@@ -408,7 +421,7 @@ static void load_state(struct migration *m, const char *state_dir)
 
 static int listen_all(struct migration *m, char **error)
 {
-	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key, NULL};
+	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key};
 	char *unix_addr = NULL;
 
 	if (m->unix_socket) {
@@ -447,7 +460,7 @@ struct migration *migration_start(const struct migration_settings *s, const stru
 		migration_stop(m);
 		return NULL;
 	}
-	if (peer_policy_parse(s->peer_identities ? s->peer_identities : PEER_IDENTITIES_DEFAULT, &m->peers, error)) {
+	if (peer_policy_parse(s->peer_identities ? s->peer_identities : XEVF_DEFAULT_PEER_IDENTITIES, &m->peers, error)) {
 		migration_stop(m);
 		return NULL;
 	}

@@ -31,10 +31,6 @@ struct rpc_tls {
 	const char *ca_file;   /* PEM: the CA that signs the peers' certificates */
 	const char *cert_file; /* PEM: this side's certificate */
 	const char *key_file;  /* PEM: its key */
-	/* client: the name (DNS SAN) the server's certificate must carry when it
-	 * is not the target's host, e.g. one certificate all agents share; NULL:
-	 * the host */
-	const char *server_name;
 };
 
 struct rpc_call;
@@ -74,8 +70,9 @@ void rpc_call_finish(struct rpc_call *call, grpc_status_code status, const char 
 
 /* ---- client ---- */
 /* target: "unix:/path" (insecure) or a TCP target (tls required); server_name:
- * the name the peer's certificate must carry when target is a resolved
- * address (NULL: the target's own host); tls->server_name, when set, wins. */
+ * the name (DNS SAN) the peer's certificate must carry when it is not the
+ * target's host: a resolved address, or one certificate all agents share
+ * (NULL: the target's own host). */
 grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, const char *server_name, char **error);
 
 struct rpc_result {

@@ -19,8 +19,6 @@
 
 grpc_channel *rpc_channel_open(const char *target, const struct rpc_tls *tls, const char *server_name, char **error)
 {
-	if (tls && tls->server_name && *tls->server_name)
-		server_name = tls->server_name;
 	grpc_arg arg[] = {
 		{GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = RPC_MAX_MESSAGE}},
 		{GRPC_ARG_STRING, (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = (char *)server_name}},

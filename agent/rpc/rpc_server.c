@@ -89,15 +89,17 @@ static void call_free(struct rpc_call *c)
 
 /* Who called: the unix socket is the node itself; over TCP (always mutual TLS)
  * the caller is its certificate, for the service to judge. */
-static int identify_caller(struct rpc_call *c)
+static void identify_caller(struct rpc_call *c)
 {
 	char *where = grpc_call_get_peer(c->call);
 	grpc_auth_context *ctx;
 
 	c->local = where && strncmp(where, "unix:", 5) == 0;
 	gpr_free(where);
-	if (c->local)
-		return (c->peer = strdup("local")) ? 0 : -ENOMEM;
+	if (c->local) {
+		c->peer = strdup("local");
+		return;
+	}
 	ctx = grpc_call_auth_context(c->call);
 	if (ctx) {
 		grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_PEM_CERT_PROPERTY_NAME);
@@ -106,7 +108,7 @@ static int identify_caller(struct rpc_call *c)
 			c->peer_cert = strndup(p->value, p->value_length);
 		grpc_auth_context_release(ctx);
 	}
-	return (c->peer = strdup("tls")) ? 0 : -ENOMEM;
+	c->peer = strdup("tls"); /* NULL: the call is refused as out of resources */
 }
 
 static void *worker(void *arg)
@@ -148,7 +150,7 @@ static void *serve(void *arg)
 		(void)slot_new(s);
 		c->method = strndup((const char *)GRPC_SLICE_START_PTR(c->details.method),
 				    GRPC_SLICE_LENGTH(c->details.method));
-		(void)identify_caller(c);
+		identify_caller(c);
 		pthread_mutex_lock(&s->lock);
 		bool full = s->workers >= RPC_MAX_CALLS;
 		pthread_mutex_unlock(&s->lock);

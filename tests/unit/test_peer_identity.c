@@ -5,6 +5,7 @@
 
 #include <errno.h>
 
+#include "config.h"
 #include "peer_identity.h"
 
 static char *dir;
@@ -66,7 +67,7 @@ static void policy_parse_refuses_what_would_let_anyone_in(void **state)
 	char *error = NULL;
 
 	(void)state;
-	assert_int_equal(peer_policy_parse(PEER_IDENTITIES_DEFAULT, &p, &error), 0);
+	assert_int_equal(peer_policy_parse(XEVF_DEFAULT_PEER_IDENTITIES, &p, &error), 0);
 	assert_int_equal(p.nallowed, 3);
 	peer_policy_free(&p);
 	assert_int_equal(peer_policy_parse("urn:a,,urn:b*,", &p, &error), 0);
@@ -111,7 +112,7 @@ static void an_agent_certificate_names_its_identity(void **state)
 
 	(void)state;
 	/* the first URI an allowed identity matches; prefixes end in '*' */
-	check(PEER_IDENTITIES_DEFAULT, node, 0, "urn:xevf:node:worker-7");
+	check(XEVF_DEFAULT_PEER_IDENTITIES, node, 0, "urn:xevf:node:worker-7");
 	check("urn:xevf:node:worker-7", node, 0, "urn:xevf:node:worker-7");
 	check("urn:other,urn:xevf:*", node, 0, "urn:other");
 	/* exact means exact */
@@ -134,13 +135,13 @@ static void certificates_outside_the_profile_are_refused(void **state)
 	assert_non_null(ca = calloc(1, 8192));
 	assert_true(fread(ca, 1, 8191, f) > 0);
 	fclose(f);
-	check(PEER_IDENTITIES_DEFAULT, server_only, -EACCES, "/CN=server-only lacks the extended key usage clientAuth");
-	check(PEER_IDENTITIES_DEFAULT, no_eku, -EACCES, "lacks the extended key usage clientAuth");
-	check(PEER_IDENTITIES_DEFAULT, no_uri, -EACCES, "has no URI subject alternative name");
-	check(PEER_IDENTITIES_DEFAULT, sub_ca, -EACCES, "/CN=sub-ca is a CA's certificate");
-	check(PEER_IDENTITIES_DEFAULT, ca, -EACCES, "/CN=test-ca is a CA's certificate");
-	check(PEER_IDENTITIES_DEFAULT, "not a certificate", -EACCES, "could not be read");
-	check(PEER_IDENTITIES_DEFAULT, NULL, -EACCES, "could not be read");
+	check(XEVF_DEFAULT_PEER_IDENTITIES, server_only, -EACCES, "/CN=server-only lacks the extended key usage clientAuth");
+	check(XEVF_DEFAULT_PEER_IDENTITIES, no_eku, -EACCES, "lacks the extended key usage clientAuth");
+	check(XEVF_DEFAULT_PEER_IDENTITIES, no_uri, -EACCES, "has no URI subject alternative name");
+	check(XEVF_DEFAULT_PEER_IDENTITIES, sub_ca, -EACCES, "/CN=sub-ca is a CA's certificate");
+	check(XEVF_DEFAULT_PEER_IDENTITIES, ca, -EACCES, "/CN=test-ca is a CA's certificate");
+	check(XEVF_DEFAULT_PEER_IDENTITIES, "not a certificate", -EACCES, "could not be read");
+	check(XEVF_DEFAULT_PEER_IDENTITIES, NULL, -EACCES, "could not be read");
 	free(server_only);
 	free(no_eku);
 	free(no_uri);

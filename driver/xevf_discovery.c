@@ -5,6 +5,7 @@
 #include <pci/pci.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,8 @@ struct scan {
 	 * such a device returns zeros instead of failing: remember them here. */
 	struct pci_dev **broken;
 	size_t nbroken;
+	struct pci_dev **by_addr; /* libpci's devices sorted by address */
+	size_t nby_addr;
 };
 
 static bool is_broken(const struct scan *s, const struct pci_dev *d)
@@ -183,12 +186,59 @@ static void mark_broken(struct scan *s, struct pci_dev *d)
 	}
 }
 
+static uint64_t pci_dev_key(unsigned domain, unsigned bus, unsigned dev, unsigned func)
+{
+	return (uint64_t)domain << 16 | (bus & 0xffu) << 8 | (dev & 0x1fu) << 3 | (func & 0x7u);
+}
+
+static int cmp_dev_key(const void *a, const void *b)
+{
+	const struct pci_dev *x = *(struct pci_dev *const *)a, *y = *(struct pci_dev *const *)b;
+	uint64_t kx = pci_dev_key((unsigned)x->domain, x->bus, x->dev, x->func);
+	uint64_t ky = pci_dev_key((unsigned)y->domain, y->bus, y->dev, y->func);
+
+	return kx < ky ? -1 : kx > ky;
+}
+
+/* libpci's devices in address order, so that each VF's look-up is a binary
+ * search, not a walk of the list: discovery stays linear in VFs. NULL when
+ * out of memory (look-ups then walk the list). */
+static void index_pci_devs(struct scan *s)
+{
+	size_t n = 0, i = 0;
+
+	for (struct pci_dev *d = s->pacc->devices; d; d = d->next)
+		n++;
+	if (!n || !(s->by_addr = calloc(n, sizeof(*s->by_addr)))) /* NOLINT(bugprone-sizeof-expression): an array of pointers */
+		return;
+	for (struct pci_dev *d = s->pacc->devices; d; d = d->next)
+		s->by_addr[i++] = d;
+	qsort(s->by_addr, n, sizeof(*s->by_addr), cmp_dev_key); /* NOLINT(bugprone-sizeof-expression) */
+	s->nby_addr = n;
+}
+
 static struct pci_dev *find_pci_dev(struct scan *s, const struct xevf_pci_addr *a)
 {
-	for (struct pci_dev *d = s->pacc->devices; d; d = d->next)
-		if ((unsigned)d->domain == a->domain && d->bus == a->bus && d->dev == a->dev &&
-		    d->func == a->func)
-			return d;
+	uint64_t key = pci_dev_key(a->domain, a->bus, a->dev, a->func);
+	size_t lo = 0, hi = s->nby_addr;
+
+	if (!s->by_addr) {
+		for (struct pci_dev *d = s->pacc->devices; d; d = d->next)
+			if (pci_dev_key((unsigned)d->domain, d->bus, d->dev, d->func) == key)
+				return d;
+		return NULL;
+	}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct pci_dev *d = s->by_addr[mid];
+		uint64_t k = pci_dev_key((unsigned)d->domain, d->bus, d->dev, d->func);
+		if (k == key)
+			return s->by_addr[mid];
+		if (k < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return NULL;
 }
 
@@ -632,6 +682,7 @@ int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *o
 	}
 	if (s.host->npfs > 1)
 		qsort(s.host->pfs, s.host->npfs, sizeof(*s.host->pfs), cmp_pf);
+	index_pci_devs(&s);
 	s.host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
 	s.host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
 	for (size_t i = 0; i < s.host->npfs; i++) {
@@ -645,6 +696,7 @@ out:
 	if (s.pacc)
 		pci_cleanup(s.pacc);
 	current_guard = NULL;
+	free(s.by_addr);
 	free(s.broken);
 	free(s.guard.error);
 	free(devices_dir);
@@ -714,5 +766,161 @@ int xevf_guc_version(const struct xevf_roots *roots, const char *pf_addr, char *
 	}
 	free(text);
 	free(path);
+	return 0;
+}
+
+/* ---- the cheap recheck ---- */
+
+static int kv_copy(const struct xevf_kv *from, size_t n, struct xevf_kv **out)
+{
+	*out = NULL;
+	if (!n)
+		return 0;
+	if (!(*out = calloc(n, sizeof(**out))))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (!((*out)[i].key = strdup(from[i].key)) || !((*out)[i].value = strdup(from[i].value))) {
+			xevf_kv_free(*out, n);
+			*out = NULL;
+			return -ENOMEM;
+		}
+	return 0;
+}
+
+static int vf_copy(struct xevf_vf *to, const struct xevf_vf *from)
+{
+	*to = *from;
+	to->driver = xevf_strdup_or_null(from->driver);
+	to->group_node = xevf_strdup_or_null(from->group_node);
+	to->cdev_node = xevf_strdup_or_null(from->cdev_node);
+	to->modalias = xevf_strdup_or_null(from->modalias);
+	to->reason = xevf_strdup_or_null(from->reason);
+	if (kv_copy(from->provisioning, from->nprovisioning, &to->provisioning) || (from->driver && !to->driver) ||
+	    (from->group_node && !to->group_node) || (from->cdev_node && !to->cdev_node) ||
+	    (from->modalias && !to->modalias) || (from->reason && !to->reason)) {
+		to->nprovisioning = to->provisioning ? from->nprovisioning : 0;
+		vf_free(to);
+		memset(to, 0, sizeof(*to));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A deep copy; NULL when out of memory. */
+static struct xevf_host *host_copy(const struct xevf_host *from)
+{
+	struct xevf_host *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->vfio_container_node = xevf_strdup_or_null(from->vfio_container_node);
+	h->iommufd_node = xevf_strdup_or_null(from->iommufd_node);
+	if ((from->npfs && !(h->pfs = calloc(from->npfs, sizeof(*h->pfs)))) ||
+	    (from->nnotes && !(h->notes = calloc(from->nnotes, sizeof(*h->notes)))))
+		goto fail;
+	for (; h->nnotes < from->nnotes; h->nnotes++)
+		if (!(h->notes[h->nnotes] = strdup(from->notes[h->nnotes])))
+			goto fail;
+	for (; h->npfs < from->npfs; h->npfs++) {
+		const struct xevf_pf *fp = &from->pfs[h->npfs];
+		struct xevf_pf *tp = &h->pfs[h->npfs];
+		*tp = *fp;
+		tp->vfs = NULL;
+		tp->nvfs = 0;
+		tp->driver = xevf_strdup_or_null(fp->driver);
+		if ((fp->driver && !tp->driver) || (fp->nvfs && !(tp->vfs = calloc(fp->nvfs, sizeof(*tp->vfs))))) {
+			h->npfs++;
+			goto fail;
+		}
+		for (; tp->nvfs < fp->nvfs; tp->nvfs++)
+			if (vf_copy(&tp->vfs[tp->nvfs], &fp->vfs[tp->nvfs])) {
+				h->npfs++;
+				goto fail;
+			}
+	}
+	if ((from->vfio_container_node && !h->vfio_container_node) || (from->iommufd_node && !h->iommufd_node))
+		goto fail;
+	return h;
+fail:
+	xevf_host_free(h);
+	return NULL;
+}
+
+/* Notes of a recheck join the scan's own only when new: a VF read again
+ * must not repeat what the scan said. */
+static void dedupe_new_notes(struct xevf_host *h, size_t first_new)
+{
+	size_t kept = first_new;
+
+	for (size_t i = first_new; i < h->nnotes; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < kept && !seen; j++)
+			seen = strcmp(h->notes[j], h->notes[i]) == 0;
+		if (seen)
+			free(h->notes[i]);
+		else
+			h->notes[kept++] = h->notes[i];
+	}
+	h->nnotes = kept;
+}
+
+static void recheck_vf(struct scan *s, const struct xevf_pf *pf, struct xevf_vf *vf)
+{
+	char *group_path = NULL;
+
+	free(vf->driver);
+	free(vf->group_node);
+	free(vf->cdev_node);
+	vf->group_node = vf->cdev_node = NULL;
+	vf->migration_capable = false;
+	vf->driver = read_driver(s, vf->addr);
+	classify_driver(vf);
+	vf->iommu_group = read_iommu_group(s, vf->addr);
+	if (vf->iommu_group >= 0 && xevf_asprintf(&group_path, "/dev/vfio/%d", vf->iommu_group) == 0) {
+		vf->group_node = existing_dev_node(s->roots, group_path);
+		free(group_path);
+	}
+	if (vf->driver_kind == XEVF_DRIVER_VFIO_PCI || vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT) {
+		char *cdev = find_cdev(s, vf->addr);
+		if (cdev) {
+			vf->cdev_node = existing_dev_node(s->roots, cdev);
+			free(cdev);
+		}
+	}
+	free(vf->reason);
+	vf->reason = NULL;
+	evaluate_health(s, pf, vf);
+}
+
+int xevf_host_recheck(const struct xevf_roots *roots, const struct xevf_host *old, const char *only_vf,
+		      struct xevf_host **out, struct xevf_err *err)
+{
+	struct scan s = {.roots = roots};
+	char *pci_path = NULL, *devices_dir = NULL;
+	size_t first_new;
+
+	*out = NULL;
+	if (xevf_sysfs_path(roots, "/sys/bus/pci", &pci_path) || xevf_asprintf(&devices_dir, "%s/devices", pci_path) ||
+	    !(s.host = host_copy(old))) {
+		free(pci_path);
+		free(devices_dir);
+		return xevf_err_set(err, ENOMEM, "recheck: out of memory");
+	}
+	s.devices_dir = devices_dir;
+	first_new = s.host->nnotes;
+	if (!only_vf) {
+		free(s.host->vfio_container_node);
+		free(s.host->iommufd_node);
+		s.host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
+		s.host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
+	}
+	for (size_t i = 0; i < s.host->npfs; i++)
+		for (size_t j = 0; j < s.host->pfs[i].nvfs; j++)
+			if (!only_vf || strcmp(s.host->pfs[i].vfs[j].addr, only_vf) == 0)
+				recheck_vf(&s, &s.host->pfs[i], &s.host->pfs[i].vfs[j]);
+	dedupe_new_notes(s.host, first_new);
+	free(devices_dir);
+	free(pci_path);
+	*out = s.host;
 	return 0;
 }

@@ -89,6 +89,15 @@ int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *o
 
 void xevf_host_free(struct xevf_host *host);
 
+/* The cheap look after an event that moves no device (a bind, an unbind, a
+ * VFIO node created or removed): a copy of old with each VF's driver, IOMMU
+ * group, VFIO nodes and so health read again (a handful of syscalls per VF),
+ * only_vf's alone when not NULL (then the host-wide nodes are not read
+ * again). Whatever else the scan read is copied, notes included; a VF that
+ * came or went needs xevf_discover. 0, or -ENOMEM. */
+int xevf_host_recheck(const struct xevf_roots *roots, const struct xevf_host *old, const char *only_vf,
+		      struct xevf_host **out, struct xevf_err *err) XEVF_MUST_CHECK;
+
 /* Finds a VF by address; NULL when the host has none such. */
 const struct xevf_vf *xevf_host_find_vf(const struct xevf_host *host, const char *addr);
 

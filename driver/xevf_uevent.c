@@ -1,10 +1,12 @@
 #include "xevf_uevent.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <linux/netlink.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -91,12 +93,45 @@ int xevf_uevent_open(int *fd, struct xevf_err *err)
 	return 0;
 }
 
+/* The kernel sends from port 0; a process could send to our port too.
+ * A local datagram socket is the one a test bound (xevf_uevent_open_local). */
+static bool from_kernel_or_injected(const struct sockaddr_storage *from)
+{
+	if (from->ss_family == AF_NETLINK)
+		return ((const struct sockaddr_nl *)(const void *)from)->nl_pid == 0;
+	return from->ss_family == AF_UNIX;
+}
+
+int xevf_uevent_open_local(const char *path, int *fd, struct xevf_err *err)
+{
+	struct sockaddr_un addr;
+	int s;
+
+	*fd = -1;
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return xevf_err_set(err, ENAMETOOLONG, "uevent socket %s: path too long", path);
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return xevf_err_set(err, errno, "uevent socket %s: %s", path, strerror(errno));
+	(void)unlink(path);
+	if (bind(s, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int e = errno;
+		close(s);
+		return xevf_err_set(err, e, "uevent socket %s: cannot bind: %s", path, strerror(e));
+	}
+	*fd = s;
+	return 0;
+}
+
 int xevf_uevent_next(int fd, struct xevf_uevent *ev)
 {
 	char buf[UEVENT_MAX + 1];
 
 	for (;;) {
-		struct sockaddr_nl from;
+		struct sockaddr_storage from;
 		struct iovec iov = {buf, UEVENT_MAX};
 		struct msghdr msg;
 		ssize_t n;
@@ -115,8 +150,8 @@ int xevf_uevent_next(int fd, struct xevf_uevent *ev)
 			/* ENOBUFS: events were lost; the caller rescans anyway */
 			return -errno;
 		}
-		if (from.nl_pid != 0 || (msg.msg_flags & MSG_TRUNC))
-			continue; /* not from the kernel, or cut short */
+		if ((msg.msg_flags & MSG_TRUNC) || !from_kernel_or_injected(&from))
+			continue; /* cut short, or not from the kernel */
 		if (xevf_uevent_parse(buf, (size_t)n, ev) == 0)
 			return 1;
 	}

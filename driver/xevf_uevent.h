@@ -26,6 +26,11 @@ void xevf_uevent_clear(struct xevf_uevent *ev);
 /* A non-blocking socket subscribed to kernel uevents. */
 int xevf_uevent_open(int *fd, struct xevf_err *err) XEVF_MUST_CHECK;
 
+/* A datagram socket bound at path that takes uevents in the kernel's format
+ * from local senders instead: how tests on a simulated host send the events
+ * a kernel would. */
+int xevf_uevent_open_local(const char *path, int *fd, struct xevf_err *err) XEVF_MUST_CHECK;
+
 /* Reads the next event: 1 with *ev filled, 0 when none is waiting, or a
  * negative errno. Datagrams that are not from the kernel are skipped. */
 int xevf_uevent_next(int fd, struct xevf_uevent *ev);

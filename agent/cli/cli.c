@@ -11,22 +11,22 @@
 
 enum { OPT_RESOURCE_NAME = 256, OPT_POLICY, OPT_CHECK_CONFIG, OPT_JSON, OPT_SETTING = 1000 };
 
-static int run_agent(const struct cli_args *a, const struct mig_device_provider *devices);
-static int discover_cmd(const struct cli_args *a, const struct mig_device_provider *devices)
+static int run_agent(const struct cli_args *a, const struct agent_world *world);
+static int discover_cmd(const struct cli_args *a, const struct agent_world *world)
 {
-	(void)devices;
+	(void)world;
 	return cli_discover(a);
 }
-static int status_cmd(const struct cli_args *a, const struct mig_device_provider *devices)
+static int status_cmd(const struct cli_args *a, const struct agent_world *world)
 {
-	(void)devices;
+	(void)world;
 	return cli_status(a);
 }
 
 /* The subcommands that share the agent's flags; `migrate` has its own. */
 static const struct {
 	const char *name;
-	int (*run)(const struct cli_args *a, const struct mig_device_provider *devices);
+	int (*run)(const struct cli_args *a, const struct agent_world *world);
 	bool takes_json;
 } commands[] = {
 	{NULL, run_agent, false}, /* no subcommand: run the agent */
@@ -129,7 +129,7 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
 	return rc;
 }
 
-static int run_agent(const struct cli_args *a, const struct mig_device_provider *devices)
+static int run_agent(const struct cli_args *a, const struct agent_world *world)
 {
 	struct agent_config cfg;
 	char *error = NULL;
@@ -151,10 +151,10 @@ static int run_agent(const struct cli_args *a, const struct mig_device_provider 
 		config_free(&cfg);
 		return 0;
 	}
-	return daemon_run(&a->overrides, &cfg, devices);
+	return daemon_run(&a->overrides, &cfg, world);
 }
 
-int cli_main(int argc, char **argv, const struct mig_device_provider *devices)
+int cli_main(int argc, char **argv, const struct agent_world *world)
 {
 	const char **values = calloc(settings_count() + 1, sizeof(*values));
 	struct cli_args a = {.overrides = {.values = values}};
@@ -180,7 +180,7 @@ int cli_main(int argc, char **argv, const struct mig_device_provider *devices)
 		rc = EXIT_USAGE;
 	}
 	if (rc < 0)
-		rc = commands[cmd].run(&a, devices);
+		rc = commands[cmd].run(&a, world);
 	free(values);
 	return rc;
 }

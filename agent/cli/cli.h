@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 #include "config.h"
-#include "migration.h"
+#include "daemon.h"
 
 #define EXIT_USAGE 2
 
@@ -16,8 +16,8 @@ struct cli_args {
 	bool json, check_only;
 };
 
-/* The whole program; devices: how the Migration service opens VFs. */
-int cli_main(int argc, char **argv, const struct mig_device_provider *devices);
+/* The whole program; world: what the agent talks to (doubles in tests). */
+int cli_main(int argc, char **argv, const struct agent_world *world);
 
 /* discover.c, status.c */
 int cli_discover(const struct cli_args *a);

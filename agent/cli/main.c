@@ -3,5 +3,7 @@
 
 int main(int argc, char **argv)
 {
-	return cli_main(argc, argv, &mig_kernel_devices);
+	static const struct agent_world real = {&mig_kernel_devices, NULL};
+
+	return cli_main(argc, argv, &real);
 }

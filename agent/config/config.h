@@ -21,7 +21,7 @@
 
 #define XEVF_DEFAULT_RESOURCE "intel.com/xe_vf"
 #define XEVF_DEFAULT_PLUGIN_DIR "/var/lib/kubelet/device-plugins"
-#define XEVF_DEFAULT_RESCAN_MS 500
+#define XEVF_DEFAULT_RESCAN_MS 60000
 #define XEVF_DEFAULT_STATUS_SOCKET "/run/xevf/status.sock"
 #define XEVF_DEFAULT_MIGRATION_SOCKET "/run/xevf/migration.sock"
 #define XEVF_DEFAULT_STATE_DIR "/var/lib/xevf"

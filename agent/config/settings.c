@@ -50,7 +50,7 @@ static const struct setting settings[] = {
 	    "where the host's /dev is; device paths given to the kubelet are always the host's /dev/... paths"),
 	STR("logLevel", "log-level", "LEVEL", log_level, "info", check_log_level, "debug, info, warn or error"),
 	LONG("rescanIntervalMs", "rescan-interval", "MS", rescan_interval_ms, XEVF_DEFAULT_RESCAN_MS, 50, 600000,
-	     "how often sysfs is rescanned, in ms"),
+	     "the full rescan of sysfs that runs even without events (a safety net), in ms"),
 	STR("modulesRoot", "modules-root", "DIR", modules_root, "/lib/modules", NULL,
 	    "where kernel modules are, for finding VFIO drivers"),
 	STR("kernelRelease", "kernel-release", "REL", kernel_release, NULL, NULL,

@@ -1,7 +1,9 @@
-/* The daemon's life: start-up as named steps, the loop, shutdown. */
+/* The daemon's life: start-up as named steps, the loop (asleep in poll until
+ * an event or a deadline), shutdown. */
 #include <errno.h>
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stdlib.h>
@@ -13,11 +15,17 @@
 #include "log.h"
 #include "metrics.h"
 #include "text.h"
-#include "xevf_uevent.h"
 #include "xevf_util.h"
 
-#define TICK_MS 100
 #define SHUTDOWN_DRAIN_MS 10000
+/* While something is in flight that has no event of its own (a migration's
+ * reservations expiring, the API server's pods kept fresh for a pending
+ * reservation, a shutdown draining, a dir that cannot be watched), the loop
+ * also wakes this often. */
+#define MIGRATION_LOOK_MS 1000
+#define PODS_FRESH_MS 100
+#define DRAIN_LOOK_MS 100
+#define UNWATCHED_LOOK_MS 1000
 
 static volatile sig_atomic_t got_term, got_hup;
 
@@ -27,6 +35,7 @@ static void on_signal(int sig)
 		got_hup = 1;
 	else
 		got_term = 1;
+	daemon_wake();
 }
 
 static int install_signals(void)
@@ -56,16 +65,6 @@ void daemon_apply_settings(struct daemon *d)
 		d->kubelet_socket = NULL;
 }
 
-static void open_uevents(struct daemon *d)
-{
-	struct xevf_err err = XEVF_ERR_INIT;
-
-	if (xevf_uevent_open(&d->uevent_fd, &err))
-		log_warn("uevents_unavailable", "reason=\"%s\" action=\"relying on the %ld ms rescan; run the pod with "
-			 "hostNetwork to receive uevents\"", xevf_err_msg(&err), d->cfg.rescan_interval_ms);
-	xevf_err_clear(&err);
-}
-
 static void start_http(struct daemon *d)
 {
 	const char *sock = d->cfg.status_socket;
@@ -86,6 +85,7 @@ static void start_migration(struct daemon *d)
 		.state_dir = d->cfg.state_dir, .node_name = d->cfg.node_name, .sysfs_root = d->cfg.sysfs_root,
 		.dev_root = d->cfg.dev_root, .proc_root = d->cfg.proc_root, .kernel_release = d->cfg.kernel_release,
 		.stream_idle_ms = (int)d->cfg.stream_idle_timeout_ms, .max_state_bytes = (uint64_t)d->cfg.max_state_bytes,
+		.wake = daemon_wake,
 	};
 	char *error = NULL;
 
@@ -145,9 +145,11 @@ static bool claim_plugin_dir(struct daemon *d)
 	}
 	log_warn("plugin_dir_busy", "dir=%s holder_pid=%s action=\"another xevf-agent serves this plugin directory; "
 		 "waiting for it to exit before serving\"", d->cfg.plugin_dir, *holder ? holder : "?");
+	/* the lock has no event to wait for: look now and then, answering probes */
 	while (!got_term && daemon_plugin_dir_claim(d, holder, sizeof(holder)) == -EWOULDBLOCK) {
 		metrics_heartbeat(clock_mono_ms());
-		usleep(100 * 1000);
+		daemon_answer_asks(d);
+		(void)poll(NULL, 0, 100);
 	}
 	if (got_term)
 		return false;
@@ -180,7 +182,7 @@ static void grpc_core_log(gpr_log_func_args *args)
 	free(message);
 }
 
-static int start(struct daemon *d)
+static int start(struct daemon *d, const char *injected_uevents)
 {
 	raise_descriptor_limit();
 	gpr_set_log_function(grpc_core_log);
@@ -196,13 +198,20 @@ static int start(struct daemon *d)
 		log_warn("plugin_dir_unusable", "dir=%s err=\"%s\" action=\"will keep trying\"", d->cfg.plugin_dir,
 			 strerror(errno));
 	}
-	if (preparer_start(&d->preparer)) {
+	if (daemon_wake_open()) {
+		log_error("start_failed", "reason=\"cannot make the loop's wake-up descriptor: %s\"", strerror(errno));
+		return -1;
+	}
+	if (preparer_start(&d->preparer, daemon_wake)) {
 		log_error("start_failed", "reason=\"cannot start the VF preparation thread\"");
 		return -1;
 	}
-	open_uevents(d);
+	daemon_events_open(d, injected_uevents);
 	grpc_init();
 	d->cq = grpc_completion_queue_create_for_next(NULL);
+	if (daemon_serving_start(d))
+		return -1;
+	metrics_set_refresh(daemon_ask_publish, d);
 	log_info("starting", "version=%s pools=%zu plugin_dir=%s sysfs_root=%s dev_root=%s rescan_ms=%ld", XEVF_VERSION,
 		 d->cfg.npools, d->cfg.plugin_dir, d->cfg.sysfs_root, d->cfg.dev_root, d->cfg.rescan_interval_ms);
 	start_http(d);
@@ -216,7 +225,9 @@ static int start(struct daemon *d)
 	 * on its own thread, and what it makes ready reaches the kubelet through
 	 * ListAndWatch as it comes. */
 	daemon_request_prepare(d, "start");
+	daemon_serving_lock(d);
 	create_pools(d);
+	daemon_serving_unlock(d);
 	daemon_rescan(d);
 	d->next_rescan_ms = clock_mono_ms() + d->cfg.rescan_interval_ms;
 	return 0;
@@ -224,22 +235,20 @@ static int start(struct daemon *d)
 
 /* ---- the loop ---- */
 
-static void read_uevents(struct daemon *d, int64_t now)
+static void take_allocated(struct daemon *d, int64_t now)
 {
-	struct xevf_uevent ev;
-	int got;
+	char **ids;
+	size_t n;
 
-	while (d->uevent_fd >= 0 && (got = xevf_uevent_next(d->uevent_fd, &ev)) != 0) {
-		if (got < 0) { /* lost events (ENOBUFS): rescan to be sure */
-			d->next_rescan_ms = now;
-			break;
-		}
-		if (ev.subsystem && (strcmp(ev.subsystem, "pci") == 0 || strcmp(ev.subsystem, "vfio") == 0)) {
-			log_debug("uevent", "action=%s devpath=%s subsystem=%s", ev.action, ev.devpath, ev.subsystem);
-			d->next_rescan_ms = now;
-		}
-		xevf_uevent_clear(&ev);
-	}
+	pthread_mutex_lock(&d->inbox_lock);
+	ids = d->allocated;
+	n = d->nallocated;
+	d->allocated = NULL;
+	d->nallocated = 0;
+	pthread_mutex_unlock(&d->inbox_lock);
+	for (size_t i = 0; i < n; i++)
+		ledger_record(&d->ledger, ids[i], now);
+	xevf_strv_free(ids, n);
 }
 
 static void collect_migration_releases(struct daemon *d, int64_t now)
@@ -258,13 +267,15 @@ static void collect_migration_releases(struct daemon *d, int64_t now)
 
 /* While a reservation waits for its target pod, the API server's answer is
  * kept fresh, so that the pod's allocation finds it ready. */
-static void keep_pods_fresh(struct daemon *d)
+static bool keep_pods_fresh(struct daemon *d)
 {
 	if (!d->kube || !d->migration || !migration_has_pending(d->migration))
-		return;
+		return false;
+	/* a pool's settings change on this thread only: read without the lock */
 	for (struct pool_slot *s = d->pools; s; s = s->next)
 		if (!plugin_retired(s->plugin))
 			kube_cache_refresh(d->kube, plugin_pool(s->plugin)->cfg.resource_name);
+	return true;
 }
 
 static void watch_kubelet(struct daemon *d)
@@ -278,6 +289,7 @@ static void watch_kubelet(struct daemon *d)
 	d->kubelet_missing_logged = !present;
 }
 
+/* Under the serving lock. */
 static void reap_pools(struct daemon *d)
 {
 	for (struct pool_slot **pp = &d->pools; *pp;) {
@@ -297,8 +309,10 @@ static void handle_signals(struct daemon *d)
 	if (got_term && !d->stopping) {
 		log_info("shutting_down", "reason=signal");
 		d->stopping = true;
+		daemon_serving_lock(d);
 		for (struct pool_slot *s = d->pools; s; s = s->next)
 			plugin_retire(s->plugin, "agent stopping");
+		daemon_serving_unlock(d);
 	}
 	if (got_hup && !d->stopping) {
 		got_hup = 0;
@@ -307,55 +321,105 @@ static void handle_signals(struct daemon *d)
 	}
 }
 
-static void tick(struct daemon *d)
+/* The plugins' part of a step: serve, register, notice removed sockets, reap. */
+static void tend_plugins(struct daemon *d, int64_t now)
+{
+	daemon_serving_lock(d);
+	for (struct pool_slot *s = d->pools; s && !d->plugin_dir_missing; s = s->next)
+		plugin_tick(s->plugin, now, d->stopping);
+	reap_pools(d);
+	daemon_serving_unlock(d);
+}
+
+/* Everything that is due: what the events asked for, then the deadlines. */
+static void step(struct daemon *d)
 {
 	int64_t now = clock_mono_ms();
 
+	daemon_wake_drain();
 	handle_signals(d);
-	read_uevents(d, now);
+	daemon_read_uevents(d, now);
+	daemon_vfio_dir_events(d);
 	daemon_plugin_dir_events(d);
+	take_allocated(d, now);
 	if (preparer_passes(d->preparer) != d->prepare_passes_seen) {
 		/* a pass finished: show its outcome (new VFs, bindings, reasons) now */
 		d->prepare_passes_seen = preparer_passes(d->preparer);
 		d->next_rescan_ms = now;
 	}
 	collect_migration_releases(d, now);
-	keep_pods_fresh(d);
 	if (!d->stopping && now >= d->next_rescan_ms) {
 		daemon_rescan(d);
 		d->next_rescan_ms = now + d->cfg.rescan_interval_ms;
+	} else if (!d->stopping) {
+		daemon_recheck(d);
 	}
+	if (!d->stopping && d->numvfs_drift && now >= d->next_numvfs_retry_ms)
+		daemon_rescan(d); /* retries numVFs through the preparer */
 	if (daemon_plugin_dir_ready(d) && !d->stopping && d->kubelet_socket)
 		watch_kubelet(d);
-	for (struct pool_slot *s = d->pools; s && !d->plugin_dir_missing; s = s->next)
-		plugin_tick(s->plugin, now, d->stopping);
-	reap_pools(d);
-	metrics_heartbeat(clock_mono_ms());
-	if (d->status_dirty)
-		daemon_publish(d);
+	tend_plugins(d, clock_mono_ms());
+	daemon_answer_asks(d);
+}
+
+/* How long the loop may sleep: until the earliest deadline, or for good
+ * (-1) when only an event can give it work. */
+static int sleep_ms(struct daemon *d, bool pods_pending)
+{
+	int64_t now = clock_mono_ms(), due = d->stopping ? now + DRAIN_LOOK_MS : d->next_rescan_ms;
+
+	if (!d->stopping) {
+		if (d->numvfs_drift && d->next_numvfs_retry_ms < due)
+			due = d->next_numvfs_retry_ms;
+		if (daemon_events_next_due(d) < due)
+			due = daemon_events_next_due(d);
+		daemon_serving_lock(d);
+		for (struct pool_slot *s = d->pools; s && !d->plugin_dir_missing; s = s->next)
+			if (plugin_next_due(s->plugin, d->stopping) < due)
+				due = plugin_next_due(s->plugin, d->stopping);
+		daemon_serving_unlock(d);
+		if (d->migration && migration_has_records(d->migration) && now + MIGRATION_LOOK_MS < due)
+			due = now + MIGRATION_LOOK_MS;
+		if (pods_pending && now + PODS_FRESH_MS < due)
+			due = now + PODS_FRESH_MS;
+		if ((d->plugin_dir_watch < 0 || d->plugin_dir_missing) && now + UNWATCHED_LOOK_MS < due)
+			due = now + UNWATCHED_LOOK_MS;
+	}
+	if (due <= now)
+		return 0;
+	return due - now > INT32_MAX ? -1 : (int)(due - now);
+}
+
+static void sleep_until_due(struct daemon *d, int timeout_ms)
+{
+	struct pollfd fds[4];
+	nfds_t n = 0;
+	int fd[4] = {daemon_wake_fd(), d->uevent_fd, d->plugin_dir_watch, d->vfio_watch};
+
+	for (size_t i = 0; i < 4; i++)
+		if (fd[i] >= 0)
+			fds[n++] = (struct pollfd){.fd = fd[i], .events = POLLIN};
+	if (poll(fds, n, timeout_ms) < 0 && errno != EINTR)
+		log_error("poll_failed", "err=\"%s\"", strerror(errno));
 }
 
 static void loop(struct daemon *d)
 {
 	int64_t shutdown_deadline = 0;
 
-	tick(d); /* serve and register as soon as the first inventory is there, not a tick later */
 	for (;;) {
-		grpc_event ev = grpc_completion_queue_next(
-			d->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(TICK_MS, GPR_TIMESPAN)), NULL);
-		if (ev.type == GRPC_OP_COMPLETE)
-			plugin_dispatch(ev.tag, ev.success != 0);
-		tick(d);
-		if (!d->stopping)
-			continue;
-		if (!shutdown_deadline)
-			shutdown_deadline = clock_mono_ms() + SHUTDOWN_DRAIN_MS;
-		if (!d->pools)
-			break;
-		if (clock_mono_ms() > shutdown_deadline) {
-			log_error("shutdown_timeout", "reason=\"calls did not drain in 10 s\"");
-			break;
+		step(d);
+		if (d->stopping) {
+			if (!shutdown_deadline)
+				shutdown_deadline = clock_mono_ms() + SHUTDOWN_DRAIN_MS;
+			if (!d->pools)
+				break;
+			if (clock_mono_ms() > shutdown_deadline) {
+				log_error("shutdown_timeout", "reason=\"calls did not drain in 10 s\"");
+				break;
+			}
 		}
+		sleep_until_due(d, sleep_ms(d, keep_pods_fresh(d)));
 	}
 }
 
@@ -363,10 +427,15 @@ static void loop(struct daemon *d)
 
 static void stop(struct daemon *d)
 {
+	metrics_set_refresh(NULL, NULL); /* readers from here on read what was published last */
 	if (d->cq) {
 		grpc_completion_queue_shutdown(d->cq);
-		while (grpc_completion_queue_next(d->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
-			;
+		if (d->serving_started)
+			daemon_serving_join(d);
+		else
+			while (grpc_completion_queue_next(d->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+			       GRPC_QUEUE_SHUTDOWN)
+				;
 		grpc_completion_queue_destroy(d->cq);
 		migration_stop(d->migration);
 		kube_cache_stop(d->kube);
@@ -375,37 +444,44 @@ static void stop(struct daemon *d)
 	http_stop(d->http);
 	metrics_reset();
 	preparer_stop(d->preparer);
-	if (d->uevent_fd >= 0)
-		close(d->uevent_fd);
+	daemon_events_close(d);
+	daemon_wake_close();
 	inventory_unref(d->inventory);
 	daemon_plugin_dir_release(d);
 	xevf_strv_free(d->known_vfs, d->nknown_vfs);
 	xevf_strv_free(d->told_pfs, d->ntold_pfs);
 	ledger_free(&d->ledger);
 	xevf_strv_free(d->notes, d->nnotes);
+	xevf_strv_free(d->allocated, d->nallocated);
 	free(d->scan_error);
 	free(d->kubelet_socket);
 	config_free(&d->cfg);
 }
 
-int daemon_run(const struct config_overrides *o, struct agent_config *cfg, const struct mig_device_provider *devices)
+int daemon_run(const struct config_overrides *o, struct agent_config *cfg, const struct agent_world *world)
 {
 	struct daemon d;
 	int rc;
 
 	memset(&d, 0, sizeof(d));
 	d.overrides = o;
-	d.devices = devices;
+	d.devices = world->devices;
 	d.cfg = *cfg;
 	config_init(cfg);
-	d.uevent_fd = -1;
+	d.uevent_fd = d.vfio_watch = d.dev_root_wd = -1;
 	d.plugin_dir_lock = d.plugin_dir_watch = -1;
+	pthread_mutex_init(&d.serving_lock, NULL);
+	pthread_mutex_init(&d.inbox_lock, NULL);
+	pthread_cond_init(&d.answered_cond, NULL);
 	daemon_apply_settings(&d);
 	daemon_hooks_init(&d);
-	rc = start(&d);
+	rc = start(&d, world->injected_uevents);
 	if (rc == 0)
 		loop(&d);
 	stop(&d);
+	pthread_cond_destroy(&d.answered_cond);
+	pthread_mutex_destroy(&d.inbox_lock);
+	pthread_mutex_destroy(&d.serving_lock);
 	if (rc)
 		return 1;
 	log_info("stopped", "status=0");

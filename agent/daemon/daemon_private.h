@@ -1,8 +1,10 @@
-/* What the daemon's files share. The daemon's state is owned by its thread. */
+/* What the daemon's files share. The daemon's state is owned by its thread
+ * (the control loop), except what is marked otherwise. */
 #ifndef XEVF_DAEMON_PRIVATE_H
 #define XEVF_DAEMON_PRIVATE_H
 
 #include <grpc/grpc.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,30 +33,49 @@ struct daemon {
 	uint64_t prepare_passes_seen;
 	char **known_vfs;        /* every VF seen so far: a new one gets prepared */
 	size_t nknown_vfs;
-	bool known_seeded;       /* the first scan's VFs are not "new" */
 	int64_t next_numvfs_retry_ms;
 	struct ledger ledger;
 	struct inventory *inventory; /* the last published snapshot */
-	int uevent_fd;
 	grpc_completion_queue *cq;
-	struct pool_slot *pools;
+	struct pool_slot *pools; /* the list is the daemon's; each plugin's state is under serving_lock */
 	struct dp_hooks hooks;
 	char *kubelet_socket;
-	int64_t next_rescan_ms;
+	int64_t next_rescan_ms;  /* the next full discovery (the safety net, or sooner when asked) */
+	char **recheck_vfs;      /* an event named these VFs: look at them again, cheaply */
+	size_t nrecheck_vfs;
+	int64_t next_recheck_ms; /* without uevents: the cheap look, now and then */
+	/* The serving thread: it dispatches the completions of cq under
+	 * serving_lock, which the daemon's thread takes around every call into
+	 * a plugin. */
+	pthread_mutex_t serving_lock;
+	pthread_t serving_thread;
+	/* What other threads hand the daemon's thread (under inbox_lock), then
+	 * wake it (daemon_wake). */
+	pthread_mutex_t inbox_lock;
+	pthread_cond_t answered_cond;
+	char **allocated;        /* VFs Allocate gave out, for the ledger */
+	size_t nallocated;
+	uint64_t asks, answers;  /* readers of the status, metrics or health waiting for a publish */
 	char **notes;            /* discovery notes already reported */
 	size_t nnotes;
 	char *scan_error;        /* last discovery failure already reported */
-	bool kubelet_missing_logged;
-	bool stopping;
-	bool status_dirty;       /* the published status and gauges need refreshing */
 	struct http_server *http;
-	int plugin_dir_lock;         /* this agent's claim on the plugin dir, -1 until it has it */
-	int plugin_dir_watch;        /* inotify on the plugin dir (and its parent while it is missing), -1 without */
-	bool plugin_dir_missing;     /* waiting for the kubelet to create it: nothing is served yet */
 	char **told_pfs;             /* PFs whose missing provisioning was said */
 	size_t ntold_pfs;
 	struct migration *migration; /* NULL when the Migration service could not start */
 	struct kube_cache *kube;     /* NULL: no API server to tell pods apart */
+	int uevent_fd;
+	int vfio_watch;              /* inotify on <dev>/vfio and <dev>/vfio/devices, -1 without */
+	int dev_root_wd;             /* ... whose watch of the dev root itself is this */
+	int plugin_dir_lock;         /* this agent's claim on the plugin dir, -1 until it has it */
+	int plugin_dir_watch;        /* inotify on the plugin dir (and its parent while it is missing), -1 without */
+	bool known_seeded;           /* the first scan's VFs are not "new" */
+	bool recheck_all;            /* an event moved no device: look at every VF again, cheaply */
+	bool numvfs_drift;           /* a PF's VF count differs from its pool's numVFs: retried at next_numvfs_retry_ms */
+	bool serving_started;
+	bool kubelet_missing_logged;
+	bool stopping;
+	bool plugin_dir_missing;     /* waiting for the kubelet to create it: nothing is served yet */
 };
 
 /* daemon.c: roots, log level and kubelet socket from the configuration */
@@ -71,14 +92,48 @@ bool daemon_plugin_dir_ready(struct daemon *d);
 
 /* rescan.c */
 void daemon_rescan(struct daemon *d);
+/* Publishes host as the new inventory (taken over): pools, Migration
+ * service, preparer brought up to date. */
+void daemon_take_host(struct daemon *d, struct xevf_host *host);
 void daemon_request_prepare(struct daemon *d, const char *why);
 
 /* reload.c */
 void daemon_reload(struct daemon *d);
 struct pool_slot *daemon_add_pool(struct daemon *d, const struct pool_config *cfg);
 
-/* status.c */
+/* serving.c: the wake-up descriptor (an eventfd; async-signal-safe to ring) */
+int daemon_wake_open(void);
+void daemon_wake(void);
+int daemon_wake_fd(void);
+void daemon_wake_drain(void);
+void daemon_wake_close(void);
+int daemon_serving_start(struct daemon *d);
+/* After the queue is shut down: waits for the serving thread to see it. */
+void daemon_serving_join(struct daemon *d);
+void daemon_serving_lock(struct daemon *d);
+void daemon_serving_unlock(struct daemon *d);
+
+/* events.c: uevents and the VFIO dir, turned into rescans and rechecks */
+/* Uevents from the kernel, or from a local datagram socket at injected_uevents
+ * (tests on a simulated host); the VFIO dir watch. */
+void daemon_events_open(struct daemon *d, const char *injected_uevents);
+void daemon_events_close(struct daemon *d);
+void daemon_read_uevents(struct daemon *d, int64_t now);
+void daemon_vfio_dir_events(struct daemon *d);
+/* The cheap look the events asked for, if any. */
+void daemon_recheck(struct daemon *d);
+/* A full discovery has looked at everything: no recheck pending. */
+void daemon_rechecks_done(struct daemon *d);
+/* When the next look without events is due (INT64_MAX: only on events). */
+int64_t daemon_events_next_due(const struct daemon *d);
+
+/* status.c: the status and gauges, published when a reader asks */
 void daemon_publish(struct daemon *d);
+/* Answers the readers waiting (publishes first when any are). */
+void daemon_answer_asks(struct daemon *d);
+/* For the HTTP threads: asks the daemon's thread to publish and waits for it
+ * (a while at most: a stuck loop shows as a stale heartbeat). */
+void daemon_ask_publish(void *daemon);
 
 /* hooks.c */
 void daemon_hooks_init(struct daemon *d);

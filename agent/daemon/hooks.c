@@ -1,25 +1,35 @@
 /* What the device plugin asks of the daemon (dp_hooks): the glue between
- * the device plugin and the Migration service, which never meet. */
+ * the device plugin and the Migration service, which never meet. These run
+ * on the serving thread, holding the serving lock. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "daemon_private.h"
 #include "log.h"
 
 static void on_allocated(void *ctx, const char *resource, const char *const *ids, size_t n)
 {
 	struct daemon *d = ctx;
-	int64_t now = clock_mono_ms();
+	char **grown;
 
 	(void)resource;
-	for (size_t i = 0; i < n; i++) {
-		/* the preparer leaves these alone while their VM starts */
-		ledger_record(&d->ledger, ids[i], now);
+	for (size_t i = 0; i < n; i++)
 		if (d->migration)
 			migration_claim(d->migration, ids[i]);
+	/* the ledger (the preparer leaves these alone while their VM starts) is
+	 * the daemon's thread's: hand it the ids */
+	pthread_mutex_lock(&d->inbox_lock);
+	grown = realloc(d->allocated, (d->nallocated + n + 1) * sizeof(*grown));
+	if (grown) {
+		d->allocated = grown;
+		for (size_t i = 0; i < n; i++)
+			if ((d->allocated[d->nallocated] = strdup(ids[i])))
+				d->nallocated++;
 	}
-	d->status_dirty = true;
+	pthread_mutex_unlock(&d->inbox_lock);
+	if (!grown)
+		log_error("out_of_memory", "reason=\"recording %zu allocated VFs in the ledger\"", n);
+	daemon_wake();
 }
 
 static size_t reservations(void *ctx, char *const *ids, size_t n, struct steer_reservation *out)
@@ -48,21 +58,22 @@ static size_t reservations(void *ctx, char *const *ids, size_t n, struct steer_r
 static int pending_pods(void *ctx, const char *resource, struct kube_pod **pods, size_t *n, char **error)
 {
 	struct daemon *d = ctx;
+	int rc;
 
 	*pods = NULL;
 	*n = 0;
 	if (!d->kube)
 		return 1;
-	/* the answer is fetched on the cache's thread: serving waits a moment at most */
-	return kube_cache_pods(d->kube, resource, KUBE_WAIT_MS, pods, n, error);
-}
-
-static void changed(void *ctx)
-{
-	((struct daemon *)ctx)->status_dirty = true;
+	/* The answer is fetched on the cache's thread: serving waits a moment at
+	 * most, without the lock (the plugin holds nothing of its own meanwhile),
+	 * so that the daemon's thread does not wait behind the API server. */
+	daemon_serving_unlock(d);
+	rc = kube_cache_pods(d->kube, resource, KUBE_WAIT_MS, pods, n, error);
+	daemon_serving_lock(d);
+	return rc;
 }
 
 void daemon_hooks_init(struct daemon *d)
 {
-	d->hooks = (struct dp_hooks){d, on_allocated, reservations, pending_pods, changed};
+	d->hooks = (struct dp_hooks){d, on_allocated, reservations, pending_pods};
 }

@@ -173,17 +173,6 @@ static int copy_pods(const struct entry *e, struct kube_pod **pods, size_t *n)
 	return 0;
 }
 
-static void deadline_in(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 int kube_cache_pods(struct kube_cache *c, const char *resource, int wait_ms, struct kube_pod **pods, size_t *n,
 		    char **error)
 {
@@ -193,7 +182,7 @@ int kube_cache_pods(struct kube_cache *c, const char *resource, int wait_ms, str
 
 	*pods = NULL;
 	*n = 0;
-	deadline_in(&until, wait_ms);
+	clock_cond_deadline(&until, wait_ms);
 	pthread_mutex_lock(&c->lock);
 	e = entry_of(c, resource);
 	while (e && clock_mono_ms() - e->at_ms >= KUBE_CACHE_FRESH_MS) {

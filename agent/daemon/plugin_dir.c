@@ -109,8 +109,10 @@ bool daemon_plugin_dir_ready(struct daemon *d)
 		log_warn("plugin_dir_unlocked", "dir=%s err=\"%s\" holder_pid=%s action=\"serving without the lock\"",
 			 d->cfg.plugin_dir, strerror(-rc), *holder ? holder : "-");
 	daemon_plugin_dir_watch(d);
+	daemon_serving_lock(d);
 	for (struct pool_slot *s = d->pools; s; s = s->next)
 		plugin_serve_now(s->plugin);
+	daemon_serving_unlock(d);
 	return true;
 }
 
@@ -144,6 +146,8 @@ void daemon_plugin_dir_events(struct daemon *d)
 			p += sizeof(*ev) + ev->len;
 		}
 	}
+	daemon_serving_lock(d);
 	for (struct pool_slot *s = d->pools; kubelet && s; s = s->next)
 		plugin_kubelet_in_doubt(s->plugin);
+	daemon_serving_unlock(d);
 }

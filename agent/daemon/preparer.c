@@ -34,6 +34,7 @@ struct preparer {
 	struct pass_input next;  /* the input of the pending pass */
 	uint64_t passes;
 	uint64_t failures;
+	void (*pass_done)(void); /* told after each pass, from this thread */
 	struct inventory_note *notes;
 	size_t nnotes;
 };
@@ -336,6 +337,8 @@ static void publish(struct preparer *p, struct inventory_note *notes, size_t n)
 	p->passes++;
 	p->failures += n;
 	pthread_mutex_unlock(&p->lock);
+	if (p->pass_done)
+		p->pass_done();
 }
 
 static void *thread_main(void *arg)
@@ -365,13 +368,14 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
-int preparer_start(struct preparer **out)
+int preparer_start(struct preparer **out, void (*pass_done)(void))
 {
 	struct preparer *p = calloc(1, sizeof(*p));
 
 	*out = NULL;
 	if (!p)
 		return -ENOMEM;
+	p->pass_done = pass_done;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	atomic_init(&p->stop_now, false);

@@ -19,7 +19,8 @@
 
 struct preparer;
 
-int preparer_start(struct preparer **out);
+/* pass_done (may be NULL) is called on the preparer's thread after each pass. */
+int preparer_start(struct preparer **out, void (*pass_done)(void));
 /* Stops a running pass at its next step or wait, and the thread. */
 void preparer_stop(struct preparer *p);
 

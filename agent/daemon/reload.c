@@ -14,6 +14,7 @@ static struct pool_slot *find_pool(struct daemon *d, const char *resource)
 	return NULL;
 }
 
+/* Under the serving lock. */
 struct pool_slot *daemon_add_pool(struct daemon *d, const struct pool_config *cfg)
 {
 	struct pool_slot *s = calloc(1, sizeof(*s)), **tail = &d->pools;
@@ -79,6 +80,7 @@ void daemon_reload(struct daemon *d)
 		free(error);
 		return;
 	}
+	daemon_serving_lock(d);
 	retire_removed(d, &fresh);
 	config_free(&d->cfg);
 	d->cfg = fresh;
@@ -91,6 +93,7 @@ void daemon_reload(struct daemon *d)
 			(void)daemon_add_pool(d, &d->cfg.pools[i]);
 	}
 	reorder(d);
+	daemon_serving_unlock(d);
 	log_info("config_reloaded", "pools=%zu plugin_dir=%s", d->cfg.npools, d->cfg.plugin_dir);
 	daemon_request_prepare(d, "configuration reloaded");
 	d->next_rescan_ms = 0;

@@ -94,6 +94,7 @@ static void check_prepare_needed(struct daemon *d, const struct inventory *inv)
 		d->known_seeded = true;
 		fresh = false;
 	}
+	d->numvfs_drift = drift;
 	if (fresh) {
 		daemon_request_prepare(d, "new VFs");
 	} else if (drift && clock_mono_ms() >= d->next_numvfs_retry_ms) {
@@ -138,6 +139,7 @@ static void update_pools(struct daemon *d, struct inventory *inv)
 
 	if (!taken)
 		return;
+	daemon_serving_lock(d);
 	for (struct pool_slot *s = d->pools; s; s = s->next) {
 		if (plugin_retired(s->plugin))
 			continue;
@@ -147,19 +149,26 @@ static void update_pools(struct daemon *d, struct inventory *inv)
 			    inventory_set_resource(inv, i, plugin_pool(s->plugin)->cfg.resource_name))
 				log_error("out_of_memory", "reason=\"recording which pool serves %s\"", inv->vfs[i].vf->addr);
 	}
+	daemon_serving_unlock(d);
 	free(taken);
 }
 
 void daemon_rescan(struct daemon *d)
 {
+	struct xevf_host *host = discover(d);
+
+	daemon_rechecks_done(d); /* it looks at everything */
+	if (host)
+		daemon_take_host(d, host);
+}
+
+void daemon_take_host(struct daemon *d, struct xevf_host *host)
+{
 	struct inventory_note *notes = NULL;
 	size_t nnotes = 0;
-	struct xevf_host *host = discover(d);
 	struct inventory *inv;
 	int64_t now = clock_mono_ms();
 
-	if (!host)
-		return;
 	report_notes(d, host);
 	for (size_t i = 0; i < host->npfs; i++)
 		if (!host->pfs[i].provisioning_exposed && !xevf_strv_has(d->told_pfs, d->ntold_pfs, host->pfs[i].addr))
@@ -176,7 +185,6 @@ void daemon_rescan(struct daemon *d)
 	/* published: nobody changes it from here on */
 	inventory_unref(d->inventory);
 	d->inventory = inv;
-	d->status_dirty = true;
 	if (d->migration)
 		migration_update(d->migration, inv);
 	check_prepare_needed(d, inv);

@@ -1,10 +1,17 @@
 /* The agent's published state: the status document behind `xevf-agent
- * status`, the pools' gauges and readiness. */
+ * status`, the pools' gauges and readiness, built on the daemon's thread
+ * when a reader (the HTTP threads) asks for it, not after every change. */
+#include <errno.h>
 #include <json-c/json.h>
+#include <time.h>
 
 #include "clock.h"
 #include "daemon_private.h"
 #include "metrics.h"
+
+/* How long a reader waits for the daemon's thread before it reads what was
+ * published last (and /healthz sees how old that is). */
+#define ASK_WAIT_MS 2000
 
 static json_object *device_json(const struct daemon *d, const struct pool_device *dev, int64_t now)
 {
@@ -46,14 +53,50 @@ void daemon_publish(struct daemon *d)
 	json_object *root = json_object_new_object(), *pools = json_object_new_array();
 	int64_t now = clock_mono_ms();
 
-	d->status_dirty = false;
 	json_object_object_add(root, "version", json_object_new_string(XEVF_VERSION));
 	json_object_object_add(root, "pluginDir", json_object_new_string(d->cfg.plugin_dir));
-	for (struct pool_slot *s = d->pools; s; s = s->next)
+	for (struct pool_slot *s = d->pools; s; s = s->next) {
+		/* one pool at a time: an Allocate waits at most for one pool's part */
+		daemon_serving_lock(d);
 		if (!plugin_retired(s->plugin))
 			json_object_array_add(pools, pool_json(d, s->plugin, now));
+		daemon_serving_unlock(d);
+	}
 	json_object_object_add(root, "pools", pools);
 	metrics_set_status(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(root);
 	metrics_bind_failures(preparer_failures(d->preparer));
+}
+
+void daemon_answer_asks(struct daemon *d)
+{
+	uint64_t asks;
+
+	pthread_mutex_lock(&d->inbox_lock);
+	asks = d->asks;
+	pthread_mutex_unlock(&d->inbox_lock);
+	if (asks == d->answers)
+		return;
+	daemon_publish(d);
+	metrics_heartbeat(clock_mono_ms());
+	pthread_mutex_lock(&d->inbox_lock);
+	d->answers = asks;
+	pthread_cond_broadcast(&d->answered_cond);
+	pthread_mutex_unlock(&d->inbox_lock);
+}
+
+void daemon_ask_publish(void *daemon)
+{
+	struct daemon *d = daemon;
+	struct timespec until;
+	uint64_t mine;
+
+	clock_cond_deadline(&until, ASK_WAIT_MS);
+	pthread_mutex_lock(&d->inbox_lock);
+	mine = ++d->asks;
+	daemon_wake();
+	while (d->answers < mine)
+		if (pthread_cond_timedwait(&d->answered_cond, &d->inbox_lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&d->inbox_lock);
 }

@@ -89,19 +89,27 @@ void plugin_tick(struct plugin *pl, int64_t now, bool stopping)
 		dp_register_tick(pl, now);
 }
 
-void plugin_dispatch(struct dp_tag *tag, bool ok)
+bool plugin_dispatch(struct dp_tag *tag, bool ok)
 {
 	switch ((enum dp_tag_kind)tag->kind) {
 	case TAG_SHUTDOWN:
 		((struct plugin *)tag->obj)->shutdown_notified = true;
-		break;
+		return true;
 	case TAG_REGISTER:
 		dp_register_done(tag->obj, ok);
-		break;
+		return true;
 	default:
-		dp_call_dispatch(tag, ok);
-		break;
+		return dp_call_dispatch(tag, ok);
 	}
+}
+
+int64_t plugin_next_due(const struct plugin *pl, bool stopping)
+{
+	if (pl->retired || stopping)
+		return INT64_MAX; /* draining: its completions say when to reap */
+	if (pl->state == SERVER_STOPPED || (pl->state == SERVER_SERVING && !pl->reg.registered && !pl->reg.in_flight))
+		return pl->reg.next_attempt_ms;
+	return INT64_MAX;
 }
 
 bool plugin_update(struct plugin *pl, const struct inventory *inv, bool *taken)

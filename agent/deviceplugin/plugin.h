@@ -5,7 +5,11 @@
  * It never calls up into the daemon or across into the Migration service:
  * what it needs from them (reservations, the pods waiting on this node) and
  * what it tells them (allocations, changes worth publishing) goes through the
- * hooks the daemon fills in. */
+ * hooks the daemon fills in.
+ *
+ * Threads: completions are dispatched on the serving thread, everything else
+ * is called from the daemon's thread; the daemon holds one lock around both,
+ * so that the plugin itself is single-threaded code. */
 #ifndef XEVF_DP_PLUGIN_H
 #define XEVF_DP_PLUGIN_H
 
@@ -26,10 +30,10 @@ struct dp_hooks {
 	 * plugin with steer_reservations_free); the count. */
 	size_t (*reservations)(void *ctx, char *const *ids, size_t n, struct steer_reservation *out);
 	/* Pending pods on this node that want resource: 0, 1 when nobody can
-	 * tell (no API server), or -errno with *error. */
+	 * tell (no API server), or -errno with *error. It may wait for the API
+	 * server: the plugin calls it holding no pointer into its own state, so
+	 * that the daemon may let go of its lock meanwhile. */
 	int (*pending_pods)(void *ctx, const char *resource, struct kube_pod **pods, size_t *n, char **error);
-	/* Something the status page shows changed. */
-	void (*changed)(void *ctx);
 };
 
 void steer_reservations_free(struct steer_reservation *r, size_t n);
@@ -59,8 +63,13 @@ void plugin_serve_now(struct plugin *pl);
 /* Something happened to kubelet.sock (the plugin dir's watch says so):
  * register again at the next tick, whatever the socket looks like. */
 void plugin_kubelet_in_doubt(struct plugin *pl);
-/* A completion for one of the device plugin's tags (tag->obj says whose). */
-void plugin_dispatch(struct dp_tag *tag, bool ok);
+/* A completion for one of the device plugin's tags (tag->obj says whose):
+ * true when the daemon should look at the plugin again (registration
+ * finished, a server drained). */
+bool plugin_dispatch(struct dp_tag *tag, bool ok);
+/* When plugin_tick has something to do next (a retry), INT64_MAX when only
+ * an event can give it work. */
+int64_t plugin_next_due(const struct plugin *pl, bool stopping);
 /* Destroys a drained server; true when nothing of the plugin is left running. */
 bool plugin_reap(struct plugin *pl);
 

@@ -34,6 +34,7 @@ struct registration {
 	bool in_flight;
 	bool registered;
 	struct dp_file_id attempt_id;    /* kubelet.sock when the attempt started */
+	unsigned attempt_serve;          /* ... and which of the plugin's servers it announced */
 	struct dp_file_id registered_id; /* ... when the last attempt succeeded */
 	bool in_doubt;         /* the plugin dir changed around kubelet.sock: register again */
 	int64_t next_attempt_ms;
@@ -61,12 +62,14 @@ struct plugin {
 	struct registration reg;
 	bool retired;            /* pool removed (reload) or agent stopping */
 	unsigned serve_failures; /* listening failed this often in a row */
+	unsigned serves;         /* servers started so far: a registration is for one of them */
 };
 
 /* server.c */
 int dp_server_start(struct plugin *pl);
 void dp_server_stop(struct plugin *pl, const char *why);
-void dp_call_dispatch(struct dp_tag *tag, bool ok);
+/* true when the plugin may now be reaped */
+bool dp_call_dispatch(struct dp_tag *tag, bool ok);
 void dp_push_lists(struct plugin *pl);
 int dp_file_id_of(const char *path, struct dp_file_id *id);
 bool dp_file_id_eq(const struct dp_file_id *a, const struct dp_file_id *b);

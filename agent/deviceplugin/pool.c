@@ -120,6 +120,16 @@ static int device_from_vf(struct pool_device *d, const struct xevf_vf *vf, const
 	return 0;
 }
 
+static int cmp_id_device(const void *id, const void *dev)
+{
+	return strcmp(id, ((const struct pool_device *)dev)->id);
+}
+
+static int cmp_devices(const void *a, const void *b)
+{
+	return strcmp(((const struct pool_device *)a)->id, ((const struct pool_device *)b)->id);
+}
+
 /* Logs the differences between the old and new device lists; true when the
  * kubelet-visible part (ids, health, NUMA) changed. */
 static bool log_changes(const struct pool *p, const struct pool_device *nd, size_t nn)
@@ -150,10 +160,7 @@ static bool log_changes(const struct pool *p, const struct pool_device *nd, size
 				 nd[i].reason ? nd[i].reason : "unknown");
 	}
 	for (size_t i = 0; i < p->ndevs; i++) {
-		bool still = false;
-		for (size_t j = 0; j < nn && !still; j++)
-			still = strcmp(p->devs[i].id, nd[j].id) == 0;
-		if (!still) {
+		if (!bsearch(p->devs[i].id, nd, nn, sizeof(*nd), cmp_id_device)) {
 			visible = true;
 			log_warn("vf_removed", "resource=%s pci=%s", res, p->devs[i].id);
 		}
@@ -212,16 +219,9 @@ bool pool_update(struct pool *p, const struct inventory *inv, bool *taken)
 		g->reason = reason;
 		n++;
 	}
-	/* Ids are PCI addresses in canonical form; order them for stable output. */
-	for (size_t i = 1; i < n; i++) {
-		struct pool_device x = nd[i];
-		size_t j = i;
-		while (j > 0 && strcmp(nd[j - 1].id, x.id) > 0) {
-			nd[j] = nd[j - 1];
-			j--;
-		}
-		nd[j] = x;
-	}
+	/* Ids are PCI addresses in canonical form; ordered for stable output and
+	 * binary searches (pool_find). */
+	qsort(nd, n, sizeof(*nd), cmp_devices);
 	visible = log_changes(p, nd, n);
 	devices_free(p->devs, p->ndevs);
 	p->devs = nd;

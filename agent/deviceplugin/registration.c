@@ -96,6 +96,7 @@ void dp_register_start(struct plugin *pl, const struct dp_file_id *kubelet_id)
 	ops[5].data.recv_status_on_client.status = &r->status;
 	ops[5].data.recv_status_on_client.status_details = &r->details;
 	r->attempt_id = *kubelet_id;
+	r->attempt_serve = pl->serves;
 	if (grpc_call_start_batch(r->call, ops, 6, &r->tag, NULL) != GRPC_CALL_OK) {
 		log_error("register_failed", "resource=%s reason=\"could not start the call\"", pl->pool.cfg.resource_name);
 		dp_register_cleanup(r);
@@ -132,14 +133,18 @@ void dp_register_done(struct plugin *pl, bool ok)
 {
 	struct registration *r = &pl->reg;
 
-	if (ok && r->status == GRPC_STATUS_OK && pl->state == SERVER_SERVING) {
+	if (r->attempt_serve != pl->serves || pl->state != SERVER_SERVING) {
+		/* an answer for a server since stopped (its socket was removed while
+		 * the call was in flight) says nothing about the one serving now:
+		 * that one registers at once, no backoff */
+		log_debug("registration_outdated", "resource=%s", pl->pool.cfg.resource_name);
+		r->next_attempt_ms = 0;
+	} else if (ok && r->status == GRPC_STATUS_OK) {
 		r->registered = true;
 		r->registered_id = r->attempt_id;
 		r->backoff_ms = 0;
 		r->failures = 0;
 		metrics_registration(pl->pool.cfg.resource_name, true);
-		if (pl->hooks.changed)
-			pl->hooks.changed(pl->hooks.ctx);
 		log_info("registered", "resource=%s kubelet=%s endpoint=%s version=%s", pl->pool.cfg.resource_name,
 			 pl->kubelet_socket, pl->endpoint, DP_API_VERSION);
 	} else {

@@ -328,9 +328,8 @@ static int steer_container(void *ctx, const V1beta1__ContainerPreferredAllocatio
 	if (!res || !notes || !s->pl->hooks.reservations)
 		goto out;
 	in.nres = s->pl->hooks.reservations(s->pl->hooks.ctx, cr->available_deviceids, cr->n_available_deviceids, res);
-	for (size_t i = 0; i < in.nres && !s->pods_fetched; i++)
-		if (res[i].pending)
-			fetch_pods(s);
+	/* a reservation that became pending since prefetch_pods looked is offered
+	 * as if nobody could tell the pods apart (pods_known false) */
 	in.pods = s->pods;
 	in.npods = s->npods;
 	in.pods_known = s->pods_known;
@@ -363,14 +362,37 @@ void steer_reservations_free(struct steer_reservation *r, size_t n)
 	free(r);
 }
 
+/* The pending pods, fetched before steering starts when a reservation among
+ * the offered VFs waits for its pod: fetching may wait for the API server,
+ * and the plugin's state may change meanwhile (pending_pods' contract). */
+static void prefetch_pods(struct steer_call *s, const V1beta1__PreferredAllocationRequest *req)
+{
+	for (size_t i = 0; i < req->n_container_requests && !s->pods_fetched && s->pl->hooks.reservations; i++) {
+		const V1beta1__ContainerPreferredAllocationRequest *cr = req->container_requests[i];
+		struct steer_reservation *res = calloc(cr->n_available_deviceids + 1, sizeof(*res));
+		size_t n = res ? s->pl->hooks.reservations(s->pl->hooks.ctx, cr->available_deviceids,
+							   cr->n_available_deviceids, res) : 0;
+		bool pending = false;
+
+		for (size_t k = 0; k < n; k++)
+			pending |= res[k].pending;
+		steer_reservations_free(res, n);
+		if (pending)
+			fetch_pods(s);
+	}
+}
+
 static void answer_preferred(struct dp_call *c, ProtobufCMessage *msg)
 {
 	struct steer_call s = {.pl = c->plugin};
 	V1beta1__PreferredAllocationResponse *resp;
 	struct arena a = {0};
 	char *error = NULL;
-	int code = plugin_preferred(&c->plugin->pool, (const V1beta1__PreferredAllocationRequest *)msg, steer_container,
-				    &s, &a, &resp, &error);
+	int code;
+
+	prefetch_pods(&s, (const V1beta1__PreferredAllocationRequest *)msg);
+	code = plugin_preferred(&c->plugin->pool, (const V1beta1__PreferredAllocationRequest *)msg, steer_container, &s,
+				&a, &resp, &error);
 
 	if (code) {
 		log_warn("preferred_allocation_refused", "resource=%s reason=\"%s\"", c->plugin->pool.cfg.resource_name,
@@ -458,9 +480,10 @@ static void request_call(struct plugin *pl, enum dp_method m)
 	pl->live_calls++;
 }
 
-void dp_call_dispatch(struct dp_tag *tag, bool ok)
+bool dp_call_dispatch(struct dp_tag *tag, bool ok)
 {
 	struct dp_call *c = tag->obj;
+	struct plugin *pl = c->plugin;
 
 	switch ((enum dp_tag_kind)tag->kind) {
 	case TAG_REQUEST:
@@ -479,6 +502,8 @@ void dp_call_dispatch(struct dp_tag *tag, bool ok)
 	default:
 		break;
 	}
+	/* a draining server's last call gone: it can be reaped */
+	return pl->state == SERVER_DRAINING && pl->live_calls == 0;
 }
 
 /* ---- the server ---- */
@@ -538,6 +563,7 @@ int dp_server_start(struct plugin *pl)
 	pl->serve_failures = 0;
 	pl->state = SERVER_SERVING;
 	pl->shutdown_notified = false;
+	pl->serves++;
 	if (dp_file_id_of(pl->socket_path, &pl->socket_id))
 		memset(&pl->socket_id, 0, sizeof(pl->socket_id));
 	for (int m = 0; m <= M_UNKNOWN; m++)
@@ -553,8 +579,6 @@ void dp_server_stop(struct plugin *pl, const char *why)
 	log_info("server_stopping", "resource=%s socket=%s reason=\"%s\"", pl->pool.cfg.resource_name, pl->socket_path,
 		 why);
 	pl->state = SERVER_DRAINING;
-	if (pl->hooks.changed)
-		pl->hooks.changed(pl->hooks.ctx);
 	pl->shutdown_tag = (struct dp_tag){TAG_SHUTDOWN, pl};
 	grpc_server_shutdown_and_notify(pl->server, pl->cq, &pl->shutdown_tag);
 	grpc_server_cancel_all_calls(pl->server);

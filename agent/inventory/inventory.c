@@ -9,7 +9,25 @@ struct inventory_private {
 	struct inventory pub;        /* first: the public part */
 	atomic_uint refs;
 	char **resources;            /* owned copies, one per VF */
+	size_t *by_addr;             /* VF indexes in address order: look-ups are binary searches */
 };
+
+static int cmp_note(const void *a, const void *b)
+{
+	const struct inventory_note *x = a, *y = b;
+
+	if (!x->addr || !y->addr)
+		return !x->addr - !y->addr; /* notes without an address last */
+	return strcmp(x->addr, y->addr);
+}
+
+/* qsort has no context argument: the VFs being ordered, for this thread. */
+static _Thread_local const struct inventory_vf *sorting;
+
+static int cmp_vf_index(const void *a, const void *b)
+{
+	return strcmp(sorting[*(const size_t *)a].vf->addr, sorting[*(const size_t *)b].vf->addr);
+}
 
 void inventory_notes_free(struct inventory_note *notes, size_t n)
 {
@@ -30,11 +48,13 @@ struct inventory *inventory_new(struct xevf_host *host, struct inventory_note *n
 	if (p) {
 		p->pub.vfs = calloc(total + 1, sizeof(*p->pub.vfs));
 		p->resources = calloc(total + 1, sizeof(*p->resources));
+		p->by_addr = calloc(total + 1, sizeof(*p->by_addr));
 	}
-	if (!p || !p->pub.vfs || !p->resources) {
+	if (!p || !p->pub.vfs || !p->resources || !p->by_addr) {
 		if (p) {
 			free(p->pub.vfs);
 			free(p->resources);
+			free(p->by_addr);
 		}
 		free(p);
 		xevf_host_free(host);
@@ -49,6 +69,13 @@ struct inventory *inventory_new(struct xevf_host *host, struct inventory_note *n
 		for (size_t j = 0; j < host->pfs[i].nvfs; j++)
 			p->pub.vfs[k++] = (struct inventory_vf){&host->pfs[i].vfs[j], &host->pfs[i], NULL, false};
 	p->pub.nvfs = total;
+	for (size_t i = 0; i < total; i++)
+		p->by_addr[i] = i;
+	sorting = p->pub.vfs;
+	qsort(p->by_addr, total, sizeof(*p->by_addr), cmp_vf_index);
+	sorting = NULL;
+	if (nnotes > 1)
+		qsort(notes, nnotes, sizeof(*notes), cmp_note);
 	return &p->pub;
 }
 
@@ -68,6 +95,7 @@ void inventory_unref(struct inventory *inv)
 	for (size_t i = 0; i < inv->nvfs; i++)
 		free(p->resources[i]);
 	free(p->resources);
+	free(p->by_addr);
 	free(inv->vfs);
 	inventory_notes_free(inv->notes, inv->nnotes);
 	xevf_host_free(inv->host);
@@ -88,16 +116,27 @@ int inventory_set_resource(struct inventory *inv, size_t i, const char *resource
 
 const struct inventory_vf *inventory_find(const struct inventory *inv, const char *addr)
 {
-	for (size_t i = 0; inv && i < inv->nvfs; i++)
-		if (strcmp(inv->vfs[i].vf->addr, addr) == 0)
-			return &inv->vfs[i];
+	const struct inventory_private *p = (const struct inventory_private *)inv;
+	size_t lo = 0, hi = inv ? inv->nvfs : 0;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct inventory_vf *v = &inv->vfs[p->by_addr[mid]];
+		int c = strcmp(v->vf->addr, addr);
+		if (c == 0)
+			return v;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return NULL;
 }
 
 const char *inventory_note_for(const struct inventory *inv, const char *addr)
 {
-	for (size_t i = 0; inv && i < inv->nnotes; i++)
-		if (inv->notes[i].addr && strcmp(inv->notes[i].addr, addr) == 0)
-			return inv->notes[i].reason;
-	return NULL;
+	const struct inventory_note key = {(char *)addr, NULL};
+	const struct inventory_note *found = inv && inv->nnotes ? bsearch(&key, inv->notes, inv->nnotes, sizeof(key), cmp_note) : NULL;
+
+	return found ? found->reason : NULL;
 }

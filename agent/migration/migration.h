@@ -38,6 +38,9 @@ struct migration_settings {
 	const char *kernel_release;   /* NULL: uname */
 	int stream_idle_ms;           /* a stream that moves nothing this long fails */
 	uint64_t max_state_bytes;     /* the largest state a RestoreState takes */
+	/* Called (any thread) when the records changed: the caller's loop should
+	 * look at migration_tick and migration_has_records again. May be NULL. */
+	void (*wake)(void);
 };
 
 /* Loads the state file and starts listening. NULL and *error on failure. */
@@ -58,6 +61,8 @@ bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, 
 void migration_claim(struct migration *m, const char *vf);
 /* Does a reservation wait for its target pod? */
 bool migration_has_pending(struct migration *m);
+/* Is any migration recorded (whose time limit migration_tick enforces)? */
+bool migration_has_records(struct migration *m);
 
 /* Parses the text of a state file (NUL-terminated) the way a start does:
  * 0 and the number of migrations in it, or -EINVAL and why (malloc'd). */

@@ -20,6 +20,7 @@ struct migration {
 	struct peer_policy peers;     /* who may call over TCP */
 	int stream_idle_ms;
 	uint64_t max_state_bytes;
+	void (*wake)(void);           /* may be NULL */
 	struct state_file file;
 	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
 	struct inventory *inv;        /* the last snapshot (a reference) */

@@ -46,6 +46,9 @@ int mig_write(struct migration *m, struct state_snapshot *snap, char **error)
 	char *why = NULL;
 	int rc = state_file_write(&m->file, snap, &why);
 
+	if (m->wake)
+		m->wake(); /* every change of the records is written: the daemon's loop looks again */
+
 	if (rc)
 		log_error("state_write_failed", "reason=\"%s\" hint=\"is --state-dir writable?\"", why ? why : "?");
 	if (rc && error)
@@ -337,6 +340,16 @@ bool migration_has_pending(struct migration *m)
 	return pending;
 }
 
+bool migration_has_records(struct migration *m)
+{
+	bool any;
+
+	pthread_mutex_lock(&m->lock);
+	any = m->reg.active != NULL;
+	pthread_mutex_unlock(&m->lock);
+	return any;
+}
+
 void migration_claim(struct migration *m, const char *vf)
 {
 	struct state_snapshot snap = {0};
@@ -389,6 +402,7 @@ static int copy_settings(struct migration *m, const struct migration_settings *s
 	m->proc_root = xevf_strdup_or_null(s->proc_root);
 	m->stream_idle_ms = s->stream_idle_ms;
 	m->max_state_bytes = s->max_state_bytes ? s->max_state_bytes : UINT64_MAX;
+	m->wake = s->wake;
 	m->node = strdup(s->node_name && *s->node_name ? s->node_name : host);
 	m->kernel_release = s->kernel_release ? strdup(s->kernel_release) : (uname(&u) == 0 ? strdup(u.release) : NULL);
 	return m->node && m->dev_root && state_file_init(&m->file, s->state_dir) == 0 ? 0 : -ENOMEM;

@@ -64,6 +64,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		return MHD_NO; /* no request bodies here */
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return reply(conn, 405, "text/plain", strdup("GET only\n"));
+	if (strcmp(url, "/metrics") == 0 || strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+	    (local && strcmp(url, "/status") == 0))
+		metrics_refresh(); /* published when asked for, not after every change */
 	if (strcmp(url, "/metrics") == 0)
 		return reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_render());
 	if (strcmp(url, "/healthz") == 0) {

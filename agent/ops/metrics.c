@@ -36,7 +36,30 @@ static struct {
 	size_t noutcomes;
 	int64_t heartbeat_ms;
 	char *status;
+	void (*refresh)(void *ctx);
+	void *refresh_ctx;
 } m = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void metrics_set_refresh(void (*refresh)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&m.lock);
+	m.refresh = refresh;
+	m.refresh_ctx = ctx;
+	pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_refresh(void)
+{
+	void (*refresh)(void *ctx);
+	void *ctx;
+
+	pthread_mutex_lock(&m.lock);
+	refresh = m.refresh;
+	ctx = m.refresh_ctx;
+	pthread_mutex_unlock(&m.lock);
+	if (refresh)
+		refresh(ctx); /* outside the lock: it waits for the publisher, which takes it */
+}
 
 /* Under the lock. NULL on allocation failure. */
 static struct pool_metrics *pool_get(const char *resource)
@@ -344,6 +367,8 @@ void metrics_reset(void)
 		free(m.outcomes[i].name);
 	free(m.outcomes);
 	free(m.status);
+	m.refresh = NULL;
+	m.refresh_ctx = NULL;
 	m.pools = NULL;
 	m.outcomes = NULL;
 	m.status = NULL;

@@ -1,6 +1,7 @@
 /* Counters, gauges and the agent's published state, shared between the main
  * loop (which updates them) and the HTTP threads (which serve them). Every
- * function takes the one lock; none blocks for long. */
+ * function takes the one lock; none blocks for long, except metrics_refresh,
+ * which waits for the main loop without holding it. */
 #ifndef XEVF_METRICS_H
 #define XEVF_METRICS_H
 
@@ -16,8 +17,14 @@ void metrics_registration(const char *resource, bool ok);
 void metrics_bind_failures(uint64_t total);
 void metrics_migration(const char *outcome);
 
-/* The main loop calls this every tick: /healthz fails when it stops. */
+/* The main loop calls this whenever it publishes: /healthz fails when that
+ * is too long ago. */
 void metrics_heartbeat(int64_t now_ms);
+
+/* What brings the published state up to date (the main loop publishes when
+ * asked); readers call metrics_refresh before they read. */
+void metrics_set_refresh(void (*refresh)(void *ctx), void *ctx);
+void metrics_refresh(void);
 
 /* The status document (JSON) that `xevf-agent status` shows; copied. */
 void metrics_set_status(const char *json);

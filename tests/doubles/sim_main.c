@@ -2,7 +2,9 @@
  * and the demo. Takes three flags more than xevf-agent: --vfio-sim DIR,
  * --vfio-sim-flags KIND (xe by default: STOP_COPY | P2P, as xe-vfio-pci) and
  * --vfio-sim-state-size BYTES (what the devices report as their state size);
- * or --mtty-map FILE: the VFs stand for real mtty devices (mtty_devices.h). */
+ * or --mtty-map FILE: the VFs stand for real mtty devices (mtty_devices.h);
+ * and --inject-uevents PATH: uevents come from a datagram socket at PATH,
+ * where tests send what the kernel would after they change the simulated host. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +30,8 @@ static const char *take(char **argv, int argc, int *i, const char *name)
 int main(int argc, char **argv)
 {
 	struct mig_device_provider sim;
-	const char *dir = NULL, *kind = "xe", *size = "0", *mtty_map = NULL, *v;
+	const char *dir = NULL, *kind = "xe", *size = "0", *mtty_map = NULL, *uevents = NULL, *v;
+	struct agent_world world = {&mig_kernel_devices, NULL};
 	uint64_t flags = 0, capacity;
 	char *end;
 	int kept = 0;
@@ -42,6 +45,8 @@ int main(int argc, char **argv)
 			size = v;
 		else if ((v = take(argv, argc, &i, "--mtty-map")))
 			mtty_map = v;
+		else if ((v = take(argv, argc, &i, "--inject-uevents")))
+			uevents = v;
 		else
 			argv[kept++] = argv[i];
 	}
@@ -56,12 +61,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "xevf-agent-sim: --vfio-sim-state-size: '%s' is not a number of bytes\n", size);
 		return 2;
 	}
+	world.injected_uevents = uevents;
 	if (mtty_map) {
 		mtty_devices_init(&sim, mtty_map);
-		return cli_main(kept, argv, &sim);
+		world.devices = &sim;
+	} else if (dir) {
+		sim_devices_init(&sim, dir, flags, capacity);
+		world.devices = &sim;
 	}
-	if (!dir)
-		return cli_main(kept, argv, &mig_kernel_devices);
-	sim_devices_init(&sim, dir, flags, capacity);
-	return cli_main(kept, argv, &sim);
+	return cli_main(kept, argv, &world);
 }

@@ -2,6 +2,7 @@
 #
 #   make                 build the agent (build/xevf-agent)
 #   make demo            live demo on a simulated host with the kubelet simulator
+#   make bench           speed and memory figures against their targets (a table)
 #   make test            every test: unit, integration, sanitizers, valgrind, fuzz smoke, lint
 #   make install         install the agent under $(DESTDIR)$(PREFIX)/bin
 #   make manifests       re-render deploy/xevf.yaml from helm/xevf
@@ -113,7 +114,7 @@ $(BUILD)/layering.ok: tests/check-layering.sh $(wildcard driver/*.[ch] agent/*/*
 	@touch $@
 
 .PHONY: all agent unit-tests fuzzers test-vm test test-unit test-integration test-asan test-valgrind test-fuzz test-helm \
-        manifests lint demo deps clean install
+        manifests lint demo deps clean install bench
 all: agent
 agent: $(BUILD)/xevf-agent $(BUILD)/xevf-agent-sim
 
@@ -157,7 +158,13 @@ $(BUILD)/vm/mig_engine_check: tests/vm/mig_engine_check.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(TEST_INC) -Wno-missing-prototypes $< $(ALL_LIBS) $(LDFLAGS) $(LIBS) -o $@
 
--include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz $(BUILD)/vm -name '*.d' 2>/dev/null)
+# The compiled half of `make bench` (a kubelet, an Allocate client, a ListAndWatch
+# watcher, a bare gRPC server), so that the measuring side costs little.
+$(BUILD)/bench/xevf-bench: tests/bench/xevf_bench.c $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(TEST_INC) -Wno-missing-prototypes $< $(ALL_LIBS) $(LDFLAGS) $(LIBS) -o $@
+
+-include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz $(BUILD)/vm $(BUILD)/bench -name '*.d' 2>/dev/null)
 
 test-vm: agent $(BUILD)/vm/kubelet_min $(BUILD)/vm/mig_engine_check
 	tests/vm/run.sh $(BUILD)
@@ -201,6 +208,11 @@ test:
 
 demo: agent
 	/usr/bin/python3 tests/demo.py $(BUILD)/xevf-agent-sim
+
+# Speed and memory against the targets of docs/performance.md, with the
+# references measured in the same run; BENCH_QUICK=1: a short smoke run.
+bench: agent $(BUILD)/bench/xevf-bench
+	/usr/bin/python3 tests/bench/bench.py $(BUILD) $(if $(BENCH_QUICK),--quick)
 
 deps:
 	tests/install-deps.sh

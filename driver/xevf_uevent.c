@@ -94,9 +94,12 @@ int xevf_uevent_open(int *fd, struct xevf_err *err)
 }
 
 /* The kernel sends from port 0; a process could send to our port too.
- * A local datagram socket is the one a test bound (xevf_uevent_open_local). */
-static bool from_kernel_or_injected(const struct sockaddr_storage *from)
+ * A local datagram socket is the one a test bound (xevf_uevent_open_local):
+ * its senders are unnamed (no address at all, or just the family). */
+static bool from_kernel_or_injected(const struct sockaddr_storage *from, socklen_t len)
 {
+	if (len == 0)
+		return true;
 	if (from->ss_family == AF_NETLINK)
 		return ((const struct sockaddr_nl *)(const void *)from)->nl_pid == 0;
 	return from->ss_family == AF_UNIX;
@@ -137,6 +140,7 @@ int xevf_uevent_next(int fd, struct xevf_uevent *ev)
 		ssize_t n;
 
 		memset(&msg, 0, sizeof(msg));
+		memset(&from, 0, sizeof(from));
 		msg.msg_name = &from;
 		msg.msg_namelen = sizeof(from);
 		msg.msg_iov = &iov;
@@ -150,7 +154,7 @@ int xevf_uevent_next(int fd, struct xevf_uevent *ev)
 			/* ENOBUFS: events were lost; the caller rescans anyway */
 			return -errno;
 		}
-		if ((msg.msg_flags & MSG_TRUNC) || !from_kernel_or_injected(&from))
+		if ((msg.msg_flags & MSG_TRUNC) || !from_kernel_or_injected(&from, msg.msg_namelen))
 			continue; /* cut short, or not from the kernel */
 		if (xevf_uevent_parse(buf, (size_t)n, ev) == 0)
 			return 1;

@@ -9,7 +9,7 @@ mapfile -t libraries < <(awk '!/^#/ && NF {print $2}' "$here/../packages.list")
 packages=(
 	build-essential pkg-config protobuf-c-compiler "${libraries[@]}"
 	libcmocka-dev protobuf-compiler python3-grpcio python3-protobuf python3-pytest
-	openssl python3-prometheus-client python3-yaml unzip
+	openssl socat python3-prometheus-client python3-yaml unzip
 	valgrind clang libclang-rt-14-dev clang-tidy cppcheck kmod
 	qemu-system-x86 busybox-static cpio xz-utils debootstrap
 )

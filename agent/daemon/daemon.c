@@ -85,7 +85,7 @@ static void start_migration(struct daemon *d)
 		.state_dir = d->cfg.state_dir, .node_name = d->cfg.node_name, .sysfs_root = d->cfg.sysfs_root,
 		.dev_root = d->cfg.dev_root, .proc_root = d->cfg.proc_root, .kernel_release = d->cfg.kernel_release,
 		.stream_idle_ms = (int)d->cfg.stream_idle_timeout_ms, .max_state_bytes = (uint64_t)d->cfg.max_state_bytes,
-		.wake = daemon_wake,
+		.wake = daemon_wake, .recently_allocated = daemon_recently_allocated, .recently_allocated_ctx = d,
 	};
 	char *error = NULL;
 
@@ -235,22 +235,6 @@ static int start(struct daemon *d, const char *injected_uevents)
 
 /* ---- the loop ---- */
 
-static void take_allocated(struct daemon *d, int64_t now)
-{
-	char **ids;
-	size_t n;
-
-	pthread_mutex_lock(&d->inbox_lock);
-	ids = d->allocated;
-	n = d->nallocated;
-	d->allocated = NULL;
-	d->nallocated = 0;
-	pthread_mutex_unlock(&d->inbox_lock);
-	for (size_t i = 0; i < n; i++)
-		ledger_record(&d->ledger, ids[i], now);
-	xevf_strv_free(ids, n);
-}
-
 static void collect_migration_releases(struct daemon *d, int64_t now)
 {
 	char **freed = NULL;
@@ -341,7 +325,6 @@ static void step(struct daemon *d)
 	daemon_read_uevents(d, now);
 	daemon_vfio_dir_events(d);
 	daemon_plugin_dir_events(d);
-	take_allocated(d, now);
 	if (preparer_passes(d->preparer) != d->prepare_passes_seen) {
 		/* a pass finished: show its outcome (new VFs, bindings, reasons) now */
 		d->prepare_passes_seen = preparer_passes(d->preparer);
@@ -452,7 +435,6 @@ static void stop(struct daemon *d)
 	xevf_strv_free(d->told_pfs, d->ntold_pfs);
 	ledger_free(&d->ledger);
 	xevf_strv_free(d->notes, d->nnotes);
-	xevf_strv_free(d->allocated, d->nallocated);
 	free(d->scan_error);
 	free(d->kubelet_socket);
 	config_free(&d->cfg);
@@ -470,8 +452,9 @@ int daemon_run(const struct config_overrides *o, struct agent_config *cfg, const
 	config_init(cfg);
 	d.uevent_fd = d.vfio_watch = d.dev_root_wd = -1;
 	d.plugin_dir_lock = d.plugin_dir_watch = -1;
+	ledger_init(&d.ledger);
 	pthread_mutex_init(&d.serving_lock, NULL);
-	pthread_mutex_init(&d.inbox_lock, NULL);
+	pthread_mutex_init(&d.ask_lock, NULL);
 	pthread_cond_init(&d.answered_cond, NULL);
 	daemon_apply_settings(&d);
 	daemon_hooks_init(&d);
@@ -480,7 +463,7 @@ int daemon_run(const struct config_overrides *o, struct agent_config *cfg, const
 		loop(&d);
 	stop(&d);
 	pthread_cond_destroy(&d.answered_cond);
-	pthread_mutex_destroy(&d.inbox_lock);
+	pthread_mutex_destroy(&d.ask_lock);
 	pthread_mutex_destroy(&d.serving_lock);
 	if (rc)
 		return 1;

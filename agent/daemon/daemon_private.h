@@ -49,13 +49,11 @@ struct daemon {
 	 * a plugin. */
 	pthread_mutex_t serving_lock;
 	pthread_t serving_thread;
-	/* What other threads hand the daemon's thread (under inbox_lock), then
-	 * wake it (daemon_wake). */
-	pthread_mutex_t inbox_lock;
+	/* Readers of the status, metrics or health (HTTP threads) ask the
+	 * daemon's thread to publish and wait for its answer. */
+	pthread_mutex_t ask_lock;
 	pthread_cond_t answered_cond;
-	char **allocated;        /* VFs Allocate gave out, for the ledger */
-	size_t nallocated;
-	uint64_t asks, answers;  /* readers of the status, metrics or health waiting for a publish */
+	uint64_t asks, answers;
 	char **notes;            /* discovery notes already reported */
 	size_t nnotes;
 	char *scan_error;        /* last discovery failure already reported */
@@ -137,5 +135,7 @@ void daemon_ask_publish(void *daemon);
 
 /* hooks.c */
 void daemon_hooks_init(struct daemon *d);
+/* Was vf given to a container lately (any thread; ctx is the daemon)? */
+bool daemon_recently_allocated(void *ctx, const char *vf);
 
 #endif

@@ -4,32 +4,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "daemon_private.h"
 #include "log.h"
 
 static void on_allocated(void *ctx, const char *resource, const char *const *ids, size_t n)
 {
 	struct daemon *d = ctx;
-	char **grown;
+	int64_t now = clock_mono_ms();
 
 	(void)resource;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		/* the preparer leaves these alone and the Migration service counts
+		 * them as in use while their VM starts */
+		ledger_record(&d->ledger, ids[i], now);
 		if (d->migration)
 			migration_claim(d->migration, ids[i]);
-	/* the ledger (the preparer leaves these alone while their VM starts) is
-	 * the daemon's thread's: hand it the ids */
-	pthread_mutex_lock(&d->inbox_lock);
-	grown = realloc(d->allocated, (d->nallocated + n + 1) * sizeof(*grown));
-	if (grown) {
-		d->allocated = grown;
-		for (size_t i = 0; i < n; i++)
-			if ((d->allocated[d->nallocated] = strdup(ids[i])))
-				d->nallocated++;
 	}
-	pthread_mutex_unlock(&d->inbox_lock);
-	if (!grown)
-		log_error("out_of_memory", "reason=\"recording %zu allocated VFs in the ledger\"", n);
-	daemon_wake();
+}
+
+/* The Migration service's question, answered from the ledger. */
+bool daemon_recently_allocated(void *ctx, const char *vf)
+{
+	struct daemon *d = ctx;
+
+	return ledger_recent(&d->ledger, vf, clock_mono_ms());
 }
 
 static size_t reservations(void *ctx, char *const *ids, size_t n, struct steer_reservation *out)

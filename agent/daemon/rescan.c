@@ -51,7 +51,7 @@ void daemon_request_prepare(struct daemon *d, const char *why)
 		return;
 	log_debug("prepare_requested", "reason=\"%s\" recent_allocations=%zu", why, n);
 	preparer_request(d->preparer, &d->cfg, recent, n);
-	free(recent);
+	xevf_strv_free(recent, n);
 }
 
 static bool remember_vf(struct daemon *d, const char *addr)
@@ -167,7 +167,6 @@ void daemon_take_host(struct daemon *d, struct xevf_host *host)
 	struct inventory_note *notes = NULL;
 	size_t nnotes = 0;
 	struct inventory *inv;
-	int64_t now = clock_mono_ms();
 
 	report_notes(d, host);
 	for (size_t i = 0; i < host->npfs; i++)
@@ -179,8 +178,6 @@ void daemon_take_host(struct daemon *d, struct xevf_host *host)
 		return;
 	}
 	ledger_prune(&d->ledger, inv);
-	for (size_t i = 0; i < inv->nvfs; i++)
-		inv->vfs[i].allocated_recently = ledger_recent(&d->ledger, inv->vfs[i].vf->addr, now);
 	update_pools(d, inv);
 	/* published: nobody changes it from here on */
 	inventory_unref(d->inventory);

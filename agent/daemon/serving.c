@@ -56,6 +56,7 @@ static void *serve(void *arg)
 {
 	struct daemon *d = arg;
 
+	pthread_setname_np(pthread_self(), "xevf-serving");
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(d->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
 		bool look;

@@ -13,7 +13,7 @@
  * published last (and /healthz sees how old that is). */
 #define ASK_WAIT_MS 2000
 
-static json_object *device_json(const struct daemon *d, const struct pool_device *dev, int64_t now)
+static json_object *device_json(struct daemon *d, const struct pool_device *dev, int64_t now)
 {
 	json_object *o = json_object_new_object();
 
@@ -28,7 +28,7 @@ static json_object *device_json(const struct daemon *d, const struct pool_device
 	return o;
 }
 
-static json_object *pool_json(const struct daemon *d, const struct plugin *pl, int64_t now)
+static json_object *pool_json(struct daemon *d, const struct plugin *pl, int64_t now)
 {
 	const struct pool *pool = plugin_pool_const(pl);
 	json_object *p = json_object_new_object(), *devs = json_object_new_array();
@@ -72,17 +72,17 @@ void daemon_answer_asks(struct daemon *d)
 {
 	uint64_t asks;
 
-	pthread_mutex_lock(&d->inbox_lock);
+	pthread_mutex_lock(&d->ask_lock);
 	asks = d->asks;
-	pthread_mutex_unlock(&d->inbox_lock);
+	pthread_mutex_unlock(&d->ask_lock);
 	if (asks == d->answers)
 		return;
 	daemon_publish(d);
 	metrics_heartbeat(clock_mono_ms());
-	pthread_mutex_lock(&d->inbox_lock);
+	pthread_mutex_lock(&d->ask_lock);
 	d->answers = asks;
 	pthread_cond_broadcast(&d->answered_cond);
-	pthread_mutex_unlock(&d->inbox_lock);
+	pthread_mutex_unlock(&d->ask_lock);
 }
 
 void daemon_ask_publish(void *daemon)
@@ -92,11 +92,11 @@ void daemon_ask_publish(void *daemon)
 	uint64_t mine;
 
 	clock_cond_deadline(&until, ASK_WAIT_MS);
-	pthread_mutex_lock(&d->inbox_lock);
+	pthread_mutex_lock(&d->ask_lock);
 	mine = ++d->asks;
 	daemon_wake();
 	while (d->answers < mine)
-		if (pthread_cond_timedwait(&d->answered_cond, &d->inbox_lock, &until) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&d->answered_cond, &d->ask_lock, &until) == ETIMEDOUT)
 			break;
-	pthread_mutex_unlock(&d->inbox_lock);
+	pthread_mutex_unlock(&d->ask_lock);
 }

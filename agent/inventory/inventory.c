@@ -67,7 +67,7 @@ struct inventory *inventory_new(struct xevf_host *host, struct inventory_note *n
 	p->pub.nnotes = nnotes;
 	for (size_t i = 0; host && i < host->npfs; i++)
 		for (size_t j = 0; j < host->pfs[i].nvfs; j++)
-			p->pub.vfs[k++] = (struct inventory_vf){&host->pfs[i].vfs[j], &host->pfs[i], NULL, false};
+			p->pub.vfs[k++] = (struct inventory_vf){&host->pfs[i].vfs[j], &host->pfs[i], NULL};
 	p->pub.nvfs = total;
 	for (size_t i = 0; i < total; i++)
 		p->by_addr[i] = i;

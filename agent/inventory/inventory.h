@@ -1,8 +1,8 @@
 /* The last scan of the host as one immutable, reference-counted snapshot.
  *
  * The daemon builds it after each discovery (the host, the preparer's reasons
- * for VFs it could not make usable, which pool serves each VF and which VFs a
- * container got lately) and then publishes it; from then on nobody changes
+ * for VFs it could not make usable, which pool serves each VF) and then
+ * publishes it; from then on nobody changes
  * it. The device plugin, the Migration service and the status page read the
  * same snapshot instead of copies, each holding a reference for as long as
  * it reads (any thread). */
@@ -27,7 +27,6 @@ struct inventory_vf {
 	const struct xevf_vf *vf;
 	const struct xevf_pf *pf;
 	const char *resource;        /* the pool serving it, NULL if none */
-	bool allocated_recently;     /* given to a container lately: its VM may be starting */
 };
 
 struct inventory {
@@ -45,8 +44,7 @@ struct inventory *inventory_ref(struct inventory *inv);
 /* NULL is fine. */
 void inventory_unref(struct inventory *inv);
 
-/* Before publishing: which pool serves VF i (copied). allocated_recently is
- * set directly, also before publishing only. */
+/* Before publishing: which pool serves VF i (copied). */
 int inventory_set_resource(struct inventory *inv, size_t i, const char *resource);
 
 const struct inventory_vf *inventory_find(const struct inventory *inv, const char *addr);

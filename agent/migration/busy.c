@@ -13,6 +13,7 @@ void busy_scan(const struct migration *m, struct busy_scan *s)
 {
 	int rc = xevf_vfio_nodes_in_use(m->proc_root, &s->held, &s->nheld);
 
+	s->m = m;
 	s->scanned = rc == 0;
 	if (rc)
 		log_warn("in_use_scan_failed", "proc=%s action=\"treating every VF as possibly in use\"",
@@ -35,7 +36,8 @@ const char *busy_why(const struct busy_scan *s, const struct inventory_vf *iv, b
 	if ((vf->group_node && xevf_strv_has(s->held, s->nheld, vf->group_node)) ||
 	    (vf->cdev_node && xevf_strv_has(s->held, s->nheld, vf->cdev_node)))
 		return "a process (a VM's QEMU) holds its VFIO device open";
-	if (iv->allocated_recently && !allocation_is_ours)
+	if (!allocation_is_ours && s->m && s->m->recently_allocated &&
+	    s->m->recently_allocated(s->m->recently_allocated_ctx, vf->addr))
 		return "it was allocated to a container in the last minutes";
 	return NULL;
 }

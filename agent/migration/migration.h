@@ -41,6 +41,10 @@ struct migration_settings {
 	/* Called (any thread) when the records changed: the caller's loop should
 	 * look at migration_tick and migration_has_records again. May be NULL. */
 	void (*wake)(void);
+	/* Was vf given to a container lately (its VM may still be starting, so
+	 * it is in use)? Any thread. NULL: nobody tells. */
+	bool (*recently_allocated)(void *ctx, const char *vf);
+	void *recently_allocated_ctx;
 };
 
 /* Loads the state file and starts listening. NULL and *error on failure. */

@@ -21,6 +21,8 @@ struct migration {
 	int stream_idle_ms;
 	uint64_t max_state_bytes;
 	void (*wake)(void);           /* may be NULL */
+	bool (*recently_allocated)(void *ctx, const char *vf); /* may be NULL */
+	void *recently_allocated_ctx;
 	struct state_file file;
 	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
 	struct inventory *inv;        /* the last snapshot (a reference) */
@@ -47,6 +49,7 @@ void mig_take_back(struct migration *m, const char *id, enum phase phase);
 void mig_fp_source(const struct migration *m, struct fp_source *src);
 /* busy.c: one look at the host's processes per call (lock not held). */
 struct busy_scan {
+	const struct migration *m;    /* who to ask about recent allocations */
 	char **held;                  /* VFIO nodes other processes hold open */
 	size_t nheld;
 	bool scanned;                 /* false: /proc could not be read */

@@ -134,7 +134,7 @@ static void trace_arc(struct vfio_sim *sim, const char *what)
 
 static int set_content(struct vfio_sim *sim, const void *data, size_t len)
 {
-	unsigned char *copy = malloc(len ? len : 1);
+	unsigned char *copy = len > SIM_MAX_CONTENT ? NULL : malloc(len ? len : 1);
 	if (!copy)
 		return -ENOMEM;
 	if (len)
@@ -440,8 +440,9 @@ int vfio_sim_new(const char *name, uint64_t flags, const void *content, size_t l
 			len = 0;
 			for (;;) {
 				if (len == cap) {
-					char *p = realloc(file_content, cap ? cap * 2 : 4096);
-					if (!p || cap > SIM_MAX_CONTENT)
+					/* beyond the largest state: set_content refuses it */
+					char *p = cap > SIM_MAX_CONTENT ? NULL : realloc(file_content, cap ? cap * 2 : 4096);
+					if (!p)
 						break;
 					file_content = p;
 					cap = cap ? cap * 2 : 4096;

@@ -9,12 +9,13 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 
 import grpc
 import pytest
-from conftest import AGENT, SLOW, WRAPPER, api
+from conftest import AGENT, AGENT_SIM, SLOW, WRAPPER, api
 
 RESOURCE = "intel.com/xe_vf"
 ENDPOINT = "xevf-intel.com_xe_vf.sock"
@@ -205,6 +206,67 @@ def test_vfs_removed_and_added_reach_list_and_watch(world):
     world.host.add_vf("0000:13:00.0", 0, 0xE212, 1, "xe-vfio-pci")
     _, devices = watch.wait_for(lambda d: len(d) == 3, timeout=3)
     assert devices["0000:13:00.1"] == ("Healthy", [1])
+
+
+def start_with_uevents(world, **host_kw):
+    """An agent whose full rescan is ten minutes away: only events can tell it
+    anything. The simulated host sends the uevents a kernel would."""
+    sockdir = tempfile.mkdtemp(prefix="xevf-ue-")  # unix socket paths stay short
+    uevents = os.path.join(sockdir, "uevents.sock")
+    world.create_host(**host_kw)
+    world.start_kubelet()
+    args = world.agent_args("--inject-uevents", uevents, "--log-level", "debug")
+    args[args.index("--rescan-interval") + 1] = "600000"
+    agent = world.start_agent(args=args, binary=AGENT_SIM)
+    world.kubelet.wait_registration(RESOURCE, timeout=10 * SLOW)
+    world.host.uevent_socket = uevents
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(all_healthy, timeout=5 * SLOW)
+    return agent, watch
+
+
+def test_uevents_and_the_vfio_dir_drive_health_without_rescans(world):
+    """#12: health follows the kernel's bind/unbind uevents (a cheap recheck of that VF), the VFIO dir's
+    changes (inotify, no uevent needed) and VFs coming and going (a full discovery), with no rescan due."""
+    agent, watch = start_with_uevents(world, pfs=2, vfs=3)
+    world.host.unbind("0000:03:00.2")
+    _, devices = watch.wait_for(lambda d: d["0000:03:00.2"][0] == "Unhealthy", timeout=3 * SLOW)
+    assert [v for v, (h, _) in devices.items() if h != "Healthy"] == ["0000:03:00.2"]
+    agent.wait_log(r"event=rechecked vfs=0000:03:00.2")
+    agent.wait_log(r"event=vf_unhealthy resource=intel.com/xe_vf pci=0000:03:00.2 reason=\"not bound to any driver")
+    world.host.bind("0000:03:00.2", "xe-vfio-pci")
+    watch.wait_for(all_healthy, timeout=3 * SLOW)
+
+    world.host.remove_group_node("0000:13:00.1")
+    _, devices = watch.wait_for(lambda d: d["0000:13:00.1"][0] == "Unhealthy", timeout=3 * SLOW)
+    agent.wait_log(r"event=vf_unhealthy .*pci=0000:13:00.1 reason=\"its VFIO group node .* does not exist")
+    world.host.add_group_node("0000:13:00.1")
+    watch.wait_for(all_healthy, timeout=3 * SLOW)
+
+    world.host.remove_vfs("0000:13:00.0")
+    _, devices = watch.wait_for(lambda d: len(d) == 3, timeout=3 * SLOW)
+    assert sorted(devices) == ["0000:03:00.1", "0000:03:00.2", "0000:03:00.3"]
+    world.host.add_vf("0000:13:00.0", 0, 0xE212, 1, "xe-vfio-pci")
+    _, devices = watch.wait_for(lambda d: len(d) == 4, timeout=3 * SLOW)
+    assert devices["0000:13:00.1"] == ("Healthy", [1])
+
+
+def test_a_silent_change_waits_for_the_safety_net(world):
+    """What the events do not say (here: a VF unbound without a uevent) is seen by the full rescan only:
+    the agent does not poll sysfs in between."""
+    agent, watch = start_with_uevents(world, pfs=1, vfs=2)
+    world.host.uevent_socket = None  # the change below makes no uevent
+    world.host.unbind("0000:03:00.1")
+    with pytest.raises(TimeoutError):
+        watch.wait_for(lambda d: d["0000:03:00.1"][0] == "Unhealthy", timeout=1.5)
+    # any event at all makes it look: a uevent about the other VF rechecks that one only
+    world.host.uevent_socket = agent.args[agent.args.index("--inject-uevents") + 1]
+    world.host.uevent("change", "0000:03:00.2")
+    agent.wait_log(r"event=rechecked vfs=0000:03:00.2")
+    with pytest.raises(TimeoutError):
+        watch.wait_for(lambda d: d["0000:03:00.1"][0] == "Unhealthy", timeout=0.5)
+    world.host.uevent("change", "0000:03:00.1")
+    watch.wait_for(lambda d: d["0000:03:00.1"][0] == "Unhealthy", timeout=3 * SLOW)
 
 
 def test_kubelet_restart_reregisters_within_2s(world):

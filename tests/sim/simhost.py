@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -66,6 +67,23 @@ class SimHost:
         self.dev = os.path.join(self.root, "dev")
         self.devices = os.path.join(self.sys, "devices", "pci0000:00")
         self.bus = os.path.join(self.sys, "bus", "pci")
+        # Where to send the uevents a kernel would for each change (an agent's
+        # --inject-uevents socket); None: changes are silent, as on a host
+        # whose agent has no uevents.
+        self.uevent_socket = None
+        self.uevent_seq = 0
+
+    def uevent(self, action, addr, subsystem="pci", **extra):
+        """Sends one uevent in the kernel's format ("ACTION@DEVPATH" then KEY=VALUE, NUL-separated)."""
+        if not self.uevent_socket:
+            return
+        self.uevent_seq += 1
+        devpath = "/devices/pci0000:00/" + addr
+        fields = {"ACTION": action, "DEVPATH": devpath, "SUBSYSTEM": subsystem, "PCI_SLOT_NAME": addr,
+                  "SEQNUM": str(self.uevent_seq), **extra}
+        msg = ("%s@%s\0" % (action, devpath) + "".join("%s=%s\0" % kv for kv in fields.items())).encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(msg, self.uevent_socket)
 
     # ---- paths -------------------------------------------------------------
     def devdir(self, addr):
@@ -176,6 +194,7 @@ class SimHost:
             self.next_cdev += 1
             os.makedirs(os.path.join(d, "vfio-dev", node))
             self._write(os.path.join(self.dev, "vfio", "devices", node), "")
+        self.uevent("add", addr)
         if driver:
             self.bind(addr, driver)
         return addr
@@ -210,11 +229,13 @@ class SimHost:
         link = os.path.join(self.devdir(addr), "driver")
         if os.path.lexists(link):
             os.unlink(link)
+            self.uevent("unbind", addr)
         if driver and driver != "none":
             ddir = os.path.join(self.bus, "drivers", driver)
             os.makedirs(ddir, exist_ok=True)
             self._link(self.devdir(addr), os.path.join(ddir, addr))
             self._link(ddir, link)
+            self.uevent("bind", addr, DRIVER=driver)
 
     def unbind(self, addr):
         self.bind(addr, None)
@@ -241,6 +262,7 @@ class SimHost:
             os.unlink(os.path.join(self.devdir(pf), "virtfn%d" % n))
             os.unlink(self.busdir(addr))
             shutil.rmtree(self.devdir(addr))
+            self.uevent("remove", addr)
         self._write(os.path.join(self.devdir(pf), "sriov_numvfs"), "0\n")
 
     def remove_pf(self, pf):

@@ -389,8 +389,10 @@ static void sleep_until_due(struct daemon *d, int timeout_ms)
 static void loop(struct daemon *d)
 {
 	int64_t shutdown_deadline = 0;
+	uint64_t wakeups = 0;
 
 	for (;;) {
+		metrics_loop_wakeups(wakeups++);
 		step(d);
 		if (d->stopping) {
 			if (!shutdown_deadline)

@@ -139,17 +139,21 @@ static void update_pools(struct daemon *d, struct inventory *inv)
 
 	if (!taken)
 		return;
-	daemon_serving_lock(d);
 	for (struct pool_slot *s = d->pools; s; s = s->next) {
+		struct pool_change change;
 		if (plugin_retired(s->plugin))
 			continue;
-		(void)plugin_update(s->plugin, inv, taken);
+		/* the work off the lock; under it only the swap and the lists sent */
+		if (plugin_prepare_update(s->plugin, inv, taken, &change) == 0) {
+			daemon_serving_lock(d);
+			(void)plugin_apply_update(s->plugin, &change);
+			daemon_serving_unlock(d);
+		}
 		for (size_t i = 0; i < inv->nvfs; i++)
 			if (taken[i] && !inv->vfs[i].resource &&
 			    inventory_set_resource(inv, i, plugin_pool(s->plugin)->cfg.resource_name))
 				log_error("out_of_memory", "reason=\"recording which pool serves %s\"", inv->vfs[i].vf->addr);
 	}
-	daemon_serving_unlock(d);
 	free(taken);
 }
 

@@ -107,14 +107,22 @@ int64_t plugin_next_due(const struct plugin *pl, bool stopping)
 {
 	if (pl->retired || stopping)
 		return INT64_MAX; /* draining: its completions say when to reap */
-	if (pl->state == SERVER_STOPPED || (pl->state == SERVER_SERVING && !pl->reg.registered && !pl->reg.in_flight))
+	if (pl->state == SERVER_STOPPED)
+		return pl->reg.next_attempt_ms;
+	/* no kubelet.sock: its creation in the plugin dir wakes the daemon */
+	if (pl->state == SERVER_SERVING && !pl->reg.registered && !pl->reg.in_flight && !pl->reg.no_kubelet)
 		return pl->reg.next_attempt_ms;
 	return INT64_MAX;
 }
 
-bool plugin_update(struct plugin *pl, const struct inventory *inv, bool *taken)
+int plugin_prepare_update(const struct plugin *pl, const struct inventory *inv, bool *taken, struct pool_change *c)
 {
-	if (!pool_update(&pl->pool, inv, taken))
+	return pool_change_make(&pl->pool, inv, taken, c);
+}
+
+bool plugin_apply_update(struct plugin *pl, struct pool_change *c)
+{
+	if (!pool_change_apply(&pl->pool, c))
 		return false;
 	dp_push_lists(pl);
 	return true;

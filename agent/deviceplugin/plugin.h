@@ -73,8 +73,13 @@ int64_t plugin_next_due(const struct plugin *pl, bool stopping);
 /* Destroys a drained server; true when nothing of the plugin is left running. */
 bool plugin_reap(struct plugin *pl);
 
-/* A new snapshot: true when ListAndWatch streams were sent a new list. */
-bool plugin_update(struct plugin *pl, const struct inventory *inv, bool *taken);
+/* A new snapshot, in two steps: the pool's next device list is made without
+ * the serving lock (it reads only what the daemon's thread writes: the pool's
+ * settings and devices), then put in place under it, which sends the
+ * ListAndWatch streams a new list when the kubelet would see a difference
+ * (true then). */
+int plugin_prepare_update(const struct plugin *pl, const struct inventory *inv, bool *taken, struct pool_change *c);
+bool plugin_apply_update(struct plugin *pl, struct pool_change *c);
 
 struct pool *plugin_pool(struct plugin *pl);
 const struct pool *plugin_pool_const(const struct plugin *pl);

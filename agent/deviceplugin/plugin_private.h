@@ -37,6 +37,7 @@ struct registration {
 	unsigned attempt_serve;          /* ... and which of the plugin's servers it announced */
 	struct dp_file_id registered_id; /* ... when the last attempt succeeded */
 	bool in_doubt;         /* the plugin dir changed around kubelet.sock: register again */
+	bool no_kubelet;       /* kubelet.sock was missing at the last look: only an event brings it */
 	int64_t next_attempt_ms;
 	int backoff_ms;
 	unsigned failures;

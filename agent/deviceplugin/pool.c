@@ -176,19 +176,19 @@ static bool host_has_pf(const struct xevf_host *host, const char *pf)
 	return false;
 }
 
-bool pool_update(struct pool *p, const struct inventory *inv, bool *taken)
+int pool_change_make(const struct pool *p, const struct inventory *inv, bool *taken, struct pool_change *c)
 {
 	const struct xevf_host *host = inv->host;
 	size_t total = p->ndevs, n = 0, k = 0;
 	struct pool_device *nd;
-	bool visible;
 
+	memset(c, 0, sizeof(*c));
 	for (size_t i = 0; i < host->npfs; i++)
 		total += host->pfs[i].nvfs;
 	nd = calloc(total ? total : 1, sizeof(*nd));
 	if (!nd) {
 		log_error("pool_update_failed", "resource=%s reason=\"out of memory\"", p->cfg.resource_name);
-		return false;
+		return -ENOMEM;
 	}
 	for (k = 0; k < inv->nvfs; k++) {
 		const struct xevf_vf *vf = inv->vfs[k].vf;
@@ -197,7 +197,7 @@ bool pool_update(struct pool *p, const struct inventory *inv, bool *taken)
 		if (device_from_vf(&nd[n], vf, inventory_note_for(inv, vf->addr))) {
 			log_error("pool_update_failed", "resource=%s reason=\"out of memory\"", p->cfg.resource_name);
 			devices_free(nd, n);
-			return false;
+			return -ENOMEM;
 		}
 		taken[k] = true;
 		n++;
@@ -206,7 +206,8 @@ bool pool_update(struct pool *p, const struct inventory *inv, bool *taken)
 	 * keep them listed as unhealthy, so that the kubelet knows what happened
 	 * to devices it may have given out, until the PF is back. */
 	for (size_t i = 0; i < p->ndevs; i++) {
-		struct pool_device *old = &p->devs[i], *g = &nd[n];
+		const struct pool_device *old = &p->devs[i];
+		struct pool_device *g = &nd[n];
 		char *reason = NULL;
 		if (host_has_pf(host, old->pf))
 			continue;
@@ -222,15 +223,34 @@ bool pool_update(struct pool *p, const struct inventory *inv, bool *taken)
 	/* Ids are PCI addresses in canonical form; ordered for stable output and
 	 * binary searches (pool_find). */
 	qsort(nd, n, sizeof(*nd), cmp_devices);
-	visible = log_changes(p, nd, n);
+	c->visible = log_changes(p, nd, n);
+	c->devs = nd;
+	c->ndevs = n;
+	c->vfio_container_node = xevf_strdup_or_null(host->vfio_container_node);
+	c->iommufd_node = xevf_strdup_or_null(host->iommufd_node);
+	return 0;
+}
+
+bool pool_change_apply(struct pool *p, struct pool_change *c)
+{
+	bool visible = c->visible;
+
 	devices_free(p->devs, p->ndevs);
-	p->devs = nd;
-	p->ndevs = n;
 	free(p->vfio_container_node);
 	free(p->iommufd_node);
-	p->vfio_container_node = xevf_strdup_or_null(host->vfio_container_node);
-	p->iommufd_node = xevf_strdup_or_null(host->iommufd_node);
+	p->devs = c->devs;
+	p->ndevs = c->ndevs;
+	p->vfio_container_node = c->vfio_container_node;
+	p->iommufd_node = c->iommufd_node;
 	if (visible)
 		p->generation++;
+	memset(c, 0, sizeof(*c));
 	return visible;
+}
+
+bool pool_update(struct pool *p, const struct inventory *inv, bool *taken)
+{
+	struct pool_change c;
+
+	return pool_change_make(p, inv, taken, &c) == 0 && pool_change_apply(p, &c);
 }

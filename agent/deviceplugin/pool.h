@@ -41,12 +41,24 @@ struct pool {
 int pool_init(struct pool *p, const struct pool_config *cfg);
 void pool_destroy(struct pool *p);
 
-/* Gives the pool the VFs of the snapshot that it selects and that no earlier
- * pool (taken[] per VF in inventory order, updated here) has. An unhealthy VF
- * that the preparer could not make usable gets the preparer's reason. VFs of a
- * PF that has disappeared stay listed, unhealthy. Logs every change of a
- * device (added, removed, health) and returns true when ListAndWatch must send
- * a new list. */
+/* A pool's next device list, made without changing the pool (so that it can
+ * be made while the pool serves) and put in place by pool_change_apply. */
+struct pool_change {
+	struct pool_device *devs;
+	size_t ndevs;
+	char *vfio_container_node, *iommufd_node;
+	bool visible;                /* ListAndWatch must send a new list */
+};
+
+/* The VFs of the snapshot that the pool selects and that no earlier pool
+ * (taken[] per VF in inventory order, updated here) has. An unhealthy VF that
+ * the preparer could not make usable gets the preparer's reason. VFs of a PF
+ * that has disappeared stay listed, unhealthy. Logs every change of a device
+ * (added, removed, health). 0, or -ENOMEM (logged; *c empty). */
+int pool_change_make(const struct pool *p, const struct inventory *inv, bool *taken, struct pool_change *c);
+/* Takes over c; true when ListAndWatch must send a new list. */
+bool pool_change_apply(struct pool *p, struct pool_change *c);
+/* Both at once. */
 bool pool_update(struct pool *p, const struct inventory *inv, bool *taken);
 
 const struct pool_device *pool_find(const struct pool *p, const char *id);

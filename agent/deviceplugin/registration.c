@@ -163,7 +163,8 @@ void dp_register_tick(struct plugin *pl, int64_t now)
 	if (pl->state != SERVER_SERVING || r->in_flight)
 		return;
 	r->in_doubt = false;
-	if (dp_file_id_of(pl->kubelet_socket, &id) != 0)
+	r->no_kubelet = dp_file_id_of(pl->kubelet_socket, &id) != 0;
+	if (r->no_kubelet)
 		return; /* the daemon reports a missing kubelet once */
 	if (r->registered && !doubt && dp_file_id_eq(&id, &r->registered_id))
 		return;

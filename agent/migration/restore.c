@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "migration_private.h"
 #include "state_stream.h"
@@ -19,6 +20,7 @@ struct restore_ctx {
 	Xevf__Migration__V1__StateChunk *pending; /* the first chunk, read before the restore starts */
 	struct state_stream stream;
 	const char *id;
+	int64_t first_us, last_us;                /* when the first and the final chunk arrived */
 };
 
 static Xevf__Migration__V1__StateChunk *next_chunk(struct restore_ctx *s, struct xevf_err *err)
@@ -53,6 +55,8 @@ static ssize_t restore_source(void *ctx, void *buf, size_t cap, struct xevf_err 
 				       "nothing is resumed", s->id, (unsigned long long)s->limit, s->limit_why)
 			: state_stream_accept(&s->stream, c, cap, s->id, err);
 		size_t n = c->data.len;
+		if (rc == 0 && s->stream.done)
+			s->last_us = clock_mono_us();
 		if (rc == 0 && n)
 			memcpy(buf, c->data.data, n);
 		protobuf_c_message_free_unpacked(&c->base, NULL);
@@ -161,15 +165,19 @@ static void restore_end(struct migration *m, struct restore *rs, int rc)
 	devices_close(&m->devices, to_close);
 }
 
-static void answer(struct rpc_call *call, const struct restore *rs, const struct xevf_mig_report *rep, const char *state,
-		   int rc, const struct xevf_err *err)
+static void answer(struct rpc_call *call, const struct restore *rs, const struct restore_ctx *s,
+		   const struct xevf_mig_report *rep, const char *state, int rc, const struct xevf_err *err)
 {
 	Xevf__Migration__V1__RestoreStateResponse resp = XEVF__MIGRATION__V1__RESTORE_STATE_RESPONSE__INIT;
 	char *msg = NULL;
 
 	if (rc == 0) {
-		log_info("restored", "migration=%s vf=%s bytes=%llu device_state=%s", rs->copy->id, rs->copy->vf,
-			 (unsigned long long)rep->restored_bytes, state);
+		/* the stream itself, first chunk to final chunk: what the network and
+		 * the two agents manage, without the devices' own start and finish */
+		double ms = (double)(s->last_us - s->first_us) / 1e3;
+		log_info("restored", "migration=%s vf=%s bytes=%llu device_state=%s stream_ms=%.1f stream_mib_per_s=%.0f",
+			 rs->copy->id, rs->copy->vf, (unsigned long long)rep->restored_bytes, state, ms,
+			 ms > 0 ? (double)rep->restored_bytes / (1 << 20) / (ms / 1e3) : 0.0);
 		resp.migration_id = rs->copy->id;
 		resp.vf = rs->copy->vf;
 		resp.bytes = rep->restored_bytes;
@@ -224,6 +232,7 @@ void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCM
 		return;
 	}
 	s.pending = (Xevf__Migration__V1__StateChunk *)msg;
+	s.first_us = s.last_us = clock_mono_us();
 	rs.call = call;
 	if (restore_begin(m, s.pending->migration_id, &rs, &code, &why)) {
 		mig_refuse(call, code, "%s", why ? why : "out of memory");
@@ -239,7 +248,7 @@ void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCM
 						       : xevf_err_set(&err, ENOMEM, "no SHA-256 context");
 		const char *state = xevf_mig_state_name(rs.dev->dev.state);
 		restore_end(m, &rs, rc);
-		answer(call, &rs, &rep, state, rc, &err);
+		answer(call, &rs, &s, &rep, state, rc, &err);
 		state_stream_free(&s.stream);
 	}
 	if (s.pending)

@@ -32,6 +32,7 @@ static struct {
 	uint64_t latency_count;
 	double latency_sum;
 	uint64_t bind_failures;
+	uint64_t loop_wakeups;
 	struct outcome *outcomes;
 	size_t noutcomes;
 	int64_t heartbeat_ms;
@@ -150,6 +151,13 @@ void metrics_bind_failures(uint64_t total)
 {
 	pthread_mutex_lock(&m.lock);
 	m.bind_failures = total;
+	pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_loop_wakeups(uint64_t total)
+{
+	pthread_mutex_lock(&m.lock);
+	m.loop_wakeups = total;
 	pthread_mutex_unlock(&m.lock);
 }
 
@@ -296,6 +304,9 @@ char *metrics_render(void)
 	add(&t, "# HELP xevf_driver_bind_failures_total VFs that could not be given a VFIO driver.\n"
 		"# TYPE xevf_driver_bind_failures_total counter\nxevf_driver_bind_failures_total %llu\n",
 	    (unsigned long long)m.bind_failures);
+	add(&t, "# HELP xevf_loop_wakeups_total Times the agent's main loop woke up (an event or a deadline); at idle it sleeps.\n"
+		"# TYPE xevf_loop_wakeups_total counter\nxevf_loop_wakeups_total %llu\n",
+	    (unsigned long long)m.loop_wakeups);
 	add(&t, "# HELP xevf_migrations_total Live migrations by outcome.\n# TYPE xevf_migrations_total counter\n");
 	for (size_t i = 0; i < m.noutcomes; i++)
 		add(&t, "xevf_migrations_total{outcome=\"%s\"} %llu\n", m.outcomes[i].name,
@@ -377,5 +388,6 @@ void metrics_reset(void)
 	m.latency_count = 0;
 	m.latency_sum = 0;
 	m.bind_failures = 0;
+	m.loop_wakeups = 0;
 	pthread_mutex_unlock(&m.lock);
 }

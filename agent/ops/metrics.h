@@ -15,6 +15,7 @@ void metrics_allocated(const char *resource, size_t containers, size_t devices, 
 void metrics_allocate_refused(const char *resource);
 void metrics_registration(const char *resource, bool ok);
 void metrics_bind_failures(uint64_t total);
+void metrics_loop_wakeups(uint64_t total);
 void metrics_migration(const char *outcome);
 
 /* The main loop calls this whenever it publishes: /healthz fails when that

@@ -92,8 +92,12 @@ struct rpc_stream *rpc_stream_open(grpc_channel *ch, const char *method, int tim
 void rpc_stream_set_idle_timeout(struct rpc_stream *st, int idle_ms);
 /* From any thread: ends the stream now; the owner's next send or receive fails. */
 void rpc_stream_abort(struct rpc_stream *st);
+/* Packs msg and returns once the previous message has gone out and this one
+ * is on its way: the caller makes the next one while gRPC sends this one (at
+ * most two of the caller's messages in memory). 0, or -1 when the stream
+ * broke (a failure of the message on its way shows at the next call). */
 int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg);
-/* Half-closes the client side. */
+/* Half-closes the client side (after the message on its way has gone). */
 int rpc_stream_close_send(struct rpc_stream *st);
 int rpc_stream_recv(struct rpc_stream *st, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
 /* Waits for the status and frees the stream. */

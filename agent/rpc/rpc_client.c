@@ -72,7 +72,34 @@ struct rpc_stream {
 	bool sent_initial;
 	bool got_initial;
 	grpc_metadata_array initial_md;
+	/* The message on its way: the caller makes the next one meanwhile. */
+	grpc_byte_buffer *sending;
+	int sending_tag;
+	bool send_failed;
 };
+
+/* Until the message on its way has gone (or the stream broke): 0, or -1. */
+static int finish_sending(struct rpc_stream *st)
+{
+	gpr_timespec until;
+	grpc_event ev;
+
+	if (!st->sending)
+		return st->send_failed ? -1 : 0;
+	until = st->idle_ms > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(st->idle_ms, GPR_TIMESPAN))
+				: gpr_inf_future(GPR_CLOCK_MONOTONIC);
+	ev = grpc_completion_queue_pluck(st->cq, &st->sending_tag, until, NULL);
+	if (ev.type == GRPC_QUEUE_TIMEOUT) {
+		/* nothing moved for idle_ms: as rpc_run_batch does */
+		grpc_call_cancel_with_status(st->call, GRPC_STATUS_DEADLINE_EXCEEDED, "no progress on the stream", NULL);
+		ev = grpc_completion_queue_pluck(st->cq, &st->sending_tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+		ev.success = 0;
+	}
+	grpc_byte_buffer_destroy(st->sending);
+	st->sending = NULL;
+	st->send_failed |= !(ev.type == GRPC_OP_COMPLETE && ev.success);
+	return st->send_failed ? -1 : 0;
+}
 
 static gpr_timespec deadline(int timeout_ms)
 {
@@ -112,7 +139,30 @@ void rpc_stream_abort(struct rpc_stream *st)
 
 int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
 {
-	return rpc_send_message(st->call, st->cq, &st->sent_initial, msg, st->idle_ms);
+	grpc_op ops[2];
+	size_t n = 0;
+	grpc_byte_buffer *bb;
+
+	/* packed while the previous message is on its way: one at a time in
+	 * gRPC (its rule), the next one ready behind it */
+	bb = rpc_pack(msg);
+	if (finish_sending(st) < 0) {
+		grpc_byte_buffer_destroy(bb);
+		return -1;
+	}
+	memset(ops, 0, sizeof(ops));
+	if (!st->sent_initial)
+		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[n].op = GRPC_OP_SEND_MESSAGE;
+	ops[n++].data.send_message.send_message = bb;
+	st->sent_initial = true;
+	if (grpc_call_start_batch(st->call, ops, n, &st->sending_tag, NULL) != GRPC_CALL_OK) {
+		grpc_byte_buffer_destroy(bb);
+		st->send_failed = true;
+		return -1;
+	}
+	st->sending = bb;
+	return 0;
 }
 
 int rpc_stream_close_send(struct rpc_stream *st)
@@ -120,6 +170,8 @@ int rpc_stream_close_send(struct rpc_stream *st)
 	grpc_op ops[2];
 	size_t n = 0;
 
+	if (finish_sending(st) < 0)
+		return -1;
 	memset(ops, 0, sizeof(ops));
 	if (!st->sent_initial)
 		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -135,6 +187,7 @@ int rpc_stream_recv(struct rpc_stream *st, const ProtobufCMessageDescriptor *des
 	grpc_byte_buffer *bb = NULL;
 
 	*out = NULL;
+	(void)finish_sending(st); /* a broken stream shows in the receive as well */
 	memset(ops, 0, sizeof(ops));
 	if (!st->got_initial) {
 		ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
@@ -167,6 +220,7 @@ void rpc_stream_finish(struct rpc_stream *st, struct rpc_result *res)
 	grpc_metadata_array trailing;
 	grpc_slice details = grpc_empty_slice();
 
+	(void)finish_sending(st);
 	memset(ops, 0, sizeof(ops));
 	grpc_metadata_array_init(&trailing);
 	res->status = GRPC_STATUS_UNKNOWN;

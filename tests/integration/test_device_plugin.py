@@ -204,7 +204,8 @@ def test_vfs_removed_and_added_reach_list_and_watch(world):
     assert t1 - t0 < 1.0
     world.agents[0].wait_log(r"event=vf_removed resource=intel.com/xe_vf pci=0000:13:00.1")
     world.host.add_vf("0000:13:00.0", 0, 0xE212, 1, "xe-vfio-pci")
-    _, devices = watch.wait_for(lambda d: len(d) == 3, timeout=3)
+    # a rescan may find the new VF before its driver is linked: unhealthy first, then healthy
+    _, devices = watch.wait_for(lambda d: len(d) == 3 and all_healthy(d), timeout=3)
     assert devices["0000:13:00.1"] == ("Healthy", [1])
 
 
@@ -247,7 +248,8 @@ def test_uevents_and_the_vfio_dir_drive_health_without_rescans(world):
     _, devices = watch.wait_for(lambda d: len(d) == 3, timeout=3 * SLOW)
     assert sorted(devices) == ["0000:03:00.1", "0000:03:00.2", "0000:03:00.3"]
     world.host.add_vf("0000:13:00.0", 0, 0xE212, 1, "xe-vfio-pci")
-    _, devices = watch.wait_for(lambda d: len(d) == 4, timeout=3 * SLOW)
+    # "add" comes before "bind", as from a kernel: listed unhealthy (no driver yet), then healthy
+    _, devices = watch.wait_for(lambda d: len(d) == 4 and all_healthy(d), timeout=3 * SLOW)
     assert devices["0000:13:00.1"] == ("Healthy", [1])
 
 

@@ -36,7 +36,7 @@ cat > /etc/xevf/config.json <<EOF
       "fallback": "vfio-pci"
     }
   ],
-  "rescanIntervalMs": 1000
+  "rescanIntervalMs": 600000
 }
 EOF
 
@@ -71,7 +71,8 @@ echo "XEVF-VM: vfio nodes $(ls /dev/vfio/* | tr '\n' ' ')"
 sleep 3
 
 VF1=$(basename "$(readlink /sys/bus/pci/devices/$PF/virtfn0)")
-echo "XEVF-VM: unbinding $VF1 from vfio-pci"
+# the full rescan is ten minutes away: only the kernel's uevent can tell
+echo "XEVF-VM: unbinding $VF1 from vfio-pci at $(cut -d' ' -f1 /proc/uptime)"
 echo "$VF1" > /sys/bus/pci/drivers/vfio-pci/unbind
 sleep 4
 

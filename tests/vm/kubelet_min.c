@@ -14,12 +14,22 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "deviceplugin/v1beta1/api.pb-c.h"
+
+/* The clock /proc/uptime shows, for the shell's timestamps to compare with. */
+static double boot_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static gpr_timespec in_ms(long ms)
 {
@@ -231,7 +241,7 @@ static void watch(const char *dir, const char *endpoint, size_t want, long deadl
 		recv = NULL;
 		if (!list)
 			break;
-		printf("KUBELET list n=%zu", list->n_devices);
+		printf("KUBELET list t=%.3f n=%zu", boot_seconds(), list->n_devices);
 		for (size_t i = 0; i < list->n_devices; i++) {
 			printf(" %s=%s", list->devices[i]->id, list->devices[i]->health);
 			healthy += strcmp(list->devices[i]->health, "Healthy") == 0;

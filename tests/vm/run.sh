@@ -115,15 +115,20 @@ expect "... and VF 2" "event=vf_bound pci=0000:00:0[0-9a-f].2 driver=vfio-pci mo
 expect "the vfio_pci module is really loaded in the kernel" "XEVF-VM: lsmod has vfio_pci"
 expect "the kernel made real /dev/vfio group nodes" "XEVF-VM: vfio nodes .*/dev/vfio/vfio"
 expect "the agent registered with kubelet_min" "KUBELET registered version=v1beta1 resource=example.com/nvme_vf"
-expect "ListAndWatch listed both VFs healthy" "KUBELET list n=2 [0-9a-f:.]+=Healthy [0-9a-f:.]+=Healthy"
+expect "ListAndWatch listed both VFs healthy" "KUBELET list t=[0-9.]+ n=2 [0-9a-f:.]+=Healthy [0-9a-f:.]+=Healthy"
 expect "Allocate gave the KubeVirt env var with both VFs" \
 	"KUBELET allocate env PCI_RESOURCE_EXAMPLE_COM_NVME_VF=0000:00:0[0-9a-f].1,0000:00:0[0-9a-f].2"
 expect "Allocate gave /dev/vfio/vfio, a real char device" "KUBELET allocate device /dev/vfio/vfio char-device rw"
 expect "Allocate gave the VFs' group nodes, real char devices" "KUBELET allocate device /dev/vfio/[0-9]+ char-device rw"
 grep -q "KUBELET allocate device .* MISSING" console.log && fail "Allocate named a device node that does not exist"
-expect "a VF unbound from outside turned Unhealthy in ListAndWatch" "KUBELET list n=2 .*=Unhealthy"
+expect "a VF unbound from outside turned Unhealthy in ListAndWatch (the kernel's uevent: no rescan was due)" \
+	"KUBELET list t=[0-9.]+ n=2 .*=Unhealthy"
+unbound_at=$(sed -n 's/.*XEVF-VM: unbinding .* at \([0-9.]*\).*/\1/p' console.log | head -1)
+listed_at=$(sed -n 's/.*KUBELET list t=\([0-9.]*\) n=2 .*=Unhealthy.*/\1/p' console.log | head -1)
+echo "vm: uevent to ListAndWatch: $(awk -v a="$unbound_at" -v b="$listed_at" 'BEGIN {printf "%.0f", (b - a) * 1000}') ms" \
+	"(unbind written at /proc/uptime's 10 ms resolution; $accel)"
 expect "the agent said why" "event=vf_unhealthy resource=example.com/nvme_vf pci=[0-9a-f:.]+ reason=\"not bound to any driver"
-expect "removing the PF's VFs emptied the list" "KUBELET list n=0"
+expect "removing the PF's VFs emptied the list" "KUBELET list t=[0-9.]+ n=0"
 expect "the agent kept running after the VFs were removed" "XEVF-VM: agent alive after VF removal"
 expect "the agent put numVFs back and bound the new VFs to vfio-pci" "XEVF-VM: VFs restored"
 expect "the Migration service opened a real VF through VFIO and got ENOTTY: not migratable on vfio-pci" \

@@ -22,6 +22,11 @@ static int status_cmd(const struct cli_args *a, const struct agent_world *world)
 	(void)world;
 	return cli_status(a);
 }
+static int doctor_cmd(const struct cli_args *a, const struct agent_world *world)
+{
+	(void)world;
+	return cli_doctor(a);
+}
 
 /* The subcommands that share the agent's flags; `migrate` has its own. */
 static const struct {
@@ -32,6 +37,7 @@ static const struct {
 	{NULL, run_agent, false}, /* no subcommand: run the agent */
 	{"discover", discover_cmd, true},
 	{"status", status_cmd, true},
+	{"doctor", doctor_cmd, true},
 };
 
 static void print_usage(FILE *out)
@@ -41,6 +47,9 @@ static void print_usage(FILE *out)
 	      "                                         print Xe PFs and VFs with driver and health, then exit\n"
 	      "       xevf-agent status [--json] [--status-socket PATH]\n"
 	      "                                         ask the running agent for its pools, VFs, health, allocations\n"
+	      "       xevf-agent doctor [--json] [OPTIONS]\n"
+	      "                                         what stands in the way of live migration, per PF and VF\n"
+	      "                                         (exit 3 when a VF cannot migrate)\n"
 	      "       xevf-agent migrate COMMAND ...    drive a VF migration between two agents (migrate --help)\n"
 	      "       xevf-agent --version | --help\n"
 	      "\n"
@@ -51,7 +60,7 @@ static void print_usage(FILE *out)
 	      "      --allocation-policy P    pack (fewest PFs, default) or spread (most PFs), for every pool\n", out);
 	settings_print_help(out);
 	fputs("      --check-config           validate the configuration, print it as the agent reads it, exit\n"
-	      "      --json                   with discover and status: machine-readable output\n"
+	      "      --json                   with discover, status and doctor: machine-readable output\n"
 	      "  -V, --version                print the version and exit\n"
 	      "  -h, --help                   print this help and exit\n"
 	      "\n"
@@ -176,7 +185,7 @@ int cli_main(int argc, char **argv, const struct agent_world *world)
 		}
 	rc = parse_args(argc, argv, &a);
 	if (rc < 0 && a.json && !commands[cmd].takes_json) {
-		fprintf(stderr, "xevf-agent: --json goes with the discover and status commands\n");
+		fprintf(stderr, "xevf-agent: --json goes with the discover, status and doctor commands\n");
 		rc = EXIT_USAGE;
 	}
 	if (rc < 0)

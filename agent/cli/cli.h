@@ -9,6 +9,8 @@
 #include "daemon.h"
 
 #define EXIT_USAGE 2
+/* doctor: something stands in the way of migrating a VF (or there is none) */
+#define EXIT_MIGRATION_BLOCKED 3
 
 /* What the command line said. */
 struct cli_args {
@@ -19,8 +21,9 @@ struct cli_args {
 /* The whole program; world: what the agent talks to (doubles in tests). */
 int cli_main(int argc, char **argv, const struct agent_world *world);
 
-/* discover.c, status.c */
+/* discover.c, status.c, doctor.c */
 int cli_discover(const struct cli_args *a);
 int cli_status(const struct cli_args *a);
+int cli_doctor(const struct cli_args *a);
 
 #endif

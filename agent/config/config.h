@@ -55,6 +55,7 @@ struct agent_config {
 	char *modules_root;
 	char *kernel_release;      /* NULL: the running kernel's */
 	char *proc_root;
+	char *boot_root;
 	char *http_address;
 	long http_port;            /* -1 off; 0 ephemeral */
 	char *status_socket;       /* "" off */

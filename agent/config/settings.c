@@ -56,6 +56,8 @@ static const struct setting settings[] = {
 	STR("kernelRelease", "kernel-release", "REL", kernel_release, NULL, NULL,
 	    "which kernel's modules to use (default: the running kernel's)"),
 	STR("procRoot", "proc-root", "DIR", proc_root, "/proc", NULL, "the host's /proc, to see which VFIO devices VMs hold"),
+	STR("bootRoot", "boot-root", "DIR", boot_root, "/boot", NULL,
+	    "the host's /boot, where `doctor` reads the kernel's build configuration (config-<release>)"),
 	STR("httpAddress", "http-address", "ADDR", http_address, "0.0.0.0", NULL, "where /metrics, /healthz and /readyz listen"),
 	LONG("httpPort", "http-port", "PORT", http_port, XEVF_DEFAULT_HTTP_PORT, -1, 65535,
 	     "their port (0 picks a free one; -1 turns HTTP off)"),

@@ -37,8 +37,10 @@ FIRST_GROUP = 10
 SIM_RELEASE = "6.99.0-sim"
 # module name -> (PCI driver name, vfio_pci aliases)
 MODULES = {
+    # Battlemage (Arc Pro) and a Panther Lake id, as xe-vfio-pci's table lists them
     "xe_vfio_pci": ("xe-vfio-pci", ["vfio_pci:v00008086d0000E211sv*sd*bc*sc*i*",
-                                    "vfio_pci:v00008086d0000E212sv*sd*bc*sc*i*"]),
+                                    "vfio_pci:v00008086d0000E212sv*sd*bc*sc*i*",
+                                    "vfio_pci:v00008086d0000B080sv*sd*bc*sc*i*"]),
     "vfio_pci": ("vfio-pci", ["vfio_pci:v*d*sv*sd*bc*sc*i*"]),
 }
 
@@ -223,6 +225,29 @@ class SimHost:
                 os.makedirs(os.path.join(self.sys, "module", name, "drivers", "pci:" + driver), exist_ok=True)
         subprocess.run(["depmod", "-b", self.root, SIM_RELEASE], check=True, stderr=subprocess.DEVNULL)
         return os.path.join(self.root, "lib", "modules")
+
+    # ---- firmware and kernel build ---------------------------------------------
+    def set_guc(self, pf, version):
+        """The GuC firmware version xe shows in debugfs for a PF."""
+        d = os.path.join(self.sys, "kernel", "debug", "dri", pf, "gt0", "uc")
+        os.makedirs(d, exist_ok=True)
+        self._write(os.path.join(d, "guc_info"),
+                    "GuC firmware: xe/bmg_guc_70.bin\n\tstatus: RUNNING\n\tversion: wanted 70.44.1, found %s\n" % version)
+
+    def add_kernel_config(self, release=SIM_RELEASE, xe_vfio_pci="m", iommufd=None, where="boot"):
+        """The kernel's build configuration, as /boot/config-<release> (where="boot") or
+        /proc/config.gz (where="proc"); a value None is written "is not set"."""
+        lines = ["# Linux/x86 %s Kernel Configuration" % release, "CONFIG_VFIO=m", "CONFIG_VFIO_PCI=m", "CONFIG_DRM_XE=m"]
+        for sym, val in (("CONFIG_XE_VFIO_PCI", xe_vfio_pci), ("CONFIG_IOMMUFD", iommufd)):
+            lines.append("%s=%s" % (sym, val) if val else "# %s is not set" % sym)
+        text = ("\n".join(lines) + "\n").encode()
+        if where == "boot":
+            os.makedirs(os.path.join(self.root, "boot"), exist_ok=True)
+            self._write(os.path.join(self.root, "boot", "config-" + release), text)
+        else:
+            import gzip
+            os.makedirs(os.path.join(self.root, "proc"), exist_ok=True)
+            self._write(os.path.join(self.root, "proc", "config.gz"), gzip.compress(text))
 
     # ---- changing the host --------------------------------------------------
     def bind(self, addr, driver):

@@ -37,6 +37,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "devRoot" "/dev"
   "modulesRoot" "/lib/modules"
   "procRoot" "/host/proc"
+  "bootRoot" "/host/boot"
   "httpAddress" "0.0.0.0"
   "httpPort" (int .Values.metrics.port)
   "statusSocket" (printf "%s/status.sock" .Values.statusSocketDir)

@@ -94,6 +94,10 @@ static void check_kernel(struct doctor *d, const struct xevf_host *host, struct 
 		if (v == XEVF_KCONFIG_MODULE || v == XEVF_KCONFIG_BUILTIN)
 			say(fs, V_OK, "kernel config", "CONFIG_XE_VFIO_PCI=%s (%s)", xevf_kconfig_value_name(v),
 			    xevf_kconfig_source(kc));
+		else if (v == XEVF_KCONFIG_ABSENT)
+			say(fs, V_BLOCKS, "kernel config", "kernel %s has no CONFIG_XE_VFIO_PCI at all (%s): it predates "
+			    "xe-vfio-pci (Linux 6.19), so no VF on this host can migrate (VFs still work through vfio-pci); "
+			    "boot a newer kernel built with CONFIG_XE_VFIO_PCI=m", d->release, xevf_kconfig_source(kc));
 		else
 			say(fs, V_BLOCKS, "kernel config", "kernel %s is built without CONFIG_XE_VFIO_PCI (%s: %s); xe "
 			    "exports what xe-vfio-pci needs only when built with it, so no VF on this host can migrate "

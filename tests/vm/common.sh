@@ -21,12 +21,13 @@ need_tools() {
 	done
 }
 
+# expect WHAT REGEX [FILE]: a line of FILE (default the VM's console.log) matches
 expect() {
-	if grep -Eq "$2" console.log; then
+	if grep -Eq "$2" "${3:-console.log}"; then
 		echo "  ok  $1"
 		checks=$((checks + 1))
 	else
-		fail "$1 (no console line matches: $2)"
+		fail "$1 (no line of ${3:-console.log} matches: $2)"
 	fi
 }
 

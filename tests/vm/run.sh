@@ -42,6 +42,15 @@ vmlinuz=kernel/boot/vmlinuz-$kver
 echo "vm: kernel $kver from $deb"
 [ -f kernel/lib/modules/$kver/modules.dep ] || depmod -b kernel "$kver"
 
+# doctor on Debian's own build configuration of this kernel (a file: read on this side)
+rm -rf doctor-host
+/usr/bin/python3 "$here/../sim/simhost.py" create --pfs 1 --vfs 1 doctor-host >/dev/null
+doctor_rc=0
+"$build/xevf-agent" doctor --sysfs-root doctor-host/sys --dev-root doctor-host/dev --boot-root kernel/boot \
+	--proc-root doctor-host/proc --modules-root kernel/lib/modules --kernel-release "$kver" >doctor.log 2>&1 ||
+	doctor_rc=$?
+echo "doctor exit $doctor_rc" >>doctor.log
+
 # ---- initramfs ---------------------------------------------------------------------
 root=$work/initramfs
 rm -rf "$root"
@@ -134,5 +143,10 @@ expect "the agent put numVFs back and bound the new VFs to vfio-pci" "XEVF-VM: V
 expect "the Migration service opened a real VF through VFIO and got ENOTTY: not migratable on vfio-pci" \
 	"XEVF-VM: describe [0-9a-f:.]+: .*migration flags 0x0, [0-9a-f:.]+: not migratable: its driver \(vfio-pci\) offers no VFIO migration \(VFIO_DEVICE_FEATURE_MIGRATION: Inappropriate ioctl for device\)"
 expect "SIGTERM stopped the agent cleanly" "XEVF-VM: agent exit 0"
+expect "doctor read Debian's own config of kernel $kver: no CONFIG_XE_VFIO_PCI, so no VF can migrate" \
+	"blocks +kernel config +kernel $kver (is built without|has no) CONFIG_XE_VFIO_PCI.*kernel/boot/config-$kver" doctor.log
+expect "... and the kernel's modules have no xe-vfio-pci for a Battlemage VF" \
+	"blocks +xe-vfio-pci module +kernel/lib/modules/$kver has no xe-vfio-pci for these VFs" doctor.log
+expect "... so doctor exits 3" "doctor exit 3" doctor.log
 grep -q "XEVF-VM: FAIL" console.log && fail "$(grep 'XEVF-VM: FAIL' console.log | head -3)"
 echo "vm: $checks passed, 0 failed ($accel, $(($(date +%s) - t0)) s)"

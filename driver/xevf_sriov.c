@@ -192,3 +192,19 @@ int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_
 	*n = count;
 	return 0;
 }
+
+int xevf_sriov_write_profile(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index, const char *file,
+			     const char *value, struct xevf_err *err)
+{
+	char *attr = NULL, *path = NULL;
+	int rc;
+
+	if (xevf_asprintf(&attr, "sriov_admin/vf%u/profile/%s", vf_index + 1, file) || pf_path(roots, pf_addr, attr, &path)) {
+		free(attr);
+		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
+	}
+	rc = xevf_sysfs_write(roots, path, value, err);
+	free(attr);
+	free(path);
+	return rc;
+}

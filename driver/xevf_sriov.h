@@ -33,4 +33,10 @@ int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_
 
 void xevf_kv_free(struct xevf_kv *kv, size_t n);
 
+/* Writes value into <pf>/sriov_admin/vf<index+1>/profile/<file> (xe checks
+ * it there: a value it refuses fails the write). The error names the VF's
+ * number, the file and the errno text. */
+int xevf_sriov_write_profile(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index, const char *file,
+			     const char *value, struct xevf_err *err) XEVF_MUST_CHECK;
+
 #endif

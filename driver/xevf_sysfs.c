@@ -206,8 +206,10 @@ int xevf_write_text(const char *path, const char *text, struct xevf_err *err)
 {
 	size_t len = strlen(text);
 	ssize_t n;
-	/* the attribute itself is never a symbolic link: one would point the write elsewhere */
-	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), rc;
+	/* the attribute itself is never a symbolic link: one would point the write
+	 * elsewhere; O_TRUNC as `echo value > attr` (sysfs ignores it; a file of
+	 * a simulated host then holds just the value) */
+	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), rc;
 
 	if (fd < 0)
 		return xevf_err_set(err, errno, "cannot open %s for writing: %s (%s)", path, strerror(errno),

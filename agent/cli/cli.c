@@ -154,8 +154,12 @@ static int run_agent(const struct cli_args *a, const struct agent_world *world)
 		for (size_t i = 0; i < cfg.npools; i++) {
 			char sel[128];
 			selector_describe(&cfg.pools[i].selector, sel, sizeof(sel));
-			printf("pool %s policy=%s numVFs=%ld %s\n", cfg.pools[i].resource_name,
+			printf("pool %s policy=%s numVFs=%ld %s", cfg.pools[i].resource_name,
 			       alloc_policy_name(cfg.pools[i].policy), cfg.pools[i].num_vfs, sel);
+			for (int k = 0; k < PROFILE_NKEYS; k++)
+				if (cfg.pools[i].profile.values[k])
+					printf(" %s=%s", profile_key_info((enum profile_key)k)->file, cfg.pools[i].profile.values[k]);
+			putchar('\n');
 		}
 		config_free(&cfg);
 		return 0;

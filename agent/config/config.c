@@ -94,6 +94,7 @@ void pool_config_free(struct pool_config *c)
 	free(c->resource_name);
 	c->resource_name = NULL;
 	selector_free(&c->selector);
+	vf_profile_free(&c->profile);
 }
 
 int pool_config_copy(struct pool_config *dst, const struct pool_config *src)
@@ -103,7 +104,8 @@ int pool_config_copy(struct pool_config *dst, const struct pool_config *src)
 	dst->num_vfs = src->num_vfs;
 	dst->fallback = src->fallback;
 	dst->resource_name = strdup(src->resource_name);
-	if (!dst->resource_name || selector_copy(&dst->selector, &src->selector)) {
+	if (!dst->resource_name || selector_copy(&dst->selector, &src->selector) ||
+	    vf_profile_copy(&dst->profile, &src->profile)) {
 		pool_config_free(dst);
 		return -ENOMEM;
 	}
@@ -179,7 +181,10 @@ static int parse_pool_key(const char *k, const char *name, json_object *v, void 
 		return json_read_long(v, k, 0, 4096, &pool->num_vfs, error);
 	if (strcmp(name, "fallback") == 0)
 		return parse_fallback(v, k, pool, error);
-	return agent_fail(error, EINVAL, "%s: unknown key (known: resourceName, selector, allocationPolicy, numVFs, fallback)", k);
+	if (strcmp(name, "profile") == 0)
+		return vf_profile_parse(v, k, &pool->profile, error);
+	return agent_fail(error, EINVAL, "%s: unknown key (known: resourceName, selector, allocationPolicy, numVFs, fallback, "
+			  "profile)", k);
 }
 
 static int parse_pool(json_object *obj, const char *key, struct pool_config *pool, char **error)

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "profile.h"
 #include "selector.h"
 
 #define XEVF_DEFAULT_RESOURCE "intel.com/xe_vf"
@@ -41,6 +42,7 @@ struct pool_config {
 	enum alloc_policy policy;
 	long num_vfs;              /* VFs to enable on each of the pool's PFs; -1: leave as is */
 	enum vfio_fallback fallback; /* when no VFIO variant driver (xe-vfio-pci) exists */
+	struct vf_profile profile; /* given to the pool's VFs that nobody holds */
 };
 
 /* Fields named by the settings table; see settings.c for what each means. */

@@ -325,9 +325,9 @@ static void step(struct daemon *d)
 	daemon_read_uevents(d, now);
 	daemon_vfio_dir_events(d);
 	daemon_plugin_dir_events(d);
-	if (preparer_passes(d->preparer) != d->prepare_passes_seen) {
+	if (preparer_counts(d->preparer).passes != d->prepare_passes_seen) {
 		/* a pass finished: show its outcome (new VFs, bindings, reasons) now */
-		d->prepare_passes_seen = preparer_passes(d->preparer);
+		d->prepare_passes_seen = preparer_counts(d->preparer).passes;
 		d->next_rescan_ms = now;
 	}
 	collect_migration_releases(d, now);

@@ -34,6 +34,7 @@ struct preparer {
 	struct pass_input next;  /* the input of the pending pass */
 	uint64_t passes;
 	uint64_t failures;
+	uint64_t profile_refusals;
 	void (*pass_done)(void); /* told after each pass, from this thread */
 	struct inventory_note *notes;
 	size_t nnotes;
@@ -97,6 +98,7 @@ struct pass {
 	bool told_missing_variant;
 	struct inventory_note *notes;
 	size_t nnotes;
+	unsigned profile_refusals; /* profile values the kernel refused in this pass */
 };
 
 /* A pass gives up (between steps, and inside the kernel waits) once the
@@ -241,6 +243,51 @@ note:
 	xevf_err_clear(&err);
 }
 
+static const char *provisioned(const struct xevf_vf *vf, const char *file)
+{
+	for (size_t i = 0; i < vf->nprovisioning; i++)
+		if (strcmp(vf->provisioning[i].key, file) == 0)
+			return vf->provisioning[i].value;
+	return NULL;
+}
+
+/* The pool's profile on a VF that nobody holds: each value the kernel does
+ * not show yet is written; one the kernel refuses is said (file, errno) and
+ * the VF keeps serving with the kernel's value. */
+static void apply_profile(struct pass *ps, const struct pool_config *pool, const struct xevf_pf *pf,
+			  const struct xevf_vf *vf)
+{
+	struct xevf_err err = XEVF_ERR_INIT;
+	const char *why;
+
+	if (vf_profile_empty(&pool->profile) || !pf->provisioning_exposed)
+		return; /* the daemon says once per PF that provisioning is not exposed */
+	if ((why = vf_busy(ps, vf))) {
+		log_debug("vf_profile_deferred", "pci=%s reason=\"%s\"", vf->addr, why);
+		return;
+	}
+	for (int k = 0; k < PROFILE_NKEYS; k++) {
+		const struct profile_key_info *info = profile_key_info((enum profile_key)k);
+		const char *want = pool->profile.values[k], *shown = provisioned(vf, info->file);
+		char *have = shown ? profile_current_value(shown) : NULL;
+		if (!want || (have && strcmp(have, want) == 0)) {
+			free(have);
+			continue;
+		}
+		if (xevf_sriov_write_profile(&ps->roots, pf->addr, vf->vf_index, info->file, want, &err) < 0) {
+			log_error("vf_profile_refused", "pci=%s resource=%s key=%s value=%s reason=\"%s\" action=\"the VF "
+				  "serves with the kernel's value; correct the pool's profile\"", vf->addr, pool->resource_name,
+				  info->file, want, xevf_err_msg(&err));
+			ps->profile_refusals++;
+		} else {
+			log_info("vf_profile_set", "pci=%s resource=%s key=%s value=%s was=%s", vf->addr, pool->resource_name,
+				 info->file, want, have ? have : "unknown");
+		}
+		xevf_err_clear(&err);
+		free(have);
+	}
+}
+
 static int discover(struct pass *ps, struct xevf_host **host)
 {
 	struct xevf_err err = XEVF_ERR_INIT;
@@ -252,7 +299,8 @@ static int discover(struct pass *ps, struct xevf_host **host)
 	return rc;
 }
 
-static void run_pass(struct preparer *p, const struct pass_input *in, struct inventory_note **notes, size_t *nnotes)
+static void run_pass(struct preparer *p, const struct pass_input *in, struct inventory_note **notes, size_t *nnotes,
+		     unsigned *profile_refusals)
 {
 	struct pass ps;
 	struct xevf_host *host = NULL;
@@ -311,8 +359,10 @@ static void run_pass(struct preparer *p, const struct pass_input *in, struct inv
 			if (!selector_takes_pf(&pool->selector, pf))
 				continue;
 			for (size_t v = 0; v < pf->nvfs && !pass_stopped(p); v++)
-				if (selector_prepares_vf(&pool->selector, &pf->vfs[v]))
+				if (selector_prepares_vf(&pool->selector, &pf->vfs[v])) {
 					bind_vf(&ps, pool, &pf->vfs[v]);
+					apply_profile(&ps, pool, pf, &pf->vfs[v]);
+				}
 			break; /* a PF's VFs are prepared by its first pool */
 		}
 	}
@@ -324,13 +374,15 @@ out:
 	free(extra);
 	*notes = ps.notes;
 	*nnotes = ps.nnotes;
+	*profile_refusals = ps.profile_refusals;
 }
 
 /* ---- the thread ----------------------------------------------------------------- */
 
-static void publish(struct preparer *p, struct inventory_note *notes, size_t n)
+static void publish(struct preparer *p, struct inventory_note *notes, size_t n, unsigned profile_refusals)
 {
 	pthread_mutex_lock(&p->lock);
+	p->profile_refusals += profile_refusals;
 	inventory_notes_free(p->notes, p->nnotes);
 	p->notes = notes;
 	p->nnotes = n;
@@ -350,6 +402,7 @@ static void *thread_main(void *arg)
 		struct pass_input in;
 		struct inventory_note *notes = NULL;
 		size_t n = 0;
+		unsigned refusals = 0;
 
 		while (!p->pending && !p->stopping)
 			pthread_cond_wait(&p->cond, &p->lock);
@@ -359,9 +412,9 @@ static void *thread_main(void *arg)
 		memset(&p->next, 0, sizeof(p->next));
 		p->pending = false;
 		pthread_mutex_unlock(&p->lock);
-		run_pass(p, &in, &notes, &n);
+		run_pass(p, &in, &notes, &n, &refusals);
 		input_clear(&in);
-		publish(p, notes, n);
+		publish(p, notes, n, refusals);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -426,24 +479,14 @@ void preparer_request(struct preparer *p, const struct agent_config *cfg, char *
 	pthread_mutex_unlock(&p->lock);
 }
 
-uint64_t preparer_failures(struct preparer *p)
+struct preparer_counts preparer_counts(struct preparer *p)
 {
-	uint64_t n;
+	struct preparer_counts c;
 
 	pthread_mutex_lock(&p->lock);
-	n = p->failures;
+	c = (struct preparer_counts){p->passes, p->failures, p->profile_refusals};
 	pthread_mutex_unlock(&p->lock);
-	return n;
-}
-
-uint64_t preparer_passes(struct preparer *p)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&p->lock);
-	n = p->passes;
-	pthread_mutex_unlock(&p->lock);
-	return n;
+	return c;
 }
 
 void preparer_notes(struct preparer *p, struct inventory_note **notes, size_t *n)

@@ -29,12 +29,16 @@ void preparer_stop(struct preparer *p);
 void preparer_request(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent);
 
 
-/* Completed passes so far; the notes of the last one (copied, caller frees
- * with prepare_notes_free). */
-uint64_t preparer_passes(struct preparer *p);
+/* The notes of the last pass (copied, caller frees with
+ * inventory_notes_free). */
 void preparer_notes(struct preparer *p, struct inventory_note **notes, size_t *n);
 
-/* VFs that could not be given a VFIO driver, over all passes. */
-uint64_t preparer_failures(struct preparer *p);
+/* Over all passes so far. */
+struct preparer_counts {
+	uint64_t passes;           /* completed */
+	uint64_t failures;         /* VFs that could not be given a VFIO driver */
+	uint64_t profile_refusals; /* profile values the kernel refused */
+};
+struct preparer_counts preparer_counts(struct preparer *p);
 
 #endif

@@ -3,11 +3,13 @@
  * when a reader (the HTTP threads) asks for it, not after every change. */
 #include <errno.h>
 #include <json-c/json.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "clock.h"
 #include "daemon_private.h"
 #include "metrics.h"
+#include "xevf_sriov.h"
 
 /* How long a reader waits for the daemon's thread before it reads what was
  * published last (and /healthz sees how old that is). */
@@ -48,6 +50,34 @@ static json_object *pool_json(struct daemon *d, const struct plugin *pl, int64_t
 	return p;
 }
 
+/* What xe shows of each pool VF's profile (the inventory read it). */
+static void publish_profiles(struct daemon *d)
+{
+	const struct inventory *inv = d->inventory;
+	struct metrics_vf_profile *samples;
+	size_t n = 0, cap = 0;
+
+	for (size_t i = 0; inv && i < inv->nvfs; i++)
+		if (inv->vfs[i].resource)
+			cap += inv->vfs[i].vf->nprovisioning;
+	if (!(samples = calloc(cap + 1, sizeof(*samples))))
+		return;
+	for (size_t i = 0; inv && i < inv->nvfs; i++) {
+		const struct inventory_vf *iv = &inv->vfs[i];
+		for (size_t k = 0; iv->resource && k < iv->vf->nprovisioning; k++) {
+			char *value = profile_current_value(iv->vf->provisioning[k].value);
+			if (!value)
+				continue;
+			samples[n++] = (struct metrics_vf_profile){(char *)iv->resource, (char *)iv->vf->addr,
+								   iv->vf->provisioning[k].key, value};
+		}
+	}
+	metrics_set_vf_profiles(samples, n);
+	for (size_t i = 0; i < n; i++)
+		free(samples[i].value);
+	free(samples);
+}
+
 void daemon_publish(struct daemon *d)
 {
 	json_object *root = json_object_new_object(), *pools = json_object_new_array();
@@ -65,7 +95,11 @@ void daemon_publish(struct daemon *d)
 	json_object_object_add(root, "pools", pools);
 	metrics_set_status(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(root);
-	metrics_bind_failures(preparer_failures(d->preparer));
+	struct preparer_counts counts = preparer_counts(d->preparer);
+
+	metrics_bind_failures(counts.failures);
+	metrics_profile_refusals(counts.profile_refusals);
+	publish_profiles(d);
 }
 
 void daemon_answer_asks(struct daemon *d)

@@ -95,6 +95,11 @@ void dp_register_start(struct plugin *pl, const struct dp_file_id *kubelet_id)
 	ops[5].data.recv_status_on_client.trailing_metadata = &r->trailing_md;
 	ops[5].data.recv_status_on_client.status = &r->status;
 	ops[5].data.recv_status_on_client.status_details = &r->details;
+	/* a new kubelet socket starts its own backoff: the failures of the one
+	 * before (a kubelet going away) say nothing about this one, which may
+	 * only have been a moment from listening */
+	if (!dp_file_id_eq(&r->attempt_id, kubelet_id))
+		r->backoff_ms = 0;
 	r->attempt_id = *kubelet_id;
 	r->attempt_serve = pl->serves;
 	if (grpc_call_start_batch(r->call, ops, 6, &r->tag, NULL) != GRPC_CALL_OK) {

@@ -33,6 +33,9 @@ static struct {
 	double latency_sum;
 	uint64_t bind_failures;
 	uint64_t loop_wakeups;
+	uint64_t profile_refusals;
+	struct metrics_vf_profile *profiles; /* label values escaped already */
+	size_t nprofiles;
 	struct outcome *outcomes;
 	size_t noutcomes;
 	int64_t heartbeat_ms;
@@ -151,6 +154,75 @@ void metrics_bind_failures(uint64_t total)
 {
 	pthread_mutex_lock(&m.lock);
 	m.bind_failures = total;
+	pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_profile_refusals(uint64_t total)
+{
+	pthread_mutex_lock(&m.lock);
+	m.profile_refusals = total;
+	pthread_mutex_unlock(&m.lock);
+}
+
+/* A label value as the exposition format wants it: \\, \" and \n escaped
+ * (the values come from sysfs: anything may be in them). */
+static char *label_escape(const char *s)
+{
+	size_t n = 0;
+	char *out, *o;
+
+	for (const char *p = s; *p; p++)
+		n += (*p == '\\' || *p == '"' || *p == '\n') ? 2 : 1;
+	if (!(out = malloc(n + 1)))
+		return NULL;
+	for (o = out; *s; s++) {
+		if (*s == '\\' || *s == '"' || *s == '\n') {
+			*o++ = '\\';
+			*o++ = (char)(*s == '\n' ? 'n' : *s);
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static void profiles_free(struct metrics_vf_profile *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(p[i].resource);
+		free(p[i].pci);
+		free(p[i].key);
+		free(p[i].value);
+	}
+	free(p);
+}
+
+void metrics_set_vf_profiles(const struct metrics_vf_profile *samples, size_t n)
+{
+	struct metrics_vf_profile *copy = calloc(n + 1, sizeof(*copy));
+	size_t kept = 0;
+
+	for (size_t i = 0; copy && i < n; i++) {
+		struct metrics_vf_profile *c = &copy[kept];
+		c->resource = label_escape(samples[i].resource);
+		c->pci = label_escape(samples[i].pci);
+		c->key = label_escape(samples[i].key);
+		c->value = label_escape(samples[i].value);
+		if (c->resource && c->pci && c->key && c->value) {
+			kept++;
+			continue;
+		}
+		free(c->resource);
+		free(c->pci);
+		free(c->key);
+		free(c->value);
+		memset(c, 0, sizeof(*c));
+	}
+	pthread_mutex_lock(&m.lock);
+	profiles_free(m.profiles, m.nprofiles);
+	m.profiles = copy;
+	m.nprofiles = copy ? kept : 0;
 	pthread_mutex_unlock(&m.lock);
 }
 
@@ -304,6 +376,14 @@ char *metrics_render(void)
 	add(&t, "# HELP xevf_driver_bind_failures_total VFs that could not be given a VFIO driver.\n"
 		"# TYPE xevf_driver_bind_failures_total counter\nxevf_driver_bind_failures_total %llu\n",
 	    (unsigned long long)m.bind_failures);
+	add(&t, "# HELP xevf_vf_profile_refused_total Profile values the kernel refused to set on a VF.\n"
+		"# TYPE xevf_vf_profile_refused_total counter\nxevf_vf_profile_refused_total %llu\n",
+	    (unsigned long long)m.profile_refusals);
+	add(&t, "# HELP xevf_vf_profile_info A pool VF's profile as xe's sriov_admin/ shows it.\n"
+		"# TYPE xevf_vf_profile_info gauge\n");
+	for (size_t i = 0; i < m.nprofiles; i++)
+		add(&t, "xevf_vf_profile_info{resource=\"%s\",pci=\"%s\",key=\"%s\",value=\"%s\"} 1\n",
+		    m.profiles[i].resource, m.profiles[i].pci, m.profiles[i].key, m.profiles[i].value);
 	add(&t, "# HELP xevf_loop_wakeups_total Times the agent's main loop woke up (an event or a deadline); at idle it sleeps.\n"
 		"# TYPE xevf_loop_wakeups_total counter\nxevf_loop_wakeups_total %llu\n",
 	    (unsigned long long)m.loop_wakeups);
@@ -389,5 +469,9 @@ void metrics_reset(void)
 	m.latency_sum = 0;
 	m.bind_failures = 0;
 	m.loop_wakeups = 0;
+	m.profile_refusals = 0;
+	profiles_free(m.profiles, m.nprofiles);
+	m.profiles = NULL;
+	m.nprofiles = 0;
 	pthread_mutex_unlock(&m.lock);
 }

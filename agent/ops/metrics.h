@@ -16,6 +16,14 @@ void metrics_allocate_refused(const char *resource);
 void metrics_registration(const char *resource, bool ok);
 void metrics_bind_failures(uint64_t total);
 void metrics_loop_wakeups(uint64_t total);
+void metrics_profile_refusals(uint64_t total);
+
+/* A pool VF's profile value, as xevf_vf_profile_info shows it. */
+struct metrics_vf_profile {
+	char *resource, *pci, *key, *value;
+};
+/* Replaces the set (copied). */
+void metrics_set_vf_profiles(const struct metrics_vf_profile *samples, size_t n);
 void metrics_migration(const char *outcome);
 
 /* The main loop calls this whenever it publishes: /healthz fails when that

@@ -20,8 +20,13 @@ RESOURCE = "intel.com/xe_vf"
 def node(world, tmp_path):
     kernels = []
 
-    def make(pfs=2, vfs=0, modules=("xe_vfio_pci", "vfio_pci"), pools=None, extra=()):
+    def make(pfs=2, vfs=0, modules=("xe_vfio_pci", "vfio_pci"), pools=None, extra=(), admin=False, before=None):
         world.create_host(pfs=pfs, vfs=vfs, vf_driver=None)
+        if admin:  # xe 6.19+: sriov_admin/ on each PF
+            for pf in [a for a in os.listdir(world.host.devices) if os.path.exists(os.path.join(world.host.devdir(a), "sriov_numvfs"))]:
+                os.makedirs(os.path.join(world.host.devdir(pf), "sriov_admin"), exist_ok=True)
+        if before:
+            before(world.host)
         modules_root = world.host.add_modules(modules) if modules else str(tmp_path / "no-modules")
         kernel = SimKernel(world.host)
         kernel.start()
@@ -231,3 +236,100 @@ def test_preparation_never_holds_up_serving_registration_or_shutdown(world, tmp_
     stopping = time.monotonic()
     assert agent.stop() == 0
     assert time.monotonic() - stopping < 5
+
+
+PROFILE = {"execQuantumMs": 25, "preemptTimeoutUs": 500000, "schedPriority": "high"}
+
+
+def profile_of(world, pf, n):
+    d = os.path.join(world.host.devdir(pf), "sriov_admin", "vf%d" % n, "profile")
+    out = {}
+    for k in ("exec_quantum_ms", "preempt_timeout_us", "sched_priority"):
+        p = os.path.join(d, k)
+        if os.path.isfile(p):
+            with open(p) as f:
+                out[k] = f.read().strip()
+    return out
+
+
+def metrics_text(agent):
+    import urllib.request
+    _, line = agent.wait_log(r"event=http_serving .*port=(\d+)")
+    port = int(line.split("port=")[1].split()[0])
+    return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+
+
+WANTED = {"exec_quantum_ms": "25", "preempt_timeout_us": "500000", "sched_priority": "low normal [high]"}
+
+
+def test_pool_profile_is_set_on_vfs_and_again_when_they_are_recreated(world, node):
+    """#13: a pool's profile reaches xe's sriov_admin/ for each VF, shows in discover and /metrics, and is
+    set again when the VFs are re-created (xe gives new VFs its defaults)."""
+    agent, kernel, config, _ = node(pfs=1, vfs=0, admin=True,
+                                    pools=[{"resourceName": RESOURCE, "numVFs": 2, "profile": PROFILE}])
+    world.kubelet.wait_registration(RESOURCE)
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(healthy(2), timeout=10)
+    agent.wait_log(r"event=vf_profile_set pci=0000:03:00.1 resource=intel.com/xe_vf key=exec_quantum_ms value=25 was=0")
+    deadline = time.monotonic() + 5
+    while profile_of(world, "0000:03:00.0", 2) != WANTED:
+        assert time.monotonic() < deadline, profile_of(world, "0000:03:00.0", 2)
+        time.sleep(0.05)
+    assert profile_of(world, "0000:03:00.0", 1) == WANTED
+    out = json.loads(subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root",
+                                     world.host.dev], capture_output=True, text=True, check=True).stdout)
+    assert out["pfs"][0]["vfs"][0]["provisioning"]["sched_priority"] == "low normal [high]"
+    deadline = time.monotonic() + 5
+    while 'xevf_vf_profile_info{resource="intel.com/xe_vf",pci="0000:03:00.2",key="sched_priority",value="high"} 1' \
+            not in metrics_text(agent):
+        assert time.monotonic() < deadline, metrics_text(agent)
+        time.sleep(0.2)
+    # numVFs 2 -> 3: xe re-creates every VF with its defaults; the agent sets the profile again
+    config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 3, "profile": PROFILE}]}))
+    agent.signal(signal.SIGHUP)
+    watch.wait_for(healthy(3), timeout=10)
+    deadline = time.monotonic() + 5
+    while any(profile_of(world, "0000:03:00.0", n) != WANTED for n in (1, 2, 3)):
+        assert time.monotonic() < deadline, [profile_of(world, "0000:03:00.0", n) for n in (1, 2, 3)]
+        time.sleep(0.05)
+
+
+def test_a_refused_profile_value_is_named_and_the_vf_keeps_serving(world, node):
+    def refuse_on_vf2(host):
+        prof = os.path.join(host.devdir("0000:03:00.0"), "sriov_admin", "vf2", "profile")
+        os.makedirs(os.path.join(prof, "preempt_timeout_us"))  # not a file the agent may write: refused
+        for k in ("exec_quantum_ms", "sched_priority"):
+            with open(os.path.join(prof, k), "w") as f:
+                f.write({"exec_quantum_ms": "0", "sched_priority": "low [normal] high"}[k] + "\n")
+    agent, _, _, _ = node(pfs=1, vfs=2, admin=True, before=refuse_on_vf2,
+                          pools=[{"resourceName": RESOURCE, "profile": PROFILE}])
+    world.kubelet.wait_registration(RESOURCE)
+    _, line = agent.wait_log(r"event=vf_profile_refused pci=0000:03:00.2 ")
+    assert "key=preempt_timeout_us value=500000" in line and "preempt_timeout_us" in line.split("reason=")[1]
+    assert 'action="the VF serves with the kernel\'s value; correct the pool\'s profile"' in line
+    # the rest of the VF's profile, and the other VF, are set; both VFs serve
+    world.kubelet.watch_of(RESOURCE).wait_for(healthy(2), timeout=10)
+    deadline = time.monotonic() + 5
+    while profile_of(world, "0000:03:00.0", 2).get("exec_quantum_ms") != "25" or \
+            profile_of(world, "0000:03:00.0", 1) != WANTED:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "xevf_vf_profile_refused_total 1" in metrics_text(agent)
+
+
+def test_a_profile_change_leaves_a_vf_a_vm_holds_alone(world, node):
+    agent, _, config, proc = node(pfs=1, vfs=0, admin=True,
+                                  pools=[{"resourceName": RESOURCE, "numVFs": 2}])
+    world.kubelet.wait_registration(RESOURCE)
+    world.kubelet.watch_of(RESOURCE).wait_for(healthy(2), timeout=10)
+    # a QEMU (pid 4242) holds VF 0000:03:00.1's VFIO group
+    group = world.host.group_of("0000:03:00.1")
+    (proc / "4242" / "fd").mkdir(parents=True)
+    os.symlink("/dev/vfio/" + group, proc / "4242" / "fd" / "17")
+    config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 2, "profile": PROFILE}]}))
+    agent.signal(signal.SIGHUP)
+    agent.wait_log(r"event=vf_profile_set pci=0000:03:00.2 .*key=sched_priority value=high")
+    time.sleep(0.3)
+    assert profile_of(world, "0000:03:00.0", 1) == {"exec_quantum_ms": "0", "preempt_timeout_us": "0",
+                                                     "sched_priority": "low [normal] high"}
+    assert not [line for line in agent.lines if "event=vf_profile_set pci=0000:03:00.1" in line]

@@ -309,11 +309,18 @@ class SimHost:
         return {"root": self.root, "sysfs": self.sys, "dev": self.dev, "vfs": self.all_vfs()}
 
 
+PROFILE_DEFAULTS = {"exec_quantum_ms": "0", "preempt_timeout_us": "0", "sched_priority": "low [normal] high"}
+PRIORITIES = ("low", "normal", "high")
+
+
 class SimKernel(threading.Thread):
     """What the kernel does when the agent writes sysfs: sriov_numvfs creates or
     removes VFs (unbound: sriov_drivers_autoprobe is honoured as 0),
     drivers_probe binds a device to its driver_override, a driver's unbind file
-    unbinds. Polls every 10 ms; records what it did in .log (a list)."""
+    unbinds; on a PF with sriov_admin/ (xe 6.19+), each VF has a profile, reset
+    to xe's defaults when the VFs are re-created, and sched_priority reads back
+    as xe shows a choice ("low normal [high]"). Polls every 10 ms; records what
+    it did in .log (a list)."""
 
     def __init__(self, host, device_ids=None):
         super().__init__(daemon=True)
@@ -356,6 +363,8 @@ class SimKernel(threading.Thread):
                 # the file keeps the count, as the kernel's does
                 with open(os.path.join(d, "sriov_numvfs"), "w") as f:
                     f.write(want + "\n")
+                self._reset_profiles(d, int(want))
+            self._profiles(d, len(h.vfs_of(name)))
         probe = os.path.join(h.bus, "drivers_probe")
         addr = self._read(probe)
         if addr:
@@ -372,6 +381,31 @@ class SimKernel(threading.Thread):
                     h.unbind(addr)
                     self.log.append("unbind %s %s" % (addr, drv))
                 self._clear(unbind)
+
+    def _reset_profiles(self, pf_dir, count):
+        """VFs re-created: their profiles are xe's defaults again."""
+        admin = os.path.join(pf_dir, "sriov_admin")
+        for n in range(1, count + 1):
+            prof = os.path.join(admin, "vf%d" % n, "profile")
+            if os.path.isdir(admin) and os.path.isdir(prof):
+                shutil.rmtree(prof)
+
+    def _profiles(self, pf_dir, count):
+        admin = os.path.join(pf_dir, "sriov_admin")
+        if not os.path.isdir(admin):
+            return
+        for n in range(1, count + 1):
+            prof = os.path.join(admin, "vf%d" % n, "profile")
+            if not os.path.isdir(prof):
+                os.makedirs(prof)
+                for k, v in PROFILE_DEFAULTS.items():
+                    with open(os.path.join(prof, k), "w") as f:
+                        f.write(v + "\n")
+            prio = os.path.join(prof, "sched_priority")
+            got = self._read(prio) if os.path.isfile(prio) else None
+            if got in PRIORITIES:  # a choice written: shown back with the set one bracketed
+                with open(prio, "w") as f:
+                    f.write(" ".join("[%s]" % p if p == got else p for p in PRIORITIES) + "\n")
 
     def run(self):
         while not self.stop_event.is_set():

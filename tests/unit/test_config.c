@@ -104,6 +104,40 @@ static void test_errors_name_the_key(void **state)
 	expect_error("[]", "the top level must be a JSON object");
 }
 
+static void test_a_pools_profile(void **state)
+{
+	const char *json = "{\"pools\": [{\"resourceName\": \"intel.com/a\", \"profile\": {\"execQuantumMs\": 25, "
+			   "\"schedPriority\": \"high\", \"vramQuota\": 4294967296}}, {\"resourceName\": \"intel.com/b\"}]}";
+	struct agent_config cfg;
+	struct pool_config copy;
+	char *error = NULL;
+
+	(void)state;
+	assert_int_equal(config_parse_json(json, strlen(json), &cfg, &error), 0);
+	assert_string_equal(cfg.pools[0].profile.values[PROFILE_EXEC_QUANTUM_MS], "25");
+	assert_null(cfg.pools[0].profile.values[PROFILE_PREEMPT_TIMEOUT_US]);
+	assert_string_equal(cfg.pools[0].profile.values[PROFILE_SCHED_PRIORITY], "high");
+	assert_string_equal(cfg.pools[0].profile.values[PROFILE_VRAM_QUOTA], "4294967296");
+	assert_true(vf_profile_empty(&cfg.pools[1].profile));
+	assert_int_equal(pool_config_copy(&copy, &cfg.pools[0]), 0);
+	assert_string_equal(copy.profile.values[PROFILE_SCHED_PRIORITY], "high");
+	pool_config_free(&copy);
+	config_free(&cfg);
+	expect_error("{\"pools\": [{\"resourceName\": \"intel.com/a\", \"profile\": {\"schedPriority\": \"max\"}}]}",
+		     "pools[0].profile.schedPriority: 'max' is not low, normal or high");
+	expect_error("{\"pools\": [{\"resourceName\": \"intel.com/a\", \"profile\": {\"execQuantumMs\": -1}}]}",
+		     "pools[0].profile.execQuantumMs: -1 is out of range");
+	expect_error("{\"pools\": [{\"resourceName\": \"intel.com/a\", \"profile\": {\"quantum\": 1}}]}",
+		     "pools[0].profile.quantum: unknown key");
+	/* what xe shows of a choice, and of a number */
+	char *v = profile_current_value("low [normal] high\n");
+	assert_string_equal(v, "normal");
+	free(v);
+	v = profile_current_value(" 25\n");
+	assert_string_equal(v, "25");
+	free(v);
+}
+
 static void test_malformed_json_is_refused(void **state)
 {
 	(void)state;
@@ -173,6 +207,7 @@ int main(void)
 		cmocka_unit_test(test_full_config_is_read),
 		cmocka_unit_test(test_defaults_fill_an_empty_config),
 		cmocka_unit_test(test_errors_name_the_key),
+		cmocka_unit_test(test_a_pools_profile),
 		cmocka_unit_test(test_malformed_json_is_refused),
 		cmocka_unit_test(test_duplicate_resource_names_are_refused),
 		cmocka_unit_test(test_resource_name_rules),

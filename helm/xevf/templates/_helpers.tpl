@@ -26,6 +26,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $p := dict "resourceName" .resourceName "allocationPolicy" (default "pack" .allocationPolicy) "fallback" (default "none" .fallback) -}}
 {{- if hasKey . "numVFs" }}{{ $_ := set $p "numVFs" .numVFs }}{{ end -}}
 {{- if .selector }}{{ $_ := set $p "selector" .selector }}{{ end -}}
+{{- if .profile -}}
+{{- /* numbers as integers: YAML gives helm floats, which JSON would print as 4.294967296e+09 */ -}}
+{{- $prof := dict -}}
+{{- range $k, $v := .profile }}{{ if eq $k "schedPriority" }}{{ $_ := set $prof $k $v }}{{ else }}{{ $_ := set $prof $k (int64 $v) }}{{ end }}{{ end -}}
+{{- $_ := set $p "profile" $prof -}}
+{{- end -}}
 {{- $pools = append $pools $p -}}
 {{- end -}}
 {{- end -}}

@@ -266,6 +266,7 @@ static int report(struct doctor *d, const struct xevf_host *host, bool as_json)
 	json_object *root = json_object_new_object(), *pfs = json_object_new_array();
 	size_t nvfs = 0, migratable = 0;
 
+	json_object_object_add(root, "pfs", pfs); /* root owns it, text or not */
 	check_kernel(d, host, &hostf);
 	if (!as_json) {
 		printf("host  kernel %s\n", d->release);
@@ -323,7 +324,6 @@ static int report(struct doctor *d, const struct xevf_host *host, bool as_json)
 		json_object_object_add(ho, "kernelRelease", json_object_new_string(d->release));
 		json_object_object_add(ho, "findings", findings_json(&hostf));
 		json_object_object_add(root, "host", ho);
-		json_object_object_add(root, "pfs", pfs);
 		json_object_object_add(root, "vfs", json_object_new_int64((int64_t)nvfs));
 		json_object_object_add(root, "migratableVfs", json_object_new_int64((int64_t)migratable));
 		puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));

@@ -139,7 +139,7 @@ void fingerprint_clear(Xevf__Migration__V1__Fingerprint *fp)
 	xevf__migration__v1__fingerprint__init(fp);
 }
 
-static const char *provisioned(const Xevf__Migration__V1__Fingerprint *fp, const char *key)
+const char *compat_provisioned(const Xevf__Migration__V1__Fingerprint *fp, const char *key)
 {
 	for (size_t k = 0; k < fp->n_provisioning; k++)
 		if (strcmp(fp->provisioning[k]->key, key) == 0)
@@ -147,7 +147,7 @@ static const char *provisioned(const Xevf__Migration__V1__Fingerprint *fp, const
 	return NULL;
 }
 
-static char *provisioning_why_not(const Xevf__Migration__V1__Fingerprint *have,
+char *compat_provisioning_why_not(const Xevf__Migration__V1__Fingerprint *have,
 				  const Xevf__Migration__V1__Fingerprint *want)
 {
 	size_t n = have->n_provisioning > want->n_provisioning ? have->n_provisioning : want->n_provisioning;
@@ -155,7 +155,7 @@ static char *provisioning_why_not(const Xevf__Migration__V1__Fingerprint *have,
 
 	for (size_t i = 0; i < n && !why; i++) {
 		const char *key = i < want->n_provisioning ? want->provisioning[i]->key : have->provisioning[i]->key;
-		const char *w = provisioned(want, key), *h = provisioned(have, key);
+		const char *w = compat_provisioned(want, key), *h = compat_provisioned(have, key);
 		if (!text_eq(w, h) && asprintf(&why, "provisioning %s is %s, the source has %s", key, h ? h : "(unset)",
 					       w ? w : "(unset)") < 0)
 			why = strdup("out of memory");
@@ -169,6 +169,13 @@ static const char *shown(const char *version)
 }
 
 char *compat_why_not(const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want)
+{
+	char *why = compat_identity_why_not(have, want);
+
+	return why ? why : compat_provisioning_why_not(have, want);
+}
+
+char *compat_identity_why_not(const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want)
 {
 	char *why = NULL;
 	int rc = 0;
@@ -197,6 +204,6 @@ char *compat_why_not(const Xevf__Migration__V1__Fingerprint *have, const Xevf__M
 		rc = asprintf(&why, "VFIO migration flags 0x%llx do not match the source's 0x%llx",
 			      (unsigned long long)have->migration_flags, (unsigned long long)want->migration_flags);
 	else
-		return provisioning_why_not(have, want);
+		return NULL;
 	return rc < 0 ? strdup("out of memory") : why;
 }

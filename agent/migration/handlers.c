@@ -38,15 +38,20 @@ void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufC
 }
 
 /* Why the node's VF i cannot take the source's state (malloc'd), or NULL.
- * taken[i]: the reason a migration already has it (decided under the lock). */
+ * taken[i]: the reason a migration already has it (decided under the lock).
+ * A VF whose xe provisioning alone differs can take it once provisioned like
+ * the source: provision does that now (Reserve); otherwise *note says what
+ * a Reserve would change (malloc'd, or NULL). */
 static char *why_not(struct migration *m, const struct inventory_vf *iv, const char *taken,
-		     const struct busy_scan *scan, const Xevf__Migration__V1__Fingerprint *src)
+		     const struct busy_scan *scan, const Xevf__Migration__V1__Fingerprint *src, bool provision,
+		     char **note)
 {
 	Xevf__Migration__V1__Fingerprint fp;
 	const char *busy = busy_why(scan, iv, false);
 	bool in_use = false;
-	char *why = NULL;
+	char *why = NULL, *plan = NULL;
 
+	*note = NULL;
 	if (!iv->vf->healthy)
 		return strdup("unhealthy");
 	if (busy)
@@ -54,7 +59,15 @@ static char *why_not(struct migration *m, const struct inventory_vf *iv, const c
 	if (taken)
 		return strdup(taken);
 	mig_fingerprint(m, iv, scan, &fp, &in_use);
-	why = in_use ? strdup("in use: its VFIO device is open elsewhere (EBUSY)") : compat_why_not(&fp, src);
+	if (in_use)
+		why = strdup("in use: its VFIO device is open elsewhere (EBUSY)");
+	else if (!(why = compat_identity_why_not(&fp, src)) && !(why = provision_plan(iv, &fp, src, &plan)) && plan) {
+		if (provision)
+			why = provision_like(m, iv, &fp, src);
+		else if (asprintf(note, "provisioned like the source when reserved: %s", plan) < 0)
+			*note = NULL;
+	}
+	free(plan);
 	fingerprint_clear(&fp);
 	return why;
 }
@@ -103,11 +116,11 @@ void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMes
 	cands = calloc(inv ? inv->nvfs + 1 : 1, sizeof(*cands));
 	resp.candidates = calloc(inv ? inv->nvfs + 1 : 1, sizeof(Xevf__Migration__V1__Candidate *));
 	for (size_t i = 0; inv && cands && resp.candidates && taken && i < inv->nvfs; i++) {
-		char *why = why_not(m, &inv->vfs[i], taken[i], &scan, req->source);
+		char *note = NULL, *why = why_not(m, &inv->vfs[i], taken[i], &scan, req->source, false, &note);
 		xevf__migration__v1__candidate__init(&cands[i]);
 		cands[i].vf = (char *)inv->vfs[i].vf->addr;
 		cands[i].compatible = why == NULL;
-		cands[i].reason = why ? why : (char *)protobuf_c_empty_string;
+		cands[i].reason = why ? why : note ? note : (char *)protobuf_c_empty_string;
 		resp.candidates[resp.n_candidates++] = &cands[i];
 	}
 	rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&resp);
@@ -121,7 +134,8 @@ void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMes
 	inventory_unref(inv);
 }
 
-/* The first compatible VF (its index), or -1 with every VF's reason in *reasons. */
+/* The first compatible VF (its index), provisioned like the source where its
+ * xe provisioning alone differed, or -1 with every VF's reason in *reasons. */
 static long first_compatible(struct migration *m, const struct inventory *inv, char **taken,
 			     const Xevf__Migration__V1__Fingerprint *src, char **reasons)
 {
@@ -132,7 +146,8 @@ static long first_compatible(struct migration *m, const struct inventory *inv, c
 
 	busy_scan(m, &scan);
 	for (size_t i = 0; inv && taken && i < inv->nvfs && pick < 0; i++) {
-		char *why = why_not(m, &inv->vfs[i], taken[i], &scan, src);
+		char *note = NULL, *why = why_not(m, &inv->vfs[i], taken[i], &scan, src, true, &note);
+		free(note);
 		if (!why)
 			pick = (long)i;
 		else if (rs)

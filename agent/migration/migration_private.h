@@ -65,6 +65,15 @@ const char *busy_why_now(const struct migration *m, const struct inventory_vf *i
 
 /* Lock not held: the VF's fingerprint, opening and probing its device only
  * when nobody else uses it; *in_use (may be NULL) says when somebody does. */
+/* provision.c: a target VF provisioned like the source. provision_plan:
+ * NULL and *plan (what would change, or NULL for nothing) when the
+ * provisioning can be made equal, else why not (malloc'd). provision_like
+ * does it and reads it back: NULL, or why not. The VF must be free. */
+char *provision_plan(const struct inventory_vf *iv, const Xevf__Migration__V1__Fingerprint *have,
+		     const Xevf__Migration__V1__Fingerprint *want, char **plan);
+char *provision_like(const struct migration *m, const struct inventory_vf *iv,
+		     const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want);
+
 void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, const struct busy_scan *scan,
 		     Xevf__Migration__V1__Fingerprint *fp, bool *in_use);
 /* Ends a call with an error (logged). */

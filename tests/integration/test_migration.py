@@ -819,12 +819,19 @@ def test_firmware_and_provisioning_take_part_in_compatibility(nodes):
     assert fp.firmware_version == "70.44.1"
     assert {kv.key: kv.value for kv in fp.provisioning} == {"exec_quantum_ms": "25", "vram_quota": "4294967296"}
     assert all(c.compatible for c in dst.remote().check(fp).candidates)
-    # one target VF with another VRAM quota, and then the target's GuC updated
+    # one target VF with another VRAM quota: compatible once provisioned like the source, which Reserve does (#13)
     _provision(dst, 1, vram_quota="2147483648")
     time.sleep(0.6)
     cands = {c.vf: c for c in dst.remote().check(fp).candidates}
-    assert cands[dst.vfs()[0]].reason == "provisioning vram_quota is 2147483648, the source has 4294967296"
-    assert cands[dst.vfs()[1]].compatible
+    assert cands[dst.vfs()[0]].compatible
+    assert cands[dst.vfs()[0]].reason == "provisioned like the source when reserved: vram_quota 2147483648 -> 4294967296"
+    assert cands[dst.vfs()[1]].compatible and cands[dst.vfs()[1]].reason == ""
+    # a key xevf does not set: not compatible, and the reason says which value differs
+    _provision(dst, 2, ggtt_size="268435456")
+    time.sleep(0.6)
+    cands = {c.vf: c for c in dst.remote().check(fp).candidates}
+    assert cands[dst.vfs()[1]].reason == ("provisioning ggtt_size is 268435456, the source has (unset), and a value "
+                                          "cannot be unset")
     _guc(dst, "70.45.0")
     reasons = {c.reason for c in dst.remote().check(fp).candidates}
     assert "GuC firmware 70.45.0 differs from the source's 70.44.1" in reasons
@@ -1299,3 +1306,41 @@ def test_a_target_that_refuses_the_state_leaves_the_source_running(nodes):
     r = cli("send", "--id", "mig-none", "--vf", vf, "--source", src.sock, "--target", "127.0.0.1:1", check=False)
     assert r.returncode == 1
     assert "target 127.0.0.1:1 cannot be reached; the source VF was left running" in r.stderr
+
+
+def test_reserve_provisions_the_target_vf_like_the_source(nodes):
+    """#13: a target VF whose xe provisioning differs from the source's is provisioned like it before it is
+    reserved (xe-vfio-pci refuses a state from a VF provisioned otherwise); where the kernel refuses, the
+    reservation fails naming the value."""
+    src, dst = nodes("node-a"), nodes("node-b")
+    for n in (src, dst):
+        for i in (1, 2):
+            _provision(n, i, exec_quantum_ms="0", sched_priority="low [normal] high")
+    _provision(src, 1, exec_quantum_ms="25", sched_priority="low normal [high]")
+    time.sleep(0.6)
+    vf = src.vfs()[0]
+    target = "127.0.0.1:%d" % dst.port
+    out = cli("reserve", "--id", "prov-1", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target,
+              *tls_args(dst)).stdout
+    reserved = [m.vf for m in dst.local().list() if m.migration_id == "prov-1"][0]
+    prof = os.path.join(dst.world.host.devdir("0000:03:00.0"), "sriov_admin",
+                        "vf%d" % (dst.vfs().index(reserved) + 1), "profile")
+    with open(os.path.join(prof, "exec_quantum_ms")) as f:
+        assert f.read().strip() == "25"
+    with open(os.path.join(prof, "sched_priority")) as f:
+        assert f.read().strip() == "high"  # written as xe takes it (the simulated sysfs keeps the text)
+    dst.agent.wait_log(r"event=target_provisioned vf=%s key=exec_quantum_ms value=25 was=0" % reserved)
+    cli("abort", "--id", "prov-1", "--target", target, *tls_args(dst))
+    # the kernel refuses a value on every free target VF: no reservation, and the reason names it
+    for i in (1, 2):
+        p = os.path.join(dst.world.host.devdir("0000:03:00.0"), "sriov_admin", "vf%d" % i, "profile")
+        for k, v in (("exec_quantum_ms", "0"), ("sched_priority", "low [normal] high")):
+            with open(os.path.join(p, k), "w") as f:
+                f.write(v + "\n")
+        os.unlink(os.path.join(p, "exec_quantum_ms"))
+        os.makedirs(os.path.join(p, "exec_quantum_ms"))  # not writable: as a value xe refuses
+    time.sleep(0.6)
+    r = cli("reserve", "--id", "prov-2", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target,
+            *tls_args(dst), check=False)
+    assert r.returncode != 0
+    assert "provisioning exec_quantum_ms could not be made the source's 25" in r.stderr, r.stderr

@@ -135,7 +135,10 @@ void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMes
 }
 
 /* The first compatible VF (its index), provisioned like the source where its
- * xe provisioning alone differed, or -1 with every VF's reason in *reasons. */
+ * xe provisioning alone differed, or -1 with every VF's reason in *reasons.
+ * The VF at the source VF's own PCI address comes first: with it, the
+ * address in the source's domain stays right on the target (KubeVirt does
+ * not rewrite it yet, docs/kubevirt.md). */
 static long first_compatible(struct migration *m, const struct inventory *inv, char **taken,
 			     const Xevf__Migration__V1__Fingerprint *src, char **reasons)
 {
@@ -144,8 +147,13 @@ static long first_compatible(struct migration *m, const struct inventory *inv, c
 	FILE *rs = open_memstream(reasons, &len);
 	long pick = -1;
 
+	const struct inventory_vf *same = src->vf && *src->vf ? inventory_find(inv, src->vf) : NULL;
+	size_t first = same ? (size_t)(same - inv->vfs) : 0;
+
 	busy_scan(m, &scan);
-	for (size_t i = 0; inv && taken && i < inv->nvfs && pick < 0; i++) {
+	for (size_t n = 0; inv && taken && n < inv->nvfs && pick < 0; n++) {
+		/* first, then every other VF in order */
+		size_t i = n == 0 ? first : (n <= first ? n - 1 : n);
 		char *note = NULL, *why = why_not(m, &inv->vfs[i], taken[i], &scan, src, true, &note);
 		free(note);
 		if (!why)

@@ -1344,3 +1344,17 @@ def test_reserve_provisions_the_target_vf_like_the_source(nodes):
             *tls_args(dst), check=False)
     assert r.returncode != 0
     assert "provisioning exec_quantum_ms could not be made the source's 25" in r.stderr, r.stderr
+
+
+def test_reserve_prefers_the_vf_at_the_source_vfs_address(nodes):
+    """#13: the target VF at the source VF's own PCI address comes first: with it, the address in the source's
+    domain stays right on the target (KubeVirt does not rewrite it yet); another compatible VF otherwise."""
+    src, dst = nodes("node-a"), nodes("node-b")
+    vf = src.vfs()[1]
+    target = "127.0.0.1:%d" % dst.port
+    cli("reserve", "--id", "same-1", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target,
+        *tls_args(dst))
+    assert [m.vf for m in dst.local().list() if m.migration_id == "same-1"] == [vf]
+    cli("reserve", "--id", "same-2", "--vf", vf, "--vm", "default/vm2", "--source", src.sock, "--target", target,
+        *tls_args(dst))
+    assert [m.vf for m in dst.local().list() if m.migration_id == "same-2"] == [dst.vfs()[0]]

@@ -37,12 +37,12 @@ LIBS      := $(shell pkg-config --libs $(PKGS)) -lpthread
 
 # ---- generated protobuf code ------------------------------------------------
 GEN_DIR   := $(BUILD)/gen
-PROTOS    := proto/deviceplugin/v1beta1/api.proto proto/xevf/migration/v1/migration.proto
+PROTOS    := proto/deviceplugin/v1beta1/api.proto proto/podresources/v1/api.proto proto/xevf/migration/v1/migration.proto
 PROTO_C   := $(patsubst proto/%.proto,$(GEN_DIR)/%.pb-c.c,$(PROTOS))
 PROTO_H   := $(PROTO_C:.c=.h)
 
 # protoc-c's own RPC stubs are not used (gRPC C core is the transport). The
-# kubelet's api.proto loses its service blocks: protoc-c would name the stub
+# kubelet's api.protos (device plugin, PodResources) lose their service blocks: protoc-c would name the stub
 # for Registration.Register `register`, a C keyword. migration.proto keeps its
 # service: the Migration service's method table is checked against protoc-c's
 # service descriptor. The messages, and so the wire format, are the same.
@@ -50,6 +50,11 @@ $(GEN_DIR)/deviceplugin/%.pb-c.c $(GEN_DIR)/deviceplugin/%.pb-c.h: proto/devicep
 	@mkdir -p $(GEN_DIR) $(BUILD)/proto-msgs/deviceplugin/$(dir $*)
 	awk '/^service /{skip=1} skip && /^}/{skip=0; next} !skip' $< > $(BUILD)/proto-msgs/deviceplugin/$*.proto
 	protoc-c --proto_path=$(BUILD)/proto-msgs --c_out=$(GEN_DIR) $(BUILD)/proto-msgs/deviceplugin/$*.proto
+
+$(GEN_DIR)/podresources/%.pb-c.c $(GEN_DIR)/podresources/%.pb-c.h: proto/podresources/%.proto
+	@mkdir -p $(GEN_DIR) $(BUILD)/proto-msgs/podresources/$(dir $*)
+	awk '/^service /{skip=1} skip && /^}/{skip=0; next} !skip' $< > $(BUILD)/proto-msgs/podresources/$*.proto
+	protoc-c --proto_path=$(BUILD)/proto-msgs --c_out=$(GEN_DIR) $(BUILD)/proto-msgs/podresources/$*.proto
 
 $(GEN_DIR)/xevf/%.pb-c.c $(GEN_DIR)/xevf/%.pb-c.h: proto/xevf/%.proto
 	@mkdir -p $(GEN_DIR)

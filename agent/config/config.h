@@ -58,6 +58,7 @@ struct agent_config {
 	char *kernel_release;      /* NULL: the running kernel's */
 	char *proc_root;
 	char *boot_root;
+	char *pod_resources_socket; /* "" off */
 	char *http_address;
 	long http_port;            /* -1 off; 0 ephemeral */
 	char *status_socket;       /* "" off */

@@ -34,6 +34,11 @@ struct dp_hooks {
 	 * server: the plugin calls it holding no pointer into its own state, so
 	 * that the daemon may let go of its lock meanwhile. */
 	int (*pending_pods)(void *ctx, const char *resource, struct kube_pod **pods, size_t *n, char **error);
+	/* The devices of resource that pods' containers hold now, as the
+	 * kubelet's PodResources says: ids[i] held by pods[i] ("ns/name"),
+	 * malloc'd (xevf_strv_free); 0, or -1 when nobody can tell. Same
+	 * contract as pending_pods. May be NULL. */
+	int (*held_devices)(void *ctx, const char *resource, char ***ids, char ***pods, size_t *n);
 };
 
 void steer_reservations_free(struct steer_reservation *r, size_t n);

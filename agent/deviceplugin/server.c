@@ -280,7 +280,35 @@ struct steer_call {
 	bool pods_fetched, pods_known;
 	struct kube_pod *pods;
 	size_t npods;
+	char **held, **held_by;        /* VFs a pod's container holds, and which pod (PodResources) */
+	size_t nheld;
 };
+
+/* The kubelet offers a VF again once its container has ended, while its VM
+ * may still be going away: such VFs go to a new pod only when no other will
+ * do (the list keeps enough for the request). */
+static void avoid_held(const struct steer_call *s, struct steer_output *out, size_t size)
+{
+	size_t kept = 0, held = 0, need = size > out->nmust ? size - out->nmust : 0;
+
+	for (size_t i = 0; i < out->navail; i++)
+		held += xevf_strv_has(s->held, s->nheld, out->avail[i]);
+	if (!held || out->navail - held < need)
+		return;
+	for (size_t i = 0; i < out->navail; i++) {
+		bool is_held = false;
+		for (size_t k = 0; k < s->nheld && !is_held; k++)
+			if (strcmp(s->held[k], out->avail[i]) == 0) {
+				is_held = true;
+				log_info("vf_held_avoided", "resource=%s vf=%s pod=%s reason=\"the kubelet offers it, but the "
+					 "pod's container that held it is still listed (its VM may not have let go)\"",
+					 s->pl->pool.cfg.resource_name, out->avail[i], s->held_by[k]);
+			}
+		if (!is_held)
+			out->avail[kept++] = out->avail[i];
+	}
+	out->navail = kept;
+}
 
 static void fetch_pods(struct steer_call *s)
 {
@@ -335,6 +363,7 @@ static int steer_container(void *ctx, const V1beta1__ContainerPreferredAllocatio
 	in.pods_known = s->pods_known;
 	if ((rc = steer(&in, &out, notes)) == 0) {
 		log_steering(&in, notes);
+		avoid_held(s, &out, (size_t)cr->allocation_size);
 		const char **avail = arena_alloc(a, (out.navail + 1) * sizeof(char *));
 		const char **must = arena_alloc(a, (out.nmust + 1) * sizeof(char *));
 		if (avail && must) {
@@ -391,6 +420,9 @@ static void answer_preferred(struct dp_call *c, ProtobufCMessage *msg)
 	int code;
 
 	prefetch_pods(&s, (const V1beta1__PreferredAllocationRequest *)msg);
+	if (s.pl->hooks.held_devices &&
+	    s.pl->hooks.held_devices(s.pl->hooks.ctx, s.pl->pool.cfg.resource_name, &s.held, &s.held_by, &s.nheld) < 0)
+		s.nheld = 0;
 	code = plugin_preferred(&c->plugin->pool, (const V1beta1__PreferredAllocationRequest *)msg, steer_container, &s,
 				&a, &resp, &error);
 
@@ -402,6 +434,8 @@ static void answer_preferred(struct dp_call *c, ProtobufCMessage *msg)
 		finish_unary(c, GRPC_STATUS_OK, NULL, &resp->base);
 	}
 	kube_pods_free(s.pods, s.npods);
+	xevf_strv_free(s.held, s.nheld);
+	xevf_strv_free(s.held_by, s.nheld);
 	free(error);
 	arena_free(&a);
 }

@@ -85,6 +85,7 @@ def main():
     host_mount(cfg["modulesRoot"], None, read_only=True)
     host_mount(cfg["procRoot"], "/proc", read_only=True)
     host_mount(cfg["bootRoot"], None, read_only=True)  # doctor reads the kernel's config there
+    host_mount(cfg["podResourcesSocket"].rsplit("/", 1)[0], None, read_only=True)  # which pod holds which VF
     status_dir = cfg["statusSocket"].rsplit("/", 1)[0]
     host_mount(status_dir, status_dir)
     host_mount(cfg["stateDir"], cfg["stateDir"])  # reservations must outlive the pod

@@ -129,7 +129,9 @@ class World:
                 "--modules-root", str(self.tmp / "no-modules"), "--kernel-release", "test",
                 "--status-socket", str(self.tmp / ("status%d.sock" % len(self.agents))),
                 "--migration-socket", str(self.tmp / ("migration%d.sock" % len(self.agents))),
-                "--state-dir", str(self.tmp / "state")] + list(extra)
+                "--state-dir", str(self.tmp / "state"),
+                # never the host's kubelet: a test that wants PodResources starts its simulator here
+                "--pod-resources-socket", str(self.tmp / "pod-resources.sock")] + list(extra)
 
     def start_agent(self, *extra, args=None, binary=AGENT):
         agent = Agent(args if args is not None else self.agent_args(*extra),

@@ -813,3 +813,29 @@ def test_a_kubelet_restart_is_normal(world):
     world.kubelet.wait_registration(RESOURCE, timeout=5 * SLOW)
     _, line = agent.wait_log(r"event=socket_removed")
     assert "level=info" in line
+
+
+def test_a_vf_a_pod_still_holds_goes_to_a_new_pod_last(world):
+    """#13: the kubelet offers a VF again once its container ended, while the old VM may still hold it; the
+    kubelet's PodResources (an independent simulator) still lists it for the old pod, and GetPreferredAllocation
+    prefers another VF, unless no other will do."""
+    from podresources_sim import PodResourcesSim
+    sim = PodResourcesSim(str(world.tmp / "pod-resources.sock")).start()
+    try:
+        sim.pods = [("default", "virt-launcher-old", [("compute", RESOURCE, ["0000:03:00.1"])]),
+                    ("other", "unrelated", [("c", "example.com/other", ["0000:03:00.2"])])]
+        agent, _ = start_node(world, pfs=1, vfs=3)
+        client = world.client()
+        resp = client.preferred(["0000:03:00.1", "0000:03:00.2", "0000:03:00.3"], [], 1)
+        assert list(resp.container_responses[0].deviceIDs) == ["0000:03:00.2"]
+        agent.wait_log(r"event=vf_held_avoided resource=intel.com/xe_vf vf=0000:03:00.1 pod=default/virt-launcher-old")
+        assert "List" in sim.calls
+        # only the held VF is available: it is still offered (the kubelet decides)
+        resp = client.preferred(["0000:03:00.1"], [], 1)
+        assert list(resp.container_responses[0].deviceIDs) == ["0000:03:00.1"]
+        # the old pod is gone from the kubelet: the VF is like any other again
+        sim.pods = []
+        resp = client.preferred(["0000:03:00.1", "0000:03:00.2", "0000:03:00.3"], [], 1)
+        assert list(resp.container_responses[0].deviceIDs) == ["0000:03:00.1"]
+    finally:
+        sim.stop()

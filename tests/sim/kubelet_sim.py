@@ -26,26 +26,47 @@ import grpc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-_PB = None
+_GENERATED = {}
+
+
+def generated(proto):
+    """The messages of proto/<proto> (e.g. "deviceplugin/v1beta1/api.proto"), generated
+    with protoc --python_out on first use."""
+    if proto not in _GENERATED:
+        out = os.environ.get("XEVF_PY_GEN") or tempfile.mkdtemp(prefix="xevf-pygen-")
+        module = proto[:-len(".proto")].replace("/", ".") + "_pb2"
+        if not os.path.exists(os.path.join(out, module.replace(".", "/") + ".py")):
+            subprocess.run(["protoc", "--proto_path=" + os.path.join(REPO, "proto"), "--python_out=" + out,
+                            os.path.join(REPO, "proto", proto)], check=True)
+        if out not in sys.path:
+            sys.path.insert(0, out)
+        _GENERATED[proto] = importlib.import_module(module)
+    return _GENERATED[proto]
 
 
 def api():
-    """The v1beta1 messages, generated from proto/ on first use."""
-    global _PB
-    if _PB is None:
-        out = os.environ.get("XEVF_PY_GEN") or tempfile.mkdtemp(prefix="xevf-pygen-")
-        target = os.path.join(out, "deviceplugin", "v1beta1", "api_pb2.py")
-        if not os.path.exists(target):
-            subprocess.run(["protoc", "--proto_path=" + os.path.join(REPO, "proto"), "--python_out=" + out,
-                            os.path.join(REPO, "proto", "deviceplugin", "v1beta1", "api.proto")], check=True)
-        if out not in sys.path:
-            sys.path.insert(0, out)
-        _PB = importlib.import_module("deviceplugin.v1beta1.api_pb2")
-    return _PB
+    """The kubelet's device-plugin v1beta1 messages."""
+    return generated("deviceplugin/v1beta1/api.proto")
 
 
 RESOURCE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
                          r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def serve_unix(socket_path, service, methods, workers=4):
+    """A started grpc server of service on a unix socket (a stale socket file
+    goes first); methods: {name: (handler, request class, response class)}."""
+    handler = grpc.method_handlers_generic_handler(service, {
+        name: grpc.unary_unary_rpc_method_handler(fn, request_deserializer=req.FromString,
+                                                  response_serializer=resp.SerializeToString)
+        for name, (fn, req, resp) in methods.items()})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    server.add_generic_rpc_handlers((handler,))
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
+    server.add_insecure_port("unix:" + socket_path)
+    server.start()
+    return server
 
 
 def _unary(channel, method, req_cls, resp_cls):
@@ -200,16 +221,8 @@ class KubeletSim:
         with self.lock:
             self.generation += 1
         os.makedirs(self.plugin_dir, exist_ok=True)
-        handler = grpc.method_handlers_generic_handler("v1beta1.Registration", {
-            "Register": grpc.unary_unary_rpc_method_handler(
-                self._register, request_deserializer=pb.RegisterRequest.FromString,
-                response_serializer=pb.Empty.SerializeToString)})
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self.server.add_generic_rpc_handlers((handler,))
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-        self.server.add_insecure_port("unix:" + self.socket)
-        self.server.start()
+        self.server = serve_unix(self.socket, "v1beta1.Registration",
+                                 {"Register": (self._register, pb.RegisterRequest, pb.Empty)})
         return self
 
     def stop(self):

@@ -44,6 +44,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "modulesRoot" "/lib/modules"
   "procRoot" "/host/proc"
   "bootRoot" "/host/boot"
+  "podResourcesSocket" "/var/lib/kubelet/pod-resources/kubelet.sock"
   "httpAddress" "0.0.0.0"
   "httpPort" (int .Values.metrics.port)
   "statusSocket" (printf "%s/status.sock" .Values.statusSocketDir)

@@ -1,0 +1,21 @@
+/* The kubelet's PodResources API (podresources/v1 List): which pod's
+ * container holds which device. The kubelet offers a VF again as soon as its
+ * container has ended, while the old VM may still hold it; this tells. */
+#ifndef XEVF_DAEMON_PODRESOURCES_H
+#define XEVF_DAEMON_PODRESOURCES_H
+
+#include <stddef.h>
+
+struct pod_device {
+	char *id;  /* the device id (the VF's address) */
+	char *pod; /* namespace/name */
+};
+
+/* The devices of resource that pods hold, from the kubelet at socket:
+ * 0 and *out (pod_devices_free), 1 when there is no such socket (no kubelet
+ * API to ask), or -errno with *error (malloc'd). Waits timeout_ms at most. */
+int podresources_held(const char *socket, const char *resource, int timeout_ms, struct pod_device **out, size_t *n,
+		      char **error);
+void pod_devices_free(struct pod_device *d, size_t n);
+
+#endif

@@ -508,6 +508,9 @@ static int cmp_pf(const void *a, const void *b)
 }
 
 /* Collects the PF's virtfnN links. */
+/* find_vfs: the PF is gone (its directory vanished while the scan read it). */
+#define PF_GONE 1
+
 static int find_vfs(struct scan *s, struct xevf_pf *pf)
 {
 	char *dir_path = NULL;
@@ -519,9 +522,11 @@ static int find_vfs(struct scan *s, struct xevf_pf *pf)
 		return -ENOMEM;
 	dir = opendir(dir_path);
 	if (!dir) {
-		(void)note(s, "%s: cannot list %s: %s", pf->addr, dir_path, strerror(errno));
+		int why = errno;
+		if (why != ENOENT) /* ENOENT: the PF went while being read (hot-unplug) */
+			(void)note(s, "%s: cannot list %s: %s", pf->addr, dir_path, strerror(why));
 		free(dir_path);
-		return 0;
+		return why == ENOENT ? PF_GONE : 0;
 	}
 	while ((e = readdir(dir))) {
 		long index;
@@ -626,6 +631,23 @@ static int consider_pf(struct scan *s, struct pci_dev *d)
 	return 0;
 }
 
+static void vf_free(struct xevf_vf *vf);
+
+static void pf_clear(struct xevf_pf *pf)
+{
+	for (size_t j = 0; j < pf->nvfs; j++)
+		vf_free(&pf->vfs[j]);
+	free(pf->vfs);
+	free(pf->driver);
+}
+
+static void pf_drop(struct xevf_host *host, size_t i)
+{
+	pf_clear(&host->pfs[i]);
+	memmove(&host->pfs[i], &host->pfs[i + 1], (host->npfs - i - 1) * sizeof(host->pfs[0]));
+	host->npfs--;
+}
+
 int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *opts, struct xevf_host **out,
 		  struct xevf_err *err)
 {
@@ -685,12 +707,21 @@ int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *o
 	index_pci_devs(&s);
 	s.host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
 	s.host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
-	for (size_t i = 0; i < s.host->npfs; i++) {
+	for (size_t i = 0; i < s.host->npfs;) {
 		rc = find_vfs(&s, &s.host->pfs[i]);
+		if (rc == PF_GONE) {
+			/* as if the scan had not found it: a PF half gone must not
+			 * look like a PF without VFs (its VFs would be dropped
+			 * instead of kept listed as unhealthy until it is back) */
+			pf_drop(s.host, i);
+			rc = 0;
+			continue;
+		}
 		if (rc) {
 			xevf_err_set(err, ENOMEM, "discovery: out of memory");
 			goto out;
 		}
+		i++;
 	}
 out:
 	if (s.pacc)
@@ -723,12 +754,8 @@ void xevf_host_free(struct xevf_host *host)
 {
 	if (!host)
 		return;
-	for (size_t i = 0; i < host->npfs; i++) {
-		for (size_t j = 0; j < host->pfs[i].nvfs; j++)
-			vf_free(&host->pfs[i].vfs[j]);
-		free(host->pfs[i].vfs);
-		free(host->pfs[i].driver);
-	}
+	for (size_t i = 0; i < host->npfs; i++)
+		pf_clear(&host->pfs[i]);
 	free(host->pfs);
 	for (size_t i = 0; i < host->nnotes; i++)
 		free(host->notes[i]);

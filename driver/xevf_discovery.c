@@ -648,6 +648,25 @@ static void pf_drop(struct xevf_host *host, size_t i)
 	host->npfs--;
 }
 
+/* Every PF's VFs; a PF gone while being read leaves the host. 0 or -ENOMEM. */
+static int find_all_vfs(struct scan *s)
+{
+	for (size_t i = 0; i < s->host->npfs;) {
+		int rc = find_vfs(s, &s->host->pfs[i]);
+		if (rc == PF_GONE) {
+			/* as if the scan had not found it: a PF half gone must not
+			 * look like a PF without VFs (its VFs would be dropped
+			 * instead of kept listed as unhealthy until it is back) */
+			pf_drop(s->host, i);
+			continue;
+		}
+		if (rc)
+			return rc;
+		i++;
+	}
+	return 0;
+}
+
 int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *opts, struct xevf_host **out,
 		  struct xevf_err *err)
 {
@@ -707,21 +726,9 @@ int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *o
 	index_pci_devs(&s);
 	s.host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
 	s.host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
-	for (size_t i = 0; i < s.host->npfs;) {
-		rc = find_vfs(&s, &s.host->pfs[i]);
-		if (rc == PF_GONE) {
-			/* as if the scan had not found it: a PF half gone must not
-			 * look like a PF without VFs (its VFs would be dropped
-			 * instead of kept listed as unhealthy until it is back) */
-			pf_drop(s.host, i);
-			rc = 0;
-			continue;
-		}
-		if (rc) {
-			xevf_err_set(err, ENOMEM, "discovery: out of memory");
-			goto out;
-		}
-		i++;
+	if ((rc = find_all_vfs(&s)) < 0) {
+		xevf_err_set(err, ENOMEM, "discovery: out of memory");
+		goto out;
 	}
 out:
 	if (s.pacc)

@@ -156,6 +156,44 @@ static void test_missing_group_node_under_dev_root(void **state)
 	sim_destroy(&s);
 }
 
+/* The cheap look after a bind/unbind or a VFIO node change: only what can
+ * change is read again, the rest is the scan's copy. */
+static void test_recheck_reads_driver_and_nodes_again(void **state)
+{
+	struct sim s = sim_create("--pfs 2 --vfs 2");
+	struct xevf_roots roots = {s.sysfs, s.dev};
+	struct xevf_err err = XEVF_ERR_INIT;
+	struct xevf_host *h = discover_ok(&s), *one = NULL, *all = NULL;
+	(void)state;
+
+	simhost(s.dir, "set-driver", "0000:03:00.2 none");
+	simhost(s.dir, "remove-group-node", "0000:13:00.1");
+	/* one VF: only it changes */
+	assert_int_equal(xevf_host_recheck(&roots, h, "0000:03:00.2", &one, &err), 0);
+	assert_false(vf(one, "0000:03:00.2")->healthy);
+	assert_non_null(strstr(vf(one, "0000:03:00.2")->reason, "not bound to any driver"));
+	assert_true(vf(one, "0000:13:00.1")->healthy); /* not looked at */
+	assert_int_equal(vf(one, "0000:03:00.2")->device_id, vf(h, "0000:03:00.2")->device_id);
+	assert_int_equal(one->npfs, h->npfs);
+	/* every VF: the missing group node shows too; the scan's host is untouched */
+	assert_int_equal(xevf_host_recheck(&roots, h, NULL, &all, &err), 0);
+	assert_false(vf(all, "0000:03:00.2")->healthy);
+	assert_false(vf(all, "0000:13:00.1")->healthy);
+	assert_non_null(strstr(vf(all, "0000:13:00.1")->reason, "does not exist"));
+	assert_true(vf(all, "0000:13:00.2")->healthy);
+	assert_true(vf(h, "0000:03:00.2")->healthy);
+	/* bound again: healthy again */
+	simhost(s.dir, "set-driver", "0000:03:00.2 xe-vfio-pci");
+	xevf_host_free(one);
+	assert_int_equal(xevf_host_recheck(&roots, all, "0000:03:00.2", &one, &err), 0);
+	assert_true(vf(one, "0000:03:00.2")->healthy);
+	assert_true(vf(one, "0000:03:00.2")->migration_capable);
+	xevf_host_free(one);
+	xevf_host_free(all);
+	xevf_host_free(h);
+	sim_destroy(&s);
+}
+
 static void test_truncated_config_space(void **state)
 {
 	struct sim s = sim_create("--pfs 1 --vfs 2");
@@ -286,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_missing_sysfs_is_an_error_naming_the_path),
 		cmocka_unit_test(test_pf_with_sriov_disabled_has_no_vfs),
 		cmocka_unit_test(test_bogus_virtfn_link_is_noted_not_followed),
+		cmocka_unit_test(test_recheck_reads_driver_and_nodes_again),
 	};
 	return cmocka_run_group_tests_name("discovery", tests, NULL, NULL);
 }

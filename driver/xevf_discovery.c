@@ -438,11 +438,32 @@ static bool vf_still_there(const struct scan *s, const char *addr)
 	return there;
 }
 
+/* What a bind or unbind changes: the driver, the IOMMU group and the VFIO
+ * nodes under the dev root (the scan and the recheck read them alike). */
+static void read_binding(struct scan *s, struct xevf_vf *vf)
+{
+	char *group_path = NULL;
+
+	vf->driver = read_driver(s, vf->addr);
+	classify_driver(vf);
+	vf->iommu_group = read_iommu_group(s, vf->addr);
+	if (vf->iommu_group >= 0 && xevf_asprintf(&group_path, "/dev/vfio/%d", vf->iommu_group) == 0) {
+		vf->group_node = existing_dev_node(s->roots, group_path);
+		free(group_path);
+	}
+	if (vf->driver_kind == XEVF_DRIVER_VFIO_PCI || vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT) {
+		char *cdev = find_cdev(s, vf->addr);
+		if (cdev) {
+			vf->cdev_node = existing_dev_node(s->roots, cdev);
+			free(cdev);
+		}
+	}
+}
+
 static int describe_vf(struct scan *s, struct xevf_pf *pf, struct xevf_vf *vf)
 {
 	struct xevf_pci_addr a;
 	struct pci_dev *d;
-	char *group_path = NULL;
 
 	vf->vendor_id = vf->device_id = vf->revision = vf->numa_node = vf->iommu_group = -1;
 	memcpy(vf->pf_addr, pf->addr, sizeof(vf->pf_addr));
@@ -464,20 +485,7 @@ static int describe_vf(struct scan *s, struct xevf_pf *pf, struct xevf_vf *vf)
 		vf->numa_node = d->numa_node;
 		vf->revision = read_revision(s, d, vf->addr);
 	}
-	vf->driver = read_driver(s, vf->addr);
-	classify_driver(vf);
-	vf->iommu_group = read_iommu_group(s, vf->addr);
-	if (vf->iommu_group >= 0 && xevf_asprintf(&group_path, "/dev/vfio/%d", vf->iommu_group) == 0) {
-		vf->group_node = existing_dev_node(s->roots, group_path);
-		free(group_path);
-	}
-	if (vf->driver_kind == XEVF_DRIVER_VFIO_PCI || vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT) {
-		char *cdev = find_cdev(s, vf->addr);
-		if (cdev) {
-			vf->cdev_node = existing_dev_node(s->roots, cdev);
-			free(cdev);
-		}
-	}
+	read_binding(s, vf);
 	{
 		char *path = NULL;
 		if (xevf_asprintf(&path, "%s/%s/modalias", s->devices_dir, vf->addr) == 0 &&
@@ -900,27 +908,12 @@ static void dedupe_new_notes(struct xevf_host *h, size_t first_new)
 
 static void recheck_vf(struct scan *s, const struct xevf_pf *pf, struct xevf_vf *vf)
 {
-	char *group_path = NULL;
-
 	free(vf->driver);
 	free(vf->group_node);
 	free(vf->cdev_node);
 	vf->group_node = vf->cdev_node = NULL;
 	vf->migration_capable = false;
-	vf->driver = read_driver(s, vf->addr);
-	classify_driver(vf);
-	vf->iommu_group = read_iommu_group(s, vf->addr);
-	if (vf->iommu_group >= 0 && xevf_asprintf(&group_path, "/dev/vfio/%d", vf->iommu_group) == 0) {
-		vf->group_node = existing_dev_node(s->roots, group_path);
-		free(group_path);
-	}
-	if (vf->driver_kind == XEVF_DRIVER_VFIO_PCI || vf->driver_kind == XEVF_DRIVER_VFIO_VARIANT) {
-		char *cdev = find_cdev(s, vf->addr);
-		if (cdev) {
-			vf->cdev_node = existing_dev_node(s->roots, cdev);
-			free(cdev);
-		}
-	}
+	read_binding(s, vf);
 	free(vf->reason);
 	vf->reason = NULL;
 	evaluate_health(s, pf, vf);

@@ -319,15 +319,17 @@ static void tend_plugins(struct daemon *d, int64_t now)
 static void step(struct daemon *d)
 {
 	int64_t now = clock_mono_ms();
+	uint64_t passes;
 
 	daemon_wake_drain();
 	handle_signals(d);
 	daemon_read_uevents(d, now);
 	daemon_vfio_dir_events(d);
 	daemon_plugin_dir_events(d);
-	if (preparer_counts(d->preparer).passes != d->prepare_passes_seen) {
+	passes = preparer_counts(d->preparer).passes;
+	if (passes != d->prepare_passes_seen) {
 		/* a pass finished: show its outcome (new VFs, bindings, reasons) now */
-		d->prepare_passes_seen = preparer_counts(d->preparer).passes;
+		d->prepare_passes_seen = passes;
 		d->next_rescan_ms = now;
 	}
 	collect_migration_releases(d, now);
@@ -337,8 +339,8 @@ static void step(struct daemon *d)
 	} else if (!d->stopping) {
 		daemon_recheck(d);
 	}
-	if (!d->stopping && d->numvfs_drift && now >= d->next_numvfs_retry_ms)
-		daemon_rescan(d); /* retries numVFs through the preparer */
+	if (!d->stopping)
+		daemon_retry_numvfs(d, now);
 	if (daemon_plugin_dir_ready(d) && !d->stopping && d->kubelet_socket)
 		watch_kubelet(d);
 	tend_plugins(d, clock_mono_ms());

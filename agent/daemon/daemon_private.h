@@ -94,6 +94,10 @@ void daemon_rescan(struct daemon *d);
  * service, preparer brought up to date. */
 void daemon_take_host(struct daemon *d, struct xevf_host *host);
 void daemon_request_prepare(struct daemon *d, const char *why);
+/* A PF whose VF count drifted from numVFs (the last snapshot says so) is
+ * retried through the preparer now and then: the kernel may have refused,
+ * e.g. a VF was busy. No discovery of its own. */
+void daemon_retry_numvfs(struct daemon *d, int64_t now);
 
 /* reload.c */
 void daemon_reload(struct daemon *d);

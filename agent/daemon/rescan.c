@@ -79,8 +79,16 @@ static bool numvfs_drifted(const struct daemon *d, const struct xevf_pf *pf)
 	return false;
 }
 
+void daemon_retry_numvfs(struct daemon *d, int64_t now)
+{
+	if (!d->numvfs_drift || now < d->next_numvfs_retry_ms)
+		return;
+	d->next_numvfs_retry_ms = now + NUMVFS_RETRY_MS;
+	daemon_request_prepare(d, "a PF's VF count differs from numVFs");
+}
+
 /* New VFs get prepared; a PF whose VF count drifted from numVFs is retried
- * now and then (the kernel may have refused, e.g. a VF was busy). */
+ * now and then (daemon_retry_numvfs). */
 static void check_prepare_needed(struct daemon *d, const struct inventory *inv)
 {
 	bool fresh = false, drift = false;
@@ -95,12 +103,10 @@ static void check_prepare_needed(struct daemon *d, const struct inventory *inv)
 		fresh = false;
 	}
 	d->numvfs_drift = drift;
-	if (fresh) {
+	if (fresh)
 		daemon_request_prepare(d, "new VFs");
-	} else if (drift && clock_mono_ms() >= d->next_numvfs_retry_ms) {
-		d->next_numvfs_retry_ms = clock_mono_ms() + NUMVFS_RETRY_MS;
-		daemon_request_prepare(d, "a PF's VF count differs from numVFs");
-	}
+	else
+		daemon_retry_numvfs(d, clock_mono_ms());
 }
 
 static struct xevf_host *discover(struct daemon *d)

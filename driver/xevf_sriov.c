@@ -126,6 +126,14 @@ int xevf_sriov_set_numvfs(const struct xevf_roots *roots, const char *pf_addr, l
 	return wait_for_vfs(roots, pf_addr, want, wait, err);
 }
 
+const char *xevf_kv_get(const struct xevf_kv *kv, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(kv[i].key, key) == 0)
+			return kv[i].value;
+	return NULL;
+}
+
 void xevf_kv_free(struct xevf_kv *kv, size_t n)
 {
 	for (size_t i = 0; kv && i < n; i++) {

@@ -32,6 +32,8 @@ int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_
 				 struct xevf_kv **out, size_t *n, struct xevf_err *err) XEVF_MUST_CHECK;
 
 void xevf_kv_free(struct xevf_kv *kv, size_t n);
+/* The value of key in kv, or NULL. */
+const char *xevf_kv_get(const struct xevf_kv *kv, size_t n, const char *key);
 
 /* Writes value into <pf>/sriov_admin/vf<index+1>/profile/<file> (xe checks
  * it there: a value it refuses fails the write). The error names the VF's

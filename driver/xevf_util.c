@@ -118,12 +118,17 @@ void xevf_strv_free(char **v, size_t n)
 	free(v);
 }
 
-bool xevf_strv_has(char *const *v, size_t n, const char *s)
+long xevf_strv_index(char *const *v, size_t n, const char *s)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(v[i], s) == 0)
-			return true;
-	return false;
+			return (long)i;
+	return -1;
+}
+
+bool xevf_strv_has(char *const *v, size_t n, const char *s)
+{
+	return xevf_strv_index(v, n, s) >= 0;
 }
 
 #define WAIT_STEP_MS 20

@@ -19,6 +19,8 @@ char *xevf_strdup_or_null(const char *s);
 /* A vector of malloc'd strings: free it, or ask whether it holds s. */
 void xevf_strv_free(char **v, size_t n);
 bool xevf_strv_has(char *const *v, size_t n, const char *s);
+/* Where s is in v, or -1. */
+long xevf_strv_index(char *const *v, size_t n, const char *s);
 
 /* Creates the directory that holds path (one level, e.g. /run/xevf for
  * /run/xevf/status.sock); 0 when it exists or was made, else -errno. */

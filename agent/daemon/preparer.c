@@ -243,14 +243,6 @@ note:
 	xevf_err_clear(&err);
 }
 
-static const char *provisioned(const struct xevf_vf *vf, const char *file)
-{
-	for (size_t i = 0; i < vf->nprovisioning; i++)
-		if (strcmp(vf->provisioning[i].key, file) == 0)
-			return vf->provisioning[i].value;
-	return NULL;
-}
-
 /* The pool's profile on a VF that nobody holds: each value the kernel does
  * not show yet is written; one the kernel refuses is said (file, errno) and
  * the VF keeps serving with the kernel's value. */
@@ -268,7 +260,7 @@ static void apply_profile(struct pass *ps, const struct pool_config *pool, const
 	}
 	for (int k = 0; k < PROFILE_NKEYS; k++) {
 		const struct profile_key_info *info = profile_key_info((enum profile_key)k);
-		const char *want = pool->profile.values[k], *shown = provisioned(vf, info->file);
+		const char *want = pool->profile.values[k], *shown = xevf_kv_get(vf->provisioning, vf->nprovisioning, info->file);
 		char *have = shown ? profile_current_value(shown) : NULL;
 		if (!want || (have && strcmp(have, want) == 0)) {
 			free(have);

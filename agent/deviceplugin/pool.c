@@ -82,22 +82,15 @@ const char *pool_health_name(bool healthy)
 	return healthy ? "Healthy" : "Unhealthy";
 }
 
+static int cmp_id_device(const void *id, const void *dev)
+{
+	return strcmp(id, ((const struct pool_device *)dev)->id);
+}
+
 const struct pool_device *pool_find(const struct pool *p, const char *id)
 {
-	size_t lo = 0, hi = p->ndevs;
-
-	/* devs are sorted by id (pool_update): a binary search */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(p->devs[mid].id, id);
-		if (c == 0)
-			return &p->devs[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	/* devs are sorted by id (pool_change_make): a binary search */
+	return p->ndevs ? bsearch(id, p->devs, p->ndevs, sizeof(*p->devs), cmp_id_device) : NULL;
 }
 
 static int device_from_vf(struct pool_device *d, const struct xevf_vf *vf, const char *note)
@@ -118,11 +111,6 @@ static int device_from_vf(struct pool_device *d, const struct xevf_vf *vf, const
 		return -ENOMEM;
 	}
 	return 0;
-}
-
-static int cmp_id_device(const void *id, const void *dev)
-{
-	return strcmp(id, ((const struct pool_device *)dev)->id);
 }
 
 static int cmp_devices(const void *a, const void *b)

@@ -296,16 +296,13 @@ static void avoid_held(const struct steer_call *s, struct steer_output *out, siz
 	if (!held || out->navail - held < need)
 		return;
 	for (size_t i = 0; i < out->navail; i++) {
-		bool is_held = false;
-		for (size_t k = 0; k < s->nheld && !is_held; k++)
-			if (strcmp(s->held[k], out->avail[i]) == 0) {
-				is_held = true;
-				log_info("vf_held_avoided", "resource=%s vf=%s pod=%s reason=\"the kubelet offers it, but the "
-					 "pod's container that held it is still listed (its VM may not have let go)\"",
-					 s->pl->pool.cfg.resource_name, out->avail[i], s->held_by[k]);
-			}
-		if (!is_held)
+		long k = xevf_strv_index(s->held, s->nheld, out->avail[i]);
+		if (k < 0)
 			out->avail[kept++] = out->avail[i];
+		else
+			log_info("vf_held_avoided", "resource=%s vf=%s pod=%s reason=\"the kubelet offers it, but the "
+				 "pod's container that held it is still listed (its VM may not have let go)\"",
+				 s->pl->pool.cfg.resource_name, out->avail[i], s->held_by[k]);
 	}
 	out->navail = kept;
 }

@@ -9,7 +9,7 @@ struct inventory_private {
 	struct inventory pub;        /* first: the public part */
 	atomic_uint refs;
 	char **resources;            /* owned copies, one per VF */
-	size_t *by_addr;             /* VF indexes in address order: look-ups are binary searches */
+	const struct inventory_vf **by_addr; /* the VFs in address order: look-ups are binary searches */
 };
 
 static int cmp_note(const void *a, const void *b)
@@ -21,12 +21,14 @@ static int cmp_note(const void *a, const void *b)
 	return strcmp(x->addr, y->addr);
 }
 
-/* qsort has no context argument: the VFs being ordered, for this thread. */
-static _Thread_local const struct inventory_vf *sorting;
-
-static int cmp_vf_index(const void *a, const void *b)
+static int cmp_vf_addr(const void *a, const void *b)
 {
-	return strcmp(sorting[*(const size_t *)a].vf->addr, sorting[*(const size_t *)b].vf->addr);
+	return strcmp((*(const struct inventory_vf *const *)a)->vf->addr, (*(const struct inventory_vf *const *)b)->vf->addr);
+}
+
+static int cmp_addr_vf(const void *addr, const void *vf)
+{
+	return strcmp(addr, (*(const struct inventory_vf *const *)vf)->vf->addr);
 }
 
 void inventory_notes_free(struct inventory_note *notes, size_t n)
@@ -48,7 +50,7 @@ struct inventory *inventory_new(struct xevf_host *host, struct inventory_note *n
 	if (p) {
 		p->pub.vfs = calloc(total + 1, sizeof(*p->pub.vfs));
 		p->resources = calloc(total + 1, sizeof(*p->resources));
-		p->by_addr = calloc(total + 1, sizeof(*p->by_addr));
+		p->by_addr = calloc(total + 1, sizeof(*p->by_addr)); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	}
 	if (!p || !p->pub.vfs || !p->resources || !p->by_addr) {
 		if (p) {
@@ -70,10 +72,8 @@ struct inventory *inventory_new(struct xevf_host *host, struct inventory_note *n
 			p->pub.vfs[k++] = (struct inventory_vf){&host->pfs[i].vfs[j], &host->pfs[i], NULL};
 	p->pub.nvfs = total;
 	for (size_t i = 0; i < total; i++)
-		p->by_addr[i] = i;
-	sorting = p->pub.vfs;
-	qsort(p->by_addr, total, sizeof(*p->by_addr), cmp_vf_index);
-	sorting = NULL;
+		p->by_addr[i] = &p->pub.vfs[i];
+	qsort(p->by_addr, total, sizeof(*p->by_addr), cmp_vf_addr); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
 	if (nnotes > 1)
 		qsort(notes, nnotes, sizeof(*notes), cmp_note);
 	return &p->pub;
@@ -117,20 +117,9 @@ int inventory_set_resource(struct inventory *inv, size_t i, const char *resource
 const struct inventory_vf *inventory_find(const struct inventory *inv, const char *addr)
 {
 	const struct inventory_private *p = (const struct inventory_private *)inv;
-	size_t lo = 0, hi = inv ? inv->nvfs : 0;
+	const struct inventory_vf *const *found = inv && inv->nvfs ? bsearch(addr, p->by_addr, inv->nvfs, sizeof(*p->by_addr), cmp_addr_vf) : NULL; /* NOLINT(bugprone-sizeof-expression) */
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct inventory_vf *v = &inv->vfs[p->by_addr[mid]];
-		int c = strcmp(v->vf->addr, addr);
-		if (c == 0)
-			return v;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	return found ? *found : NULL;
 }
 
 const char *inventory_note_for(const struct inventory *inv, const char *addr)

@@ -68,11 +68,11 @@ static char *read_back(const struct xevf_roots *roots, const struct inventory_vf
 	struct xevf_kv *kv = NULL;
 	size_t n = 0;
 	char *value = NULL;
+	const char *shown;
 
-	if (xevf_sriov_read_provisioning(roots, iv->pf->addr, iv->vf->vf_index, &kv, &n, &err) == 0)
-		for (size_t i = 0; i < n && !value; i++)
-			if (strcmp(kv[i].key, key) == 0)
-				value = profile_current_value(kv[i].value);
+	if (xevf_sriov_read_provisioning(roots, iv->pf->addr, iv->vf->vf_index, &kv, &n, &err) == 0 &&
+	    (shown = xevf_kv_get(kv, n, key)))
+		value = profile_current_value(shown);
 	xevf_kv_free(kv, n);
 	xevf_err_clear(&err);
 	return value;

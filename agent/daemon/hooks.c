@@ -79,39 +79,18 @@ static int pending_pods(void *ctx, const char *resource, struct kube_pod **pods,
 static int held_devices(void *ctx, const char *resource, char ***ids, char ***pods, size_t *n)
 {
 	struct daemon *d = ctx;
-	struct pod_device *held = NULL;
 	char *error = NULL;
-	size_t count = 0;
 	int rc;
 
-	*ids = *pods = NULL;
-	*n = 0;
 	/* a question to the kubelet: without the serving lock (pending_pods' contract) */
 	daemon_serving_unlock(d);
-	rc = podresources_held(d->cfg.pod_resources_socket, resource, PODRESOURCES_WAIT_MS, &held, &count, &error);
+	rc = podresources_held(d->cfg.pod_resources_socket, resource, PODRESOURCES_WAIT_MS, ids, pods, n, &error);
 	daemon_serving_lock(d);
 	if (rc < 0)
 		log_warn("podresources_unavailable", "socket=%s reason=\"%s\" action=\"VFs a pod may still hold are offered "
 			 "like the others\"", d->cfg.pod_resources_socket, error ? error : "?");
 	free(error);
-	if (rc != 0)
-		return -1;
-	*ids = calloc(count + 1, sizeof(**ids));
-	*pods = calloc(count + 1, sizeof(**pods));
-	for (size_t i = 0; *ids && *pods && i < count; i++) {
-		(*ids)[i] = held[i].id;
-		(*pods)[i] = held[i].pod;
-		held[i].id = held[i].pod = NULL;
-		(*n)++;
-	}
-	pod_devices_free(held, count);
-	if (!*ids || !*pods) {
-		free(*ids);
-		free(*pods);
-		*ids = *pods = NULL;
-		return -1;
-	}
-	return 0;
+	return rc == 0 ? 0 : -1;
 }
 
 void daemon_hooks_init(struct daemon *d)

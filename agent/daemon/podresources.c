@@ -9,24 +9,15 @@
 #include "fail.h"
 #include "podresources/v1/api.pb-c.h"
 #include "rpc.h"
+#include "xevf_util.h"
 
 /* More devices than any node has: an answer beyond it is not believed. */
 #define PODRESOURCES_MAX_DEVICES 65536
 
-void pod_devices_free(struct pod_device *d, size_t n)
-{
-	for (size_t i = 0; d && i < n; i++) {
-		free(d[i].id);
-		free(d[i].pod);
-	}
-	free(d);
-}
-
-static int collect(const V1__ListPodResourcesResponse *r, const char *resource, struct pod_device **out, size_t *n,
+static int collect(const V1__ListPodResourcesResponse *r, const char *resource, char ***ids, char ***pods, size_t *n,
 		   char **error)
 {
 	size_t cap = 0, have = 0;
-	struct pod_device *d = NULL;
 
 	for (size_t p = 0; p < r->n_pod_resources; p++) {
 		const V1__PodResources *pod = r->pod_resources[p];
@@ -39,31 +30,37 @@ static int collect(const V1__ListPodResourcesResponse *r, const char *resource, 
 	}
 	if (cap > PODRESOURCES_MAX_DEVICES)
 		return agent_fail(error, EPROTO, "the kubelet's PodResources lists %zu devices of %s", cap, resource);
-	if (!(d = calloc(cap + 1, sizeof(*d))))
-		return agent_fail(error, ENOMEM, "out of memory");
-	for (size_t p = 0; p < r->n_pod_resources; p++) {
+	*ids = calloc(cap + 1, sizeof(**ids));
+	*pods = calloc(cap + 1, sizeof(**pods));
+	for (size_t p = 0; *ids && *pods && p < r->n_pod_resources; p++) {
 		const V1__PodResources *pod = r->pod_resources[p];
 		for (size_t c = 0; c < pod->n_containers; c++)
 			for (size_t k = 0; k < pod->containers[c]->n_devices; k++) {
 				const V1__ContainerDevices *dev = pod->containers[c]->devices[k];
 				for (size_t i = 0; strcmp(dev->resource_name, resource) == 0 && i < dev->n_device_ids; i++) {
-					struct pod_device *x = &d[have];
-					if (!(x->id = strdup(dev->device_ids[i])) ||
-					    asprintf(&x->pod, "%s/%s", pod->namespace_, pod->name) < 0) {
-						x->pod = NULL;
-						pod_devices_free(d, have + 1);
+					if (!((*ids)[have] = strdup(dev->device_ids[i])) ||
+					    asprintf(&(*pods)[have], "%s/%s", pod->namespace_, pod->name) < 0) {
+						(*pods)[have] = NULL;
+						xevf_strv_free(*ids, have + 1);
+						xevf_strv_free(*pods, have + 1);
+						*ids = *pods = NULL;
 						return agent_fail(error, ENOMEM, "out of memory");
 					}
 					have++;
 				}
 			}
 	}
-	*out = d;
+	if (!*ids || !*pods) {
+		free(*ids);
+		free(*pods);
+		*ids = *pods = NULL;
+		return agent_fail(error, ENOMEM, "out of memory");
+	}
 	*n = have;
 	return 0;
 }
 
-int podresources_held(const char *socket, const char *resource, int timeout_ms, struct pod_device **out, size_t *n,
+int podresources_held(const char *socket, const char *resource, int timeout_ms, char ***ids, char ***pods, size_t *n,
 		      char **error)
 {
 	V1__ListPodResourcesRequest req = V1__LIST_POD_RESOURCES_REQUEST__INIT;
@@ -73,7 +70,7 @@ int podresources_held(const char *socket, const char *resource, int timeout_ms, 
 	char *target = NULL;
 	int rc;
 
-	*out = NULL;
+	*ids = *pods = NULL;
 	*n = 0;
 	if (!socket || !*socket || access(socket, F_OK) != 0)
 		return 1;
@@ -86,7 +83,7 @@ int podresources_held(const char *socket, const char *resource, int timeout_ms, 
 	rc = rpc_unary(ch, "/v1.PodResourcesLister/List", &req.base, &v1__list_pod_resources_response__descriptor, &reply,
 		       timeout_ms, &res);
 	if (rc == 0 && res.status == GRPC_STATUS_OK && reply)
-		rc = collect((const V1__ListPodResourcesResponse *)reply, resource, out, n, error);
+		rc = collect((const V1__ListPodResourcesResponse *)reply, resource, ids, pods, n, error);
 	else
 		rc = agent_fail(error, EIO, "the kubelet's PodResources at %s did not answer List: %s", socket,
 				res.details && *res.details ? res.details : "no answer");

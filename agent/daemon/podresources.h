@@ -6,16 +6,12 @@
 
 #include <stddef.h>
 
-struct pod_device {
-	char *id;  /* the device id (the VF's address) */
-	char *pod; /* namespace/name */
-};
-
 /* The devices of resource that pods hold, from the kubelet at socket:
- * 0 and *out (pod_devices_free), 1 when there is no such socket (no kubelet
- * API to ask), or -errno with *error (malloc'd). Waits timeout_ms at most. */
-int podresources_held(const char *socket, const char *resource, int timeout_ms, struct pod_device **out, size_t *n,
+ * 0 and ids[i] (device id: the VF's address) held by pods[i]
+ * ("namespace/name"), both malloc'd (xevf_strv_free); 1 when there is no
+ * such socket (no kubelet API to ask); or -errno with *error (malloc'd).
+ * Waits timeout_ms at most. */
+int podresources_held(const char *socket, const char *resource, int timeout_ms, char ***ids, char ***pods, size_t *n,
 		      char **error);
-void pod_devices_free(struct pod_device *d, size_t n);
 
 #endif

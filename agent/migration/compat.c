@@ -147,32 +147,9 @@ const char *compat_provisioned(const Xevf__Migration__V1__Fingerprint *fp, const
 	return NULL;
 }
 
-char *compat_provisioning_why_not(const Xevf__Migration__V1__Fingerprint *have,
-				  const Xevf__Migration__V1__Fingerprint *want)
-{
-	size_t n = have->n_provisioning > want->n_provisioning ? have->n_provisioning : want->n_provisioning;
-	char *why = NULL;
-
-	for (size_t i = 0; i < n && !why; i++) {
-		const char *key = i < want->n_provisioning ? want->provisioning[i]->key : have->provisioning[i]->key;
-		const char *w = compat_provisioned(want, key), *h = compat_provisioned(have, key);
-		if (!text_eq(w, h) && asprintf(&why, "provisioning %s is %s, the source has %s", key, h ? h : "(unset)",
-					       w ? w : "(unset)") < 0)
-			why = strdup("out of memory");
-	}
-	return why;
-}
-
 static const char *shown(const char *version)
 {
 	return version && *version ? version : "(not shown)";
-}
-
-char *compat_why_not(const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want)
-{
-	char *why = compat_identity_why_not(have, want);
-
-	return why ? why : compat_provisioning_why_not(have, want);
 }
 
 char *compat_identity_why_not(const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want)

@@ -32,13 +32,10 @@ void fingerprint_fill(const struct fp_source *src, const struct inventory_vf *iv
 void fingerprint_clear(Xevf__Migration__V1__Fingerprint *fp);
 
 /* Why a VF with fingerprint have cannot take the state of want (malloc'd), or
- * NULL: compat_identity_why_not for all but the xe provisioning (ids,
- * drivers, firmware, flags: what no one can change for a migration), then
- * compat_provisioning_why_not (what provision.c may make equal). */
-char *compat_why_not(const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want);
+ * NULL, for all but the xe provisioning: ids, drivers, firmware, flags, what
+ * no one can change for a migration. The provisioning is provision.c's: it
+ * may make it equal. */
 char *compat_identity_why_not(const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want);
-char *compat_provisioning_why_not(const Xevf__Migration__V1__Fingerprint *have,
-				  const Xevf__Migration__V1__Fingerprint *want);
 /* The value provisioning key has in fp, or NULL. */
 const char *compat_provisioned(const Xevf__Migration__V1__Fingerprint *fp, const char *key);
 

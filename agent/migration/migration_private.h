@@ -65,6 +65,12 @@ const char *busy_why_now(const struct migration *m, const struct inventory_vf *i
 
 /* Lock not held: the VF's fingerprint, opening and probing its device only
  * when nobody else uses it; *in_use (may be NULL) says when somebody does. */
+void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, const struct busy_scan *scan,
+		     Xevf__Migration__V1__Fingerprint *fp, bool *in_use);
+/* Ends a call with an error (logged). */
+void mig_refuse(struct rpc_call *call, grpc_status_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void mig_status_of(const struct record *r, const char *device_state, Xevf__Migration__V1__MigrationStatus *st);
+
 /* provision.c: a target VF provisioned like the source. provision_plan:
  * NULL and *plan (what would change, or NULL for nothing) when the
  * provisioning can be made equal, else why not (malloc'd). provision_like
@@ -73,12 +79,6 @@ char *provision_plan(const struct inventory_vf *iv, const Xevf__Migration__V1__F
 		     const Xevf__Migration__V1__Fingerprint *want, char **plan);
 char *provision_like(const struct migration *m, const struct inventory_vf *iv,
 		     const Xevf__Migration__V1__Fingerprint *have, const Xevf__Migration__V1__Fingerprint *want);
-
-void mig_fingerprint(struct migration *m, const struct inventory_vf *iv, const struct busy_scan *scan,
-		     Xevf__Migration__V1__Fingerprint *fp, bool *in_use);
-/* Ends a call with an error (logged). */
-void mig_refuse(struct rpc_call *call, grpc_status_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void mig_status_of(const struct record *r, const char *device_state, Xevf__Migration__V1__MigrationStatus *st);
 
 /* handlers.c */
 void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);

@@ -347,6 +347,8 @@ static void step(struct daemon *d)
 	daemon_answer_asks(d);
 }
 
+static int64_t earlier(int64_t a, int64_t b) { return a < b ? a : b; }
+
 /* How long the loop may sleep: until the earliest deadline, or for good
  * (-1) when only an event can give it work. */
 static int sleep_ms(struct daemon *d, bool pods_pending)
@@ -354,21 +356,19 @@ static int sleep_ms(struct daemon *d, bool pods_pending)
 	int64_t now = clock_mono_ms(), due = d->stopping ? now + DRAIN_LOOK_MS : d->next_rescan_ms;
 
 	if (!d->stopping) {
-		if (d->numvfs_drift && d->next_numvfs_retry_ms < due)
-			due = d->next_numvfs_retry_ms;
-		if (daemon_events_next_due(d) < due)
-			due = daemon_events_next_due(d);
+		if (d->numvfs_drift)
+			due = earlier(due, d->next_numvfs_retry_ms);
+		due = earlier(due, daemon_events_next_due(d));
 		daemon_serving_lock(d);
 		for (struct pool_slot *s = d->pools; s && !d->plugin_dir_missing; s = s->next)
-			if (plugin_next_due(s->plugin, d->stopping) < due)
-				due = plugin_next_due(s->plugin, d->stopping);
+			due = earlier(due, plugin_next_due(s->plugin, d->stopping));
 		daemon_serving_unlock(d);
-		if (d->migration && migration_has_records(d->migration) && now + MIGRATION_LOOK_MS < due)
-			due = now + MIGRATION_LOOK_MS;
-		if (pods_pending && now + PODS_FRESH_MS < due)
-			due = now + PODS_FRESH_MS;
-		if ((d->plugin_dir_watch < 0 || d->plugin_dir_missing) && now + UNWATCHED_LOOK_MS < due)
-			due = now + UNWATCHED_LOOK_MS;
+		if (d->migration && migration_has_records(d->migration))
+			due = earlier(due, now + MIGRATION_LOOK_MS);
+		if (pods_pending)
+			due = earlier(due, now + PODS_FRESH_MS);
+		if (d->plugin_dir_watch < 0 || d->plugin_dir_missing)
+			due = earlier(due, now + UNWATCHED_LOOK_MS);
 	}
 	if (due <= now)
 		return 0;

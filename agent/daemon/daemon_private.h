@@ -41,8 +41,7 @@ struct daemon {
 	struct dp_hooks hooks;
 	char *kubelet_socket;
 	int64_t next_rescan_ms;  /* the next full discovery (the safety net, or sooner when asked) */
-	char **recheck_vfs;      /* an event named these VFs: look at them again, cheaply */
-	size_t nrecheck_vfs;
+	char *recheck_vf;        /* an event named this VF alone: look at it again, cheaply */
 	int64_t next_recheck_ms; /* without uevents: the cheap look, now and then */
 	/* The serving thread: it dispatches the completions of cq under
 	 * serving_lock, which the daemon's thread takes around every call into

@@ -16,32 +16,20 @@
 
 /* Without uevents (no hostNetwork), health is looked at this often. */
 #define RECHECK_WITHOUT_UEVENTS_MS 1000
-/* More VFs than this named by events before a recheck: look at all. */
-#define RECHECK_LIST_MAX 16
-
+/* One VF named by the events since the last look is rechecked alone; a
+ * second one, or an event that names none, and every VF is. */
 static void want_recheck_of(struct daemon *d, const char *vf)
 {
-	char **grown;
-
-	if (d->recheck_all || xevf_strv_has(d->recheck_vfs, d->nrecheck_vfs, vf))
+	if (d->recheck_all || (d->recheck_vf && strcmp(d->recheck_vf, vf) == 0))
 		return;
-	if (d->nrecheck_vfs >= RECHECK_LIST_MAX || !(grown = realloc(d->recheck_vfs, (d->nrecheck_vfs + 1) * sizeof(*grown)))) {
+	if (d->recheck_vf || !(d->recheck_vf = strdup(vf)))
 		d->recheck_all = true;
-		return;
-	}
-	d->recheck_vfs = grown;
-	if (!(d->recheck_vfs[d->nrecheck_vfs] = strdup(vf))) {
-		d->recheck_all = true;
-		return;
-	}
-	d->nrecheck_vfs++;
 }
 
 void daemon_rechecks_done(struct daemon *d)
 {
-	xevf_strv_free(d->recheck_vfs, d->nrecheck_vfs);
-	d->recheck_vfs = NULL;
-	d->nrecheck_vfs = 0;
+	free(d->recheck_vf);
+	d->recheck_vf = NULL;
 	d->recheck_all = false;
 }
 
@@ -177,8 +165,8 @@ void daemon_recheck(struct daemon *d)
 	struct xevf_err err = XEVF_ERR_INIT;
 	struct xevf_host *host = NULL;
 	int64_t now = clock_mono_ms();
-	const char *only = !d->recheck_all && d->nrecheck_vfs == 1 ? d->recheck_vfs[0] : NULL;
-	bool due = d->recheck_all || d->nrecheck_vfs;
+	const char *only = d->recheck_all ? NULL : d->recheck_vf;
+	bool due = d->recheck_all || d->recheck_vf;
 
 	if (d->next_recheck_ms && now >= d->next_recheck_ms) {
 		due = true;

@@ -388,6 +388,8 @@ static void evaluate_health(struct scan *s, const struct xevf_pf *pf, struct xev
 	bool legacy_ok, cdev_ok;
 
 	vf->healthy = true;
+	free(vf->reason);
+	vf->reason = NULL;
 	if (!pf->driver) {
 		set_unhealthy(vf, "its PF %s is not bound to a driver; bind the PF to its driver (xe) again",
 			      pf->addr);
@@ -439,11 +441,17 @@ static bool vf_still_there(const struct scan *s, const char *addr)
 }
 
 /* What a bind or unbind changes: the driver, the IOMMU group and the VFIO
- * nodes under the dev root (the scan and the recheck read them alike). */
+ * nodes under the dev root (the scan and the recheck read them alike), each
+ * read anew. */
 static void read_binding(struct scan *s, struct xevf_vf *vf)
 {
 	char *group_path = NULL;
 
+	free(vf->driver);
+	free(vf->group_node);
+	free(vf->cdev_node);
+	vf->group_node = vf->cdev_node = NULL;
+	vf->migration_capable = false;
 	vf->driver = read_driver(s, vf->addr);
 	classify_driver(vf);
 	vf->iommu_group = read_iommu_group(s, vf->addr);
@@ -675,6 +683,22 @@ static int find_all_vfs(struct scan *s)
 	return 0;
 }
 
+/* <sysfs>/bus/pci, where libpci looks, and its devices/ (malloc'd): 0, or -ENOMEM. */
+static int pci_dirs(const struct xevf_roots *roots, char **pci_path, char **devices_dir)
+{
+	return xevf_sysfs_path(roots, "/sys/bus/pci", pci_path) || xevf_asprintf(devices_dir, "%s/devices", *pci_path)
+		       ? -ENOMEM : 0;
+}
+
+/* The host-wide VFIO nodes (the container, iommufd), each read anew. */
+static void read_host_nodes(const struct xevf_roots *roots, struct xevf_host *host)
+{
+	free(host->vfio_container_node);
+	free(host->iommufd_node);
+	host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
+	host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
+}
+
 int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *opts, struct xevf_host **out,
 		  struct xevf_err *err)
 {
@@ -686,8 +710,7 @@ int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *o
 	s.host = calloc(1, sizeof(*s.host));
 	if (!s.host)
 		return xevf_err_set(err, ENOMEM, "discovery: out of memory");
-	if (xevf_sysfs_path(roots, "/sys/bus/pci", &pci_path) ||
-	    xevf_asprintf(&devices_dir, "%s/devices", pci_path)) {
+	if (pci_dirs(roots, &pci_path, &devices_dir)) {
 		rc = xevf_err_set(err, ENOMEM, "discovery: out of memory");
 		goto out;
 	}
@@ -732,8 +755,7 @@ int xevf_discover(const struct xevf_roots *roots, const struct xevf_scan_opts *o
 	if (s.host->npfs > 1)
 		qsort(s.host->pfs, s.host->npfs, sizeof(*s.host->pfs), cmp_pf);
 	index_pci_devs(&s);
-	s.host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
-	s.host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
+	read_host_nodes(roots, s.host);
 	if ((rc = find_all_vfs(&s)) < 0) {
 		xevf_err_set(err, ENOMEM, "discovery: out of memory");
 		goto out;
@@ -906,19 +928,6 @@ static void dedupe_new_notes(struct xevf_host *h, size_t first_new)
 	h->nnotes = kept;
 }
 
-static void recheck_vf(struct scan *s, const struct xevf_pf *pf, struct xevf_vf *vf)
-{
-	free(vf->driver);
-	free(vf->group_node);
-	free(vf->cdev_node);
-	vf->group_node = vf->cdev_node = NULL;
-	vf->migration_capable = false;
-	read_binding(s, vf);
-	free(vf->reason);
-	vf->reason = NULL;
-	evaluate_health(s, pf, vf);
-}
-
 int xevf_host_recheck(const struct xevf_roots *roots, const struct xevf_host *old, const char *only_vf,
 		      struct xevf_host **out, struct xevf_err *err)
 {
@@ -927,24 +936,21 @@ int xevf_host_recheck(const struct xevf_roots *roots, const struct xevf_host *ol
 	size_t first_new;
 
 	*out = NULL;
-	if (xevf_sysfs_path(roots, "/sys/bus/pci", &pci_path) || xevf_asprintf(&devices_dir, "%s/devices", pci_path) ||
-	    !(s.host = host_copy(old))) {
+	if (pci_dirs(roots, &pci_path, &devices_dir) || !(s.host = host_copy(old))) {
 		free(pci_path);
 		free(devices_dir);
 		return xevf_err_set(err, ENOMEM, "recheck: out of memory");
 	}
 	s.devices_dir = devices_dir;
 	first_new = s.host->nnotes;
-	if (!only_vf) {
-		free(s.host->vfio_container_node);
-		free(s.host->iommufd_node);
-		s.host->vfio_container_node = existing_dev_node(roots, "/dev/vfio/vfio");
-		s.host->iommufd_node = existing_dev_node(roots, "/dev/iommu");
-	}
+	if (!only_vf)
+		read_host_nodes(roots, s.host);
 	for (size_t i = 0; i < s.host->npfs; i++)
 		for (size_t j = 0; j < s.host->pfs[i].nvfs; j++)
-			if (!only_vf || strcmp(s.host->pfs[i].vfs[j].addr, only_vf) == 0)
-				recheck_vf(&s, &s.host->pfs[i], &s.host->pfs[i].vfs[j]);
+			if (!only_vf || strcmp(s.host->pfs[i].vfs[j].addr, only_vf) == 0) {
+				read_binding(&s, &s.host->pfs[i].vfs[j]);
+				evaluate_health(&s, &s.host->pfs[i], &s.host->pfs[i].vfs[j]);
+			}
 	dedupe_new_notes(s.host, first_new);
 	free(devices_dir);
 	free(pci_path);

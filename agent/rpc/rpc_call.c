@@ -16,18 +16,13 @@
 #include "xevf_sysfs.h"
 #include "log.h"
 
-bool rpc_run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops, size_t n, int idle_ms)
+bool rpc_wait_batch(grpc_call *call, grpc_completion_queue *cq, void *tag, int idle_ms)
 {
-	int tag_storage;
-	void *tag = &tag_storage;
 	gpr_timespec until = idle_ms > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 							gpr_time_from_millis(idle_ms, GPR_TIMESPAN))
 					 : gpr_inf_future(GPR_CLOCK_MONOTONIC);
-	grpc_event ev;
+	grpc_event ev = grpc_completion_queue_pluck(cq, tag, until, NULL);
 
-	if (grpc_call_start_batch(call, ops, n, tag, NULL) != GRPC_CALL_OK)
-		return false;
-	ev = grpc_completion_queue_pluck(cq, tag, until, NULL);
 	if (ev.type == GRPC_QUEUE_TIMEOUT) {
 		/* nothing moved for idle_ms: the peer stalls; end the call, then
 		 * collect the batch, which the cancellation completes */
@@ -38,21 +33,36 @@ bool rpc_run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *op
 	return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
-int rpc_send_message(grpc_call *call, grpc_completion_queue *cq, bool *sent_initial, const ProtobufCMessage *msg,
-		     int idle_ms)
+bool rpc_run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops, size_t n, int idle_ms)
 {
-	grpc_op ops[2];
-	size_t n = 0;
-	grpc_byte_buffer *bb = rpc_pack(msg);
-	bool ok;
+	int tag_storage;
 
-	memset(ops, 0, sizeof(ops));
+	if (grpc_call_start_batch(call, ops, n, &tag_storage, NULL) != GRPC_CALL_OK)
+		return false;
+	return rpc_wait_batch(call, cq, &tag_storage, idle_ms);
+}
+
+size_t rpc_message_ops(grpc_op ops[2], bool *sent_initial, grpc_byte_buffer *bb)
+{
+	size_t n = 0;
+
+	memset(ops, 0, 2 * sizeof(*ops));
 	if (!*sent_initial)
 		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
 	ops[n].op = GRPC_OP_SEND_MESSAGE;
 	ops[n++].data.send_message.send_message = bb;
-	ok = rpc_run_batch(call, cq, ops, n, idle_ms);
 	*sent_initial = true;
+	return n;
+}
+
+int rpc_send_message(grpc_call *call, grpc_completion_queue *cq, bool *sent_initial, const ProtobufCMessage *msg,
+		     int idle_ms)
+{
+	grpc_op ops[2];
+	grpc_byte_buffer *bb = rpc_pack(msg);
+	size_t n = rpc_message_ops(ops, sent_initial, bb);
+	bool ok = rpc_run_batch(call, cq, ops, n, idle_ms);
+
 	grpc_byte_buffer_destroy(bb);
 	return ok ? 0 : -1;
 }

@@ -81,23 +81,11 @@ struct rpc_stream {
 /* Until the message on its way has gone (or the stream broke): 0, or -1. */
 static int finish_sending(struct rpc_stream *st)
 {
-	gpr_timespec until;
-	grpc_event ev;
-
 	if (!st->sending)
 		return st->send_failed ? -1 : 0;
-	until = st->idle_ms > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(st->idle_ms, GPR_TIMESPAN))
-				: gpr_inf_future(GPR_CLOCK_MONOTONIC);
-	ev = grpc_completion_queue_pluck(st->cq, &st->sending_tag, until, NULL);
-	if (ev.type == GRPC_QUEUE_TIMEOUT) {
-		/* nothing moved for idle_ms: as rpc_run_batch does */
-		grpc_call_cancel_with_status(st->call, GRPC_STATUS_DEADLINE_EXCEEDED, "no progress on the stream", NULL);
-		ev = grpc_completion_queue_pluck(st->cq, &st->sending_tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-		ev.success = 0;
-	}
+	st->send_failed |= !rpc_wait_batch(st->call, st->cq, &st->sending_tag, st->idle_ms);
 	grpc_byte_buffer_destroy(st->sending);
 	st->sending = NULL;
-	st->send_failed |= !(ev.type == GRPC_OP_COMPLETE && ev.success);
 	return st->send_failed ? -1 : 0;
 }
 
@@ -140,7 +128,7 @@ void rpc_stream_abort(struct rpc_stream *st)
 int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
 {
 	grpc_op ops[2];
-	size_t n = 0;
+	size_t n;
 	grpc_byte_buffer *bb;
 
 	/* packed while the previous message is on its way: one at a time in
@@ -150,12 +138,7 @@ int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
 		grpc_byte_buffer_destroy(bb);
 		return -1;
 	}
-	memset(ops, 0, sizeof(ops));
-	if (!st->sent_initial)
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[n].op = GRPC_OP_SEND_MESSAGE;
-	ops[n++].data.send_message.send_message = bb;
-	st->sent_initial = true;
+	n = rpc_message_ops(ops, &st->sent_initial, bb);
 	if (grpc_call_start_batch(st->call, ops, n, &st->sending_tag, NULL) != GRPC_CALL_OK) {
 		grpc_byte_buffer_destroy(bb);
 		st->send_failed = true;

@@ -187,14 +187,19 @@ static char *label_escape(const char *s)
 	return out;
 }
 
+static void profile_clear(struct metrics_vf_profile *p)
+{
+	free(p->resource);
+	free(p->pci);
+	free(p->key);
+	free(p->value);
+	memset(p, 0, sizeof(*p));
+}
+
 static void profiles_free(struct metrics_vf_profile *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(p[i].resource);
-		free(p[i].pci);
-		free(p[i].key);
-		free(p[i].value);
-	}
+	for (size_t i = 0; i < n; i++)
+		profile_clear(&p[i]);
 	free(p);
 }
 
@@ -213,11 +218,7 @@ void metrics_set_vf_profiles(const struct metrics_vf_profile *samples, size_t n)
 			kept++;
 			continue;
 		}
-		free(c->resource);
-		free(c->pci);
-		free(c->key);
-		free(c->value);
-		memset(c, 0, sizeof(*c));
+		profile_clear(c);
 	}
 	pthread_mutex_lock(&m.lock);
 	profiles_free(m.profiles, m.nprofiles);

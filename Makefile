@@ -46,15 +46,11 @@ PROTO_H   := $(PROTO_C:.c=.h)
 # for Registration.Register `register`, a C keyword. migration.proto keeps its
 # service: the Migration service's method table is checked against protoc-c's
 # service descriptor. The messages, and so the wire format, are the same.
-$(GEN_DIR)/deviceplugin/%.pb-c.c $(GEN_DIR)/deviceplugin/%.pb-c.h: proto/deviceplugin/%.proto
-	@mkdir -p $(GEN_DIR) $(BUILD)/proto-msgs/deviceplugin/$(dir $*)
-	awk '/^service /{skip=1} skip && /^}/{skip=0; next} !skip' $< > $(BUILD)/proto-msgs/deviceplugin/$*.proto
-	protoc-c --proto_path=$(BUILD)/proto-msgs --c_out=$(GEN_DIR) $(BUILD)/proto-msgs/deviceplugin/$*.proto
-
-$(GEN_DIR)/podresources/%.pb-c.c $(GEN_DIR)/podresources/%.pb-c.h: proto/podresources/%.proto
-	@mkdir -p $(GEN_DIR) $(BUILD)/proto-msgs/podresources/$(dir $*)
-	awk '/^service /{skip=1} skip && /^}/{skip=0; next} !skip' $< > $(BUILD)/proto-msgs/podresources/$*.proto
-	protoc-c --proto_path=$(BUILD)/proto-msgs --c_out=$(GEN_DIR) $(BUILD)/proto-msgs/podresources/$*.proto
+# (GNU make takes the rule with the shorter stem, so xevf/ takes its own.)
+$(GEN_DIR)/%.pb-c.c $(GEN_DIR)/%.pb-c.h: proto/%.proto
+	@mkdir -p $(GEN_DIR) $(dir $(BUILD)/proto-msgs/$*)
+	awk '/^service /{skip=1} skip && /^}/{skip=0; next} !skip' $< > $(BUILD)/proto-msgs/$*.proto
+	protoc-c --proto_path=$(BUILD)/proto-msgs --c_out=$(GEN_DIR) $(BUILD)/proto-msgs/$*.proto
 
 $(GEN_DIR)/xevf/%.pb-c.c $(GEN_DIR)/xevf/%.pb-c.h: proto/xevf/%.proto
 	@mkdir -p $(GEN_DIR)

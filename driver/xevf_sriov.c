@@ -17,6 +17,21 @@ static int pf_path(const struct xevf_roots *roots, const char *pf_addr, const ch
 	return xevf_asprintf(out, "%s/bus/pci/devices/%s/%s", root, pf_addr, attr);
 }
 
+/* The PF's sriov_admin/vfN/profile directory for VF index vf_index (N counts
+ * from 1), or a file in it when file is not NULL. */
+static int vf_profile_path(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index, const char *file,
+			   char **out)
+{
+	char *attr = NULL;
+	int rc = file ? xevf_asprintf(&attr, "sriov_admin/vf%u/profile/%s", vf_index + 1, file)
+		      : xevf_asprintf(&attr, "sriov_admin/vf%u/profile", vf_index + 1);
+
+	if (rc == 0)
+		rc = pf_path(roots, pf_addr, attr, out);
+	free(attr);
+	return rc;
+}
+
 int xevf_sriov_count_vfs(const struct xevf_roots *roots, const char *pf_addr)
 {
 	char *dir_path = NULL;
@@ -151,7 +166,7 @@ static int cmp_kv(const void *a, const void *b)
 int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index,
 				 struct xevf_kv **out, size_t *n, struct xevf_err *err)
 {
-	char *attr = NULL, *dir_path = NULL;
+	char *dir_path = NULL;
 	struct xevf_kv *kv = NULL;
 	size_t count = 0;
 	DIR *dir;
@@ -159,11 +174,8 @@ int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_
 
 	*out = NULL;
 	*n = 0;
-	if (xevf_asprintf(&attr, "sriov_admin/vf%u/profile", vf_index + 1) || pf_path(roots, pf_addr, attr, &dir_path)) {
-		free(attr);
+	if (vf_profile_path(roots, pf_addr, vf_index, NULL, &dir_path))
 		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
-	}
-	free(attr);
 	dir = opendir(dir_path);
 	if (!dir) {
 		int rc = xevf_err_set(err, errno, "PF %s: cannot list %s: %s", pf_addr, dir_path, strerror(errno));
@@ -204,15 +216,12 @@ int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_
 int xevf_sriov_write_profile(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index, const char *file,
 			     const char *value, struct xevf_err *err)
 {
-	char *attr = NULL, *path = NULL;
+	char *path = NULL;
 	int rc;
 
-	if (xevf_asprintf(&attr, "sriov_admin/vf%u/profile/%s", vf_index + 1, file) || pf_path(roots, pf_addr, attr, &path)) {
-		free(attr);
+	if (vf_profile_path(roots, pf_addr, vf_index, file, &path))
 		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
-	}
 	rc = xevf_sysfs_write(roots, path, value, err);
-	free(attr);
 	free(path);
 	return rc;
 }

@@ -73,6 +73,9 @@ struct agent_config {
 	char *node_name;           /* NULL: the host name */
 	char *kube_api, *kube_token_file, *kube_ca_file; /* NULL: in-cluster or none */
 	long kube_api_allow_http;  /* 0/1: an http:// API server gets the token in clear */
+	long migration_targets;    /* 0/1: reserve for KubeVirt's migration target pods by itself */
+	char *peer_namespace;      /* the agents' namespace (NULL: the service account's) */
+	char *peer_selector;       /* the agents' pods' label selector */
 };
 
 /* Values given on the command line, by the flag's setting; they win over the

@@ -95,6 +95,13 @@ static const struct setting settings[] = {
 	    "CA of its certificate (default: the service account's ca.crt)"),
 	BOOL("kubeAPIAllowHTTP", "kube-api-allow-http", kube_api_allow_http, 0,
 	     "send the token to an http:// API server in clear (testing only)"),
+	BOOL("migrationTargets", "migration-targets", migration_targets, 1,
+	     "watch the KubeVirt migration target pods coming to this node and reserve a compatible VF for each "
+	     "by itself, asking the source node's agent (needs the API server and --migration-address)"),
+	STR("peerNamespace", "peer-namespace", "NS", peer_namespace, NULL, NULL,
+	    "the namespace of the other agents' pods (default: this pod's service account's)"),
+	STR("peerSelector", "peer-selector", "SELECTOR", peer_selector, "app.kubernetes.io/name=xevf-agent", NULL,
+	    "label selector of the agents' pods; an agent is reached at its pod's IP and container port \"migration\""),
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

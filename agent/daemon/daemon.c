@@ -85,7 +85,8 @@ static void start_migration(struct daemon *d)
 		.state_dir = d->cfg.state_dir, .node_name = d->cfg.node_name, .sysfs_root = d->cfg.sysfs_root,
 		.dev_root = d->cfg.dev_root, .proc_root = d->cfg.proc_root, .kernel_release = d->cfg.kernel_release,
 		.stream_idle_ms = (int)d->cfg.stream_idle_timeout_ms, .max_state_bytes = (uint64_t)d->cfg.max_state_bytes,
-		.wake = daemon_wake, .recently_allocated = daemon_recently_allocated, .recently_allocated_ctx = d,
+		.wake = daemon_wake, .recently_allocated = daemon_recently_allocated,
+		.held_by_pod = daemon_held_by_pod, .hooks_ctx = d,
 	};
 	char *error = NULL;
 
@@ -94,6 +95,44 @@ static void start_migration(struct daemon *d)
 		log_error("migration_unavailable", "reason=\"%s\" action=\"serving devices without the Migration service; "
 			  "fix the setting and restart\"", error ? error : "?");
 	free(error);
+}
+
+/* KubeVirt's migration target pods get their reservation by themselves when
+ * the agents reach each other (mutual TLS) and it is not turned off. */
+static void watch_targets(struct daemon *d, const struct kube_settings *ks)
+{
+	char *error = NULL;
+	struct kube *k;
+
+	if (!d->cfg.migration_targets)
+		return;
+	if (!d->cfg.migration_address || !*d->cfg.migration_address) {
+		log_info("migration_targets_off", "reason=\"no --migration-address: the source node's agent cannot be "
+			 "asked\" action=\"reserve with xevf-agent migrate reserve\"");
+		return;
+	}
+	if (!(k = kube_open(ks, &error)) ||
+	    !(d->targets = targets_start(k, d->migration, d->cfg.peer_namespace, d->cfg.peer_selector, &error))) {
+		log_error("migration_targets_unavailable", "reason=\"%s\" action=\"reserve with xevf-agent migrate "
+			  "reserve\"", error ? error : "?");
+		free(error);
+		return;
+	}
+	log_info("migration_targets_watching", "node=%s peer_selector=\"%s\"", d->cfg.node_name, d->cfg.peer_selector);
+}
+
+void daemon_targets_resources(struct daemon *d)
+{
+	char **names = calloc(d->cfg.npools + 1, sizeof(*names));
+
+	if (!d->targets || !names) {
+		free(names);
+		return;
+	}
+	for (size_t i = 0; i < d->cfg.npools; i++)
+		names[i] = d->cfg.pools[i].resource_name;
+	targets_set_resources(d->targets, names, d->cfg.npools);
+	free(names); /* the strings are the configuration's */
 }
 
 static void open_kube(struct daemon *d)
@@ -113,9 +152,11 @@ static void open_kube(struct daemon *d)
 		free(error);
 		return;
 	}
-	if (d->kube)
+	if (d->kube) {
 		log_info("kube_api", "url=%s node=%s use=\"which pending pod is a migration's target\"", kube_cache_url(d->kube),
 			 d->cfg.node_name);
+		watch_targets(d, &ks);
+	}
 	else
 		log_warn("kube_api_unavailable", "reason=\"%s\" action=\"a VF reserved for a migration goes to the next "
 			 "allocation of its pool\"", error ? error : "no API server configured (--kube-api) and not in a cluster");
@@ -228,6 +269,7 @@ static int start(struct daemon *d, const char *injected_uevents)
 	daemon_serving_lock(d);
 	create_pools(d);
 	daemon_serving_unlock(d);
+	daemon_targets_resources(d);
 	daemon_rescan(d);
 	d->next_rescan_ms = clock_mono_ms() + d->cfg.rescan_interval_ms;
 	return 0;
@@ -424,6 +466,7 @@ static void stop(struct daemon *d)
 			       GRPC_QUEUE_SHUTDOWN)
 				;
 		grpc_completion_queue_destroy(d->cq);
+		targets_stop(d->targets); /* it asks the Migration service */
 		migration_stop(d->migration);
 		kube_cache_stop(d->kube);
 		grpc_shutdown_blocking();

@@ -16,6 +16,7 @@
 #include "ledger.h"
 #include "plugin.h"
 #include "preparer.h"
+#include "targets.h"
 #include "xevf_roots.h"
 
 /* One pool's device plugin, in configuration order. */
@@ -61,6 +62,7 @@ struct daemon {
 	size_t ntold_pfs;
 	struct migration *migration; /* NULL when the Migration service could not start */
 	struct kube_cache *kube;     /* NULL: no API server to tell pods apart */
+	struct targets *targets;     /* NULL: no watch of KubeVirt's migration target pods */
 	int uevent_fd;
 	int vfio_watch;              /* inotify on <dev>/vfio and <dev>/vfio/devices, -1 without */
 	int dev_root_wd;             /* ... whose watch of the dev root itself is this */
@@ -140,5 +142,11 @@ void daemon_ask_publish(void *daemon);
 void daemon_hooks_init(struct daemon *d);
 /* Was vf given to a container lately (any thread; ctx is the daemon)? */
 bool daemon_recently_allocated(void *ctx, const char *vf);
+/* Its other question: which VF of resource pod namespace/name holds here
+ * (the kubelet's PodResources); migration_settings.held_by_pod. */
+/* The pools' resources to the migration targets' watch (after pools change). */
+void daemon_targets_resources(struct daemon *d);
+int daemon_held_by_pod(void *ctx, const char *resource, const char *pod_namespace, const char *pod_name, char **vf,
+		       char **error);
 
 #endif

@@ -1,13 +1,17 @@
 /* What the device plugin asks of the daemon (dp_hooks): the glue between
  * the device plugin and the Migration service, which never meet. These run
  * on the serving thread, holding the serving lock. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "daemon_private.h"
+#include "fail.h"
 #include "log.h"
 #include "podresources.h"
+#include "xevf_util.h"
 
 static void on_allocated(void *ctx, const char *resource, const char *const *ids, size_t n)
 {
@@ -93,7 +97,54 @@ static int held_devices(void *ctx, const char *resource, char ***ids, char ***po
 	return rc == 0 ? 0 : -1;
 }
 
+int daemon_held_by_pod(void *ctx, const char *resource, const char *pod_namespace, const char *pod_name, char **vf,
+		       char **error)
+{
+	struct daemon *d = ctx;
+	char **ids = NULL, **pods = NULL, *want = NULL;
+	size_t n = 0;
+	int rc;
+
+	*vf = NULL;
+	*error = NULL;
+	rc = podresources_held(d->cfg.pod_resources_socket, resource, PODRESOURCES_WAIT_MS, &ids, &pods, &n, error);
+	if (rc == 1)
+		return agent_fail(error, ENODEV, "no PodResources socket at %s to tell which VF a pod holds",
+				  d->cfg.pod_resources_socket);
+	if (rc < 0)
+		return rc;
+	if (asprintf(&want, "%s/%s", pod_namespace, pod_name) < 0)
+		want = NULL;
+	long i = want ? xevf_strv_index(pods, n, want) : -1;
+	if (i >= 0 && !(*vf = strdup(ids[i])))
+		rc = agent_fail(error, ENOMEM, "out of memory");
+	else if (i < 0)
+		rc = agent_fail(error, ENOENT, "holds no VF of %s on this node (the kubelet's PodResources)", resource);
+	free(want);
+	xevf_strv_free(ids, n);
+	xevf_strv_free(pods, n);
+	return rc;
+}
+
+/* How long an allocation may wait for a migration target pod's reservation
+ * (the source's agent and the API server are asked meanwhile). */
+#define SETTLE_WAIT_MS 2000
+
+static void settle(void *ctx, const char *resource)
+{
+	struct daemon *d = ctx;
+	char *copy;
+
+	/* a copy: the pool's configuration may change while the lock is let go */
+	if (!d->targets || !(copy = strdup(resource)))
+		return;
+	daemon_serving_unlock(d);
+	targets_wait_settled(d->targets, copy, SETTLE_WAIT_MS);
+	daemon_serving_lock(d);
+	free(copy);
+}
+
 void daemon_hooks_init(struct daemon *d)
 {
-	d->hooks = (struct dp_hooks){d, on_allocated, reservations, pending_pods, held_devices};
+	d->hooks = (struct dp_hooks){d, on_allocated, reservations, pending_pods, held_devices, settle};
 }

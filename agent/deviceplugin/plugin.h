@@ -39,6 +39,10 @@ struct dp_hooks {
 	 * malloc'd (xevf_strv_free); 0, or -1 when nobody can tell. Same
 	 * contract as pending_pods. May be NULL. */
 	int (*held_devices)(void *ctx, const char *resource, char ***ids, char ***pods, size_t *n);
+	/* Before a preferred allocation is steered: returns once no reservation
+	 * for a pod that asks for resource is on its way (waits a moment at
+	 * most). Same contract as pending_pods. May be NULL. */
+	void (*settle)(void *ctx, const char *resource);
 };
 
 void steer_reservations_free(struct steer_reservation *r, size_t n);

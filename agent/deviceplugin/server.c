@@ -416,6 +416,8 @@ static void answer_preferred(struct dp_call *c, ProtobufCMessage *msg)
 	char *error = NULL;
 	int code;
 
+	if (s.pl->hooks.settle)
+		s.pl->hooks.settle(s.pl->hooks.ctx, s.pl->pool.cfg.resource_name);
 	prefetch_pods(&s, (const V1beta1__PreferredAllocationRequest *)msg);
 	if (s.pl->hooks.held_devices &&
 	    s.pl->hooks.held_devices(s.pl->hooks.ctx, s.pl->pool.cfg.resource_name, &s.held, &s.held_by, &s.nheld) < 0)

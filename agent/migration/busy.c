@@ -37,7 +37,7 @@ const char *busy_why(const struct busy_scan *s, const struct inventory_vf *iv, b
 	    (vf->cdev_node && xevf_strv_has(s->held, s->nheld, vf->cdev_node)))
 		return "a process (a VM's QEMU) holds its VFIO device open";
 	if (!allocation_is_ours && s->m && s->m->recently_allocated &&
-	    s->m->recently_allocated(s->m->recently_allocated_ctx, vf->addr))
+	    s->m->recently_allocated(s->m->hooks_ctx, vf->addr))
 		return "it was allocated to a container in the last minutes";
 	return NULL;
 }

@@ -14,6 +14,34 @@
 #define DEFAULT_TTL_S 300
 #define MAX_TTL_S 86400
 
+/* The VF a Describe is about: the one named, or the one the kubelet says the
+ * pod holds (malloc'd); NULL when the call is answered. */
+static char *described_vf(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__DescribeRequest *req)
+{
+	char *vf = NULL, *error = NULL;
+	int rc;
+
+	if (*req->vf || !*req->pod_name)
+		return strdup(req->vf);
+	if (!text_dns_label(req->pod_namespace, strlen(req->pod_namespace)) || !text_dns_subdomain(req->pod_name) ||
+	    !*req->resource_name || strlen(req->resource_name) > 253) {
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "a pod is named by a Kubernetes namespace and name, "
+			   "with the resource_name of its VF");
+		return NULL;
+	}
+	if (!m->held_by_pod) {
+		mig_refuse(call, GRPC_STATUS_FAILED_PRECONDITION, "node %s cannot tell which VF a pod holds "
+			   "(no PodResources socket configured)", m->node);
+		return NULL;
+	}
+	rc = m->held_by_pod(m->hooks_ctx, req->resource_name, req->pod_namespace, req->pod_name, &vf, &error);
+	if (rc < 0)
+		mig_refuse(call, rc == -ENOENT ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_UNAVAILABLE, "node %s: pod %s/%s: %s",
+			   m->node, req->pod_namespace, req->pod_name, error ? error : "?");
+	free(error);
+	return rc < 0 ? NULL : vf;
+}
+
 void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
 {
 	const Xevf__Migration__V1__DescribeRequest *req = (const Xevf__Migration__V1__DescribeRequest *)msg;
@@ -21,12 +49,15 @@ void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufC
 	struct busy_scan scan = {0};
 	struct inventory *inv;
 	const struct inventory_vf *iv;
+	char *vf = described_vf(m, call, req);
 
+	if (!vf)
+		return;
 	pthread_mutex_lock(&m->lock);
 	inv = mig_inventory(m);
 	pthread_mutex_unlock(&m->lock);
-	if (!(iv = inventory_find(inv, req->vf))) {
-		mig_refuse(call, GRPC_STATUS_NOT_FOUND, "no VF %.64s on node %s", req->vf, m->node);
+	if (!(iv = inventory_find(inv, vf))) {
+		mig_refuse(call, GRPC_STATUS_NOT_FOUND, "no VF %.64s on node %s", vf, m->node);
 	} else {
 		busy_scan(m, &scan);
 		mig_fingerprint(m, iv, &scan, &fp, NULL);
@@ -35,6 +66,7 @@ void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufC
 	}
 	busy_scan_free(&scan);
 	inventory_unref(inv);
+	free(vf);
 }
 
 /* Why the node's VF i cannot take the source's state (malloc'd), or NULL.
@@ -233,41 +265,39 @@ static int answer_existing(struct migration *m, struct rpc_call *call, const cha
 }
 
 /* What a Reserve asks for is bounded and well formed before any of it is
- * kept (the state file holds it): 1 when it is not (the call is answered). */
-static int reserve_refused(struct rpc_call *call, const Xevf__Migration__V1__ReserveRequest *req)
+ * kept (the state file holds it). */
+_Static_assert(MIGRATION_ID_MAX == 128, "mig_reserve_invalid's message names the bound");
+
+const char *mig_reserve_invalid(const Xevf__Migration__V1__ReserveRequest *req)
 {
 	if (!migration_id_valid(req->migration_id))
-		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "migration_id must be 1..%d characters of [A-Za-z0-9._-]",
-			   MIGRATION_ID_MAX);
-	else if (!req->source)
-		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "Reserve needs the source fingerprint");
-	else if (*req->vm_namespace && !text_dns_label(req->vm_namespace, strlen(req->vm_namespace)))
-		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "vm_namespace must be a Kubernetes namespace name "
-			   "(at most 63 characters of a-z, 0-9 and '-')");
-	else if (*req->vm_name && !text_dns_subdomain(req->vm_name))
-		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "vm_name must be a Kubernetes object name "
-			   "(at most 253 characters of a-z, 0-9, '-' and '.')");
-	else
-		return 0;
-	return 1;
+		return "migration_id must be 1..128 characters of [A-Za-z0-9._-]";
+	if (!req->source)
+		return "Reserve needs the source fingerprint";
+	if (*req->vm_namespace && !text_dns_label(req->vm_namespace, strlen(req->vm_namespace)))
+		return "vm_namespace must be a Kubernetes namespace name (at most 63 characters of a-z, 0-9 and '-')";
+	if (*req->vm_name && !text_dns_subdomain(req->vm_name))
+		return "vm_name must be a Kubernetes object name (at most 253 characters of a-z, 0-9, '-' and '.')";
+	return NULL;
 }
 
-void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
+grpc_status_code mig_reserve(struct migration *m, const Xevf__Migration__V1__ReserveRequest *req,
+				const char *caller, struct record **out, char **why)
 {
-	const Xevf__Migration__V1__ReserveRequest *req = (const Xevf__Migration__V1__ReserveRequest *)msg;
 	uint32_t ttl = req->ttl_seconds ? req->ttl_seconds : DEFAULT_TTL_S;
 	struct state_snapshot snap = {0};
 	char **taken = NULL, *reasons = NULL, *error = NULL;
 	struct inventory *inv;
 	struct record *r = NULL;
+	grpc_status_code code = GRPC_STATUS_OK;
 	long pick;
 
-	if (reserve_refused(call, req) || answer_existing(m, call, req->migration_id) == 0)
-		return;
+	*out = NULL;
+	*why = NULL;
 	inv = snapshot(m, &taken);
 	pick = first_compatible(m, inv, taken, req->source, &reasons);
 	pthread_mutex_lock(&m->lock);
-	if (pick >= 0 && (r = reserve_locked(m, req, &inv->vfs[pick], ttl < MAX_TTL_S ? ttl : MAX_TTL_S, rpc_call_peer(call)))) {
+	if (pick >= 0 && (r = reserve_locked(m, req, &inv->vfs[pick], ttl < MAX_TTL_S ? ttl : MAX_TTL_S, caller))) {
 		state_file_render(&m->file, &m->reg, &snap);
 		r = record_dup(r);
 	}
@@ -275,20 +305,48 @@ void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCM
 	/* acknowledged only once it is on disk */
 	if (r && mig_write(m, &snap, &error)) {
 		mig_take_back(m, r->id, PHASE_RESERVED);
-		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, "migration %s: nothing reserved: %s", r->id, error);
+		code = GRPC_STATUS_UNAVAILABLE;
+		if (asprintf(why, "migration %s: nothing reserved: %s", r->id, error) < 0)
+			*why = NULL;
+		record_free(r);
 	} else if (r) {
-		reply_reservation(call, r);
+		*out = r;
 	} else {
-		mig_refuse(call, pick >= 0 ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_FAILED_PRECONDITION,
-			   "no compatible free VF on node %s for migration %s: %s", m->node, req->migration_id,
-			   pick >= 0 ? "another migration took it, or this node keeps too many; try again" :
-			   reasons && *reasons ? reasons : "no VFs");
+		code = pick >= 0 ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_FAILED_PRECONDITION;
+		if (asprintf(why, "no compatible free VF on node %s for migration %s: %s", m->node, req->migration_id,
+			     pick >= 0 ? "another migration took it, or this node keeps too many; try again" :
+			     reasons && *reasons ? reasons : "no VFs") < 0)
+			*why = NULL;
 	}
-	record_free(r);
 	free(error);
 	free(reasons);
 	xevf_strv_free(taken, inv ? inv->nvfs : 0);
 	inventory_unref(inv);
+	return code;
+}
+
+void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	const Xevf__Migration__V1__ReserveRequest *req = (const Xevf__Migration__V1__ReserveRequest *)msg;
+	struct record *r = NULL;
+	char *why = NULL;
+	grpc_status_code code;
+
+	const char *invalid = mig_reserve_invalid(req);
+
+	if (invalid) {
+		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "%s", invalid);
+		return;
+	}
+	if (answer_existing(m, call, req->migration_id) == 0)
+		return;
+	code = mig_reserve(m, req, rpc_call_peer(call), &r, &why);
+	if (r)
+		reply_reservation(call, r);
+	else
+		mig_refuse(call, code, "%s", why ? why : "out of memory");
+	record_free(r);
+	free(why);
 }
 
 /* Release ends a reservation with nothing restored into it. Decided under

@@ -44,7 +44,12 @@ struct migration_settings {
 	/* Was vf given to a container lately (its VM may still be starting, so
 	 * it is in use)? Any thread. NULL: nobody tells. */
 	bool (*recently_allocated)(void *ctx, const char *vf);
-	void *recently_allocated_ctx;
+	/* Which VF of resource does pod namespace/name hold on this node (the
+	 * kubelet tells)? 0 and *vf (malloc'd), or -errno and *error (malloc'd).
+	 * Any thread. NULL: nobody tells. */
+	int (*held_by_pod)(void *ctx, const char *resource, const char *pod_namespace, const char *pod_name, char **vf,
+			   char **error);
+	void *hooks_ctx;              /* the ctx of both */
 };
 
 /* Loads the state file and starts listening. NULL and *error on failure. */
@@ -57,6 +62,16 @@ void migration_update(struct migration *m, struct inventory *inv);
 /* Expires reservations; returns VFs freed by a committed source migration
  * (their allocation records should go) as a malloc'd array of malloc'd ids. */
 size_t migration_tick(struct migration *m, char ***freed);
+
+/* A reservation made on this node's own initiative (a KubeVirt migration
+ * target pod came): asks the source agent at peer (HOST:PORT, mutual TLS) to
+ * describe the VF of resource that its pod source_namespace/source_pod holds,
+ * then reserves a compatible free VF here for migration id and VM
+ * vm_namespace/vm_name as Reserve would. 0 and *vf (malloc'd); -ESRCH when
+ * no VF here is compatible, -errno otherwise; *why (malloc'd) says why. */
+int migration_reserve_from_peer(struct migration *m, const char *peer, const char *id, const char *vm_namespace,
+				const char *vm_name, const char *source_namespace, const char *source_pod,
+				const char *resource, char **vf, char **why);
 
 /* Device-plugin hooks. A pending reservation is one whose target pod has not
  * got its VF yet. Is vf reserved, is the reservation pending, and for which

@@ -22,7 +22,9 @@ struct migration {
 	uint64_t max_state_bytes;
 	void (*wake)(void);           /* may be NULL */
 	bool (*recently_allocated)(void *ctx, const char *vf); /* may be NULL */
-	void *recently_allocated_ctx;
+	int (*held_by_pod)(void *ctx, const char *resource, const char *pod_namespace, const char *pod_name, char **vf,
+			   char **error); /* may be NULL */
+	void *hooks_ctx;
 	struct state_file file;
 	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
 	struct inventory *inv;        /* the last snapshot (a reference) */
@@ -84,6 +86,12 @@ char *provision_like(const struct migration *m, const struct inventory_vf *iv,
 void handle_describe(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 void handle_check(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 void handle_reserve(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+/* Reserves a compatible free VF for req (checked) on behalf of caller:
+ * GRPC_STATUS_OK and *out (a copy), or another status and *why (malloc'd). */
+grpc_status_code mig_reserve(struct migration *m, const Xevf__Migration__V1__ReserveRequest *req, const char *caller,
+			     struct record **out, char **why);
+/* Would a Reserve take req (bounded, well formed)? NULL, or why not (static). */
+const char *mig_reserve_invalid(const Xevf__Migration__V1__ReserveRequest *req);
 void handle_list(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 
@@ -114,6 +122,8 @@ void handle_save(struct migration *m, struct rpc_call *call, const ProtobufCMess
 
 /* peer.c */
 void handle_send(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
+/* A mutual-TLS channel to another agent's HOST:PORT (resolved here), or NULL. */
+grpc_channel *mig_peer_channel(const struct migration *m, const char *target);
 
 /* restore.c */
 void handle_restore(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);

@@ -118,15 +118,26 @@ static char *resolve_target(const char *host, const char *port)
 	return out;
 }
 
-static struct rpc_stream *open_target(struct migration *m, struct rpc_call *call, const char *target, grpc_channel **ch)
+grpc_channel *mig_peer_channel(const struct migration *m, const char *target)
 {
 	struct rpc_tls tls = {m->tls_ca, m->tls_cert, m->tls_key};
-	struct rpc_stream *st = NULL;
 	char *error = NULL, *host = NULL, *port = NULL, *address = NULL;
+	grpc_channel *ch = NULL;
 
-	*ch = NULL;
 	if (split_target(target, &host, &port) == 0 && (address = resolve_target(host, port)))
-		*ch = rpc_channel_open(address, &tls, m->tls_server_name ? m->tls_server_name : host, &error);
+		ch = rpc_channel_open(address, &tls, m->tls_server_name ? m->tls_server_name : host, &error);
+	free(error);
+	free(host);
+	free(port);
+	free(address);
+	return ch;
+}
+
+static struct rpc_stream *open_target(struct migration *m, struct rpc_call *call, const char *target, grpc_channel **ch)
+{
+	struct rpc_stream *st = NULL;
+
+	*ch = mig_peer_channel(m, target);
 	st = *ch ? rpc_stream_open(*ch, RESTORE_METHOD, PEER_STREAM_TIMEOUT_MS) : NULL;
 	if (!st) {
 		mig_refuse(call, GRPC_STATUS_UNAVAILABLE, UNREACHABLE, target);
@@ -134,10 +145,6 @@ static struct rpc_stream *open_target(struct migration *m, struct rpc_call *call
 			grpc_channel_destroy(*ch);
 		*ch = NULL;
 	}
-	free(error);
-	free(host);
-	free(port);
-	free(address);
 	return st;
 }
 

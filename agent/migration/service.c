@@ -404,7 +404,8 @@ static int copy_settings(struct migration *m, const struct migration_settings *s
 	m->max_state_bytes = s->max_state_bytes ? s->max_state_bytes : UINT64_MAX;
 	m->wake = s->wake;
 	m->recently_allocated = s->recently_allocated;
-	m->recently_allocated_ctx = s->recently_allocated_ctx;
+	m->held_by_pod = s->held_by_pod;
+	m->hooks_ctx = s->hooks_ctx;
 	m->node = strdup(s->node_name && *s->node_name ? s->node_name : host);
 	m->kernel_release = s->kernel_release ? strdup(s->kernel_release) : (uname(&u) == 0 ? strdup(u.release) : NULL);
 	return m->node && m->dev_root && state_file_init(&m->file, s->state_dir) == 0 ? 0 : -ENOMEM;

@@ -195,49 +195,109 @@ bool kube_pod_runs_vm(const struct kube_pod *p, const char *vm_namespace, const 
 	       p->name[14 + len] == '-' && strlen(p->name + 15 + len) == 5;
 }
 
-int kube_pending_pods(struct kube *k, const char *resource, struct kube_pod **pods, size_t *n, char **error)
+/* The service account token (malloc'd), or NULL and *error. */
+static char *read_token(const struct kube *k, char **error)
 {
 	struct xevf_err err = XEVF_ERR_INIT;
-	char *token = NULL, *url = NULL, *body = NULL, *selector = NULL, *escaped = NULL;
-	int code, rc;
+	char *token = NULL;
+	int rc = xevf_read_text(k->token_file, MAX_TOKEN, &token, &err);
+
+	if (rc < 0) {
+		agent_fail(error, -rc, "%s (the service account token)", xevf_err_msg(&err));
+		xevf_err_clear(&err);
+		return NULL;
+	}
+	token[strcspn(token, "\r\n")] = 0;
+	return token;
+}
+
+static void token_free(char *token)
+{
+	if (token) {
+		memset(token, 0, strlen(token)); /* a credential */
+		free(token);
+	}
+}
+
+int kube_request(struct kube *k, const char *what, const char *path, const char *post_json, char **body, char **error)
+{
+	char *token, *url = NULL;
+	int code;
+
+	*body = NULL;
+	*error = NULL;
+	if (!(token = read_token(k, error)))
+		return -EACCES;
+	if (asprintf(&url, "%s%s", k->url, path) < 0) {
+		token_free(token);
+		return agent_fail(error, ENOMEM, "out of memory");
+	}
+	struct http_request req = {.url = url, .bearer_token = token, .ca_file = k->ca_file, .timeout_ms = TIMEOUT_MS,
+				   .post_json = post_json};
+	code = http_get(&req, body, error);
+	if (code >= 0 && code / 100 != 2) {
+		agent_fail(error, code == 404 ? ENOENT : EPROTO, "%s: HTTP %d%s", what, code, code == 401 || code == 403 ?
+			   " (the service account may not do this: check the RBAC rules)" : "");
+		free(*body);
+		*body = NULL;
+		code = code == 404 ? -ENOENT : -EPROTO;
+	}
+	if (code >= 0 && !*body)
+		code = agent_fail(error, ENOMEM, "out of memory");
+	free(url);
+	token_free(token);
+	return code < 0 ? code : 0;
+}
+
+int kube_stream(struct kube *k, const char *path, struct http_stopper *stop, http_line_fn on_line, void *ctx,
+		char **error)
+{
+	char *token, *url = NULL;
+	int code;
+
+	*error = NULL;
+	if (!(token = read_token(k, error)))
+		return -EACCES;
+	if (asprintf(&url, "%s%s", k->url, path) < 0) {
+		token_free(token);
+		return agent_fail(error, ENOMEM, "out of memory");
+	}
+	struct http_request req = {.url = url, .bearer_token = token, .ca_file = k->ca_file, .timeout_ms = TIMEOUT_MS};
+	code = http_stream_lines(&req, stop, on_line, ctx, error);
+	if (code > 0 && code / 100 != 2)
+		code = agent_fail(error, EPROTO, "watch: HTTP %d%s", code, code == 401 || code == 403 ?
+				  " (the service account may not watch pods: check the RBAC rules)" : "");
+	free(url);
+	token_free(token);
+	return code < 0 ? code : 0;
+}
+
+const char *kube_node(const struct kube *k) { return k->node; }
+
+int kube_pending_pods(struct kube *k, const char *resource, struct kube_pod **pods, size_t *n, char **error)
+{
+	char *path = NULL, *body = NULL, *selector = NULL, *escaped = NULL;
+	int rc = -ENOMEM;
 
 	*pods = NULL;
 	*n = 0;
 	*error = NULL;
-	if ((rc = xevf_read_text(k->token_file, MAX_TOKEN, &token, &err)) < 0) {
-		agent_fail(error, -rc, "%s (the service account token)", xevf_err_msg(&err));
-		xevf_err_clear(&err);
-		return rc;
-	}
-	rc = -ENOMEM;
-	token[strcspn(token, "\r\n")] = 0;
 	if (asprintf(&selector, "spec.nodeName=%s,status.phase=Pending", k->node) < 0)
 		goto out;
 	escaped = curl_easy_escape(NULL, selector, 0);
-	if (!escaped || asprintf(&url, "%s/api/v1/pods?fieldSelector=%s", k->url, escaped) < 0)
+	if (!escaped || asprintf(&path, "/api/v1/pods?fieldSelector=%s", escaped) < 0)
 		goto out;
-	struct http_request req = {.url = url, .bearer_token = token, .ca_file = k->ca_file, .timeout_ms = TIMEOUT_MS};
-	code = http_get(&req, &body, error);
-	if (code < 0) {
-		rc = code;
-		goto out;
-	}
-	if (code != 200) {
-		rc = agent_fail(error, EPROTO, "GET pods: HTTP %d%s", code, code == 401 || code == 403 ?
-				" (the service account may not list pods: check the RBAC rules)" : "");
+	if ((rc = kube_request(k, "GET pods", path, NULL, &body, error)) < 0 || !body) {
+		rc = rc < 0 ? rc : -ENOMEM;
 		goto out;
 	}
 	rc = kube_parse_pending_pods(body, strlen(body), resource, pods, n, error);
 out:
 	if (rc < 0 && !*error)
 		*error = strdup("out of memory");
-	if (token) {
-		memset(token, 0, strlen(token));
-		free(token);
-	}
 	curl_free(escaped);
 	free(selector);
-	free(url);
+	free(path);
 	free(body);
 	return rc;
 }

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "http_client.h"
+
 struct kube;
 
 struct kube_settings {
@@ -39,6 +41,18 @@ int kube_pending_pods(struct kube *k, const char *resource, struct kube_pod **po
 int kube_parse_pending_pods(const char *json, size_t len, const char *resource, struct kube_pod **pods, size_t *n,
 			    char **error);
 void kube_pods_free(struct kube_pod *pods, size_t n);
+
+/* One request to the API server with the token: path (with its query), a
+ * JSON body to POST or NULL for a GET; what names it in messages. 0 and the
+ * body (malloc'd); -ENOENT (404), -EPROTO (another status) or -errno, with
+ * *error. */
+int kube_request(struct kube *k, const char *what, const char *path, const char *post_json, char **body, char **error);
+/* A watch (path with watch=true): each event's line to on_line until the
+ * server ends it or stop is stopped; 0, or -errno with *error. */
+int kube_stream(struct kube *k, const char *path, struct http_stopper *stop, http_line_fn on_line, void *ctx,
+		char **error);
+/* This node's name. */
+const char *kube_node(const struct kube *k);
 
 /* Is this pod a virt-launcher pod of VM namespace/name? */
 bool kube_pod_runs_vm(const struct kube_pod *p, const char *vm_namespace, const char *vm_name);

@@ -24,6 +24,12 @@ struct outcome {
 	uint64_t count;
 };
 
+/* A counter by outcome (the label's values as they come). */
+struct outcomes {
+	struct outcome *v;
+	size_t n;
+};
+
 static struct {
 	pthread_mutex_t lock;
 	struct pool_metrics *pools;
@@ -36,8 +42,7 @@ static struct {
 	uint64_t profile_refusals;
 	struct metrics_vf_profile *profiles; /* label values escaped already */
 	size_t nprofiles;
-	struct outcome *outcomes;
-	size_t noutcomes;
+	struct outcomes migrations, migration_targets;
 	int64_t heartbeat_ms;
 	char *status;
 	void (*refresh)(void *ctx);
@@ -234,26 +239,47 @@ void metrics_loop_wakeups(uint64_t total)
 	pthread_mutex_unlock(&m.lock);
 }
 
-void metrics_migration(const char *outcome)
+/* Lock held. */
+static void count_outcome(struct outcomes *o, const char *outcome)
 {
 	struct outcome *grown;
 
-	pthread_mutex_lock(&m.lock);
-	for (size_t i = 0; i < m.noutcomes; i++) {
-		if (strcmp(m.outcomes[i].name, outcome) == 0) {
-			m.outcomes[i].count++;
-			pthread_mutex_unlock(&m.lock);
+	for (size_t i = 0; i < o->n; i++) {
+		if (strcmp(o->v[i].name, outcome) == 0) {
+			o->v[i].count++;
 			return;
 		}
 	}
-	grown = realloc(m.outcomes, (m.noutcomes + 1) * sizeof(*grown));
+	grown = realloc(o->v, (o->n + 1) * sizeof(*grown));
 	if (grown) {
-		m.outcomes = grown;
-		m.outcomes[m.noutcomes].name = strdup(outcome);
-		m.outcomes[m.noutcomes].count = 1;
-		if (m.outcomes[m.noutcomes].name)
-			m.noutcomes++;
+		o->v = grown;
+		o->v[o->n].name = strdup(outcome);
+		o->v[o->n].count = 1;
+		if (o->v[o->n].name)
+			o->n++;
 	}
+}
+
+static void outcomes_free(struct outcomes *o)
+{
+	for (size_t i = 0; i < o->n; i++)
+		free(o->v[i].name);
+	free(o->v);
+	o->v = NULL;
+	o->n = 0;
+}
+
+void metrics_migration(const char *outcome)
+{
+	pthread_mutex_lock(&m.lock);
+	count_outcome(&m.migrations, outcome);
+	pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_migration_target(const char *outcome)
+{
+	pthread_mutex_lock(&m.lock);
+	count_outcome(&m.migration_targets, outcome);
 	pthread_mutex_unlock(&m.lock);
 }
 
@@ -389,9 +415,14 @@ char *metrics_render(void)
 		"# TYPE xevf_loop_wakeups_total counter\nxevf_loop_wakeups_total %llu\n",
 	    (unsigned long long)m.loop_wakeups);
 	add(&t, "# HELP xevf_migrations_total Live migrations by outcome.\n# TYPE xevf_migrations_total counter\n");
-	for (size_t i = 0; i < m.noutcomes; i++)
-		add(&t, "xevf_migrations_total{outcome=\"%s\"} %llu\n", m.outcomes[i].name,
-		    (unsigned long long)m.outcomes[i].count);
+	for (size_t i = 0; i < m.migrations.n; i++)
+		add(&t, "xevf_migrations_total{outcome=\"%s\"} %llu\n", m.migrations.v[i].name,
+		    (unsigned long long)m.migrations.v[i].count);
+	add(&t, "# HELP xevf_migration_targets_total KubeVirt migration target pods this agent found a VF for, by "
+		"outcome.\n# TYPE xevf_migration_targets_total counter\n");
+	for (size_t i = 0; i < m.migration_targets.n; i++)
+		add(&t, "xevf_migration_targets_total{outcome=\"%s\"} %llu\n", m.migration_targets.v[i].name,
+		    (unsigned long long)m.migration_targets.v[i].count);
 	pthread_mutex_unlock(&m.lock);
 	if (t.failed) {
 		free(t.buf);
@@ -455,16 +486,14 @@ void metrics_reset(void)
 	for (size_t i = 0; i < m.npools; i++)
 		free(m.pools[i].resource);
 	free(m.pools);
-	for (size_t i = 0; i < m.noutcomes; i++)
-		free(m.outcomes[i].name);
-	free(m.outcomes);
+	outcomes_free(&m.migrations);
+	outcomes_free(&m.migration_targets);
 	free(m.status);
 	m.refresh = NULL;
 	m.refresh_ctx = NULL;
 	m.pools = NULL;
-	m.outcomes = NULL;
 	m.status = NULL;
-	m.npools = m.noutcomes = 0;
+	m.npools = 0;
 	memset(m.buckets, 0, sizeof(m.buckets));
 	m.latency_count = 0;
 	m.latency_sum = 0;

@@ -25,6 +25,8 @@ struct metrics_vf_profile {
 /* Replaces the set (copied). */
 void metrics_set_vf_profiles(const struct metrics_vf_profile *samples, size_t n);
 void metrics_migration(const char *outcome);
+/* A KubeVirt migration target pod was handled (targets.c's outcome names). */
+void metrics_migration_target(const char *outcome);
 
 /* The main loop calls this whenever it publishes: /healthz fails when that
  * is too long ago. */

@@ -121,8 +121,15 @@ def main():
         binds = by_kind.get("ClusterRoleBinding", [])
         if not sa or len(roles) != 1 or len(binds) != 1:
             fail(f"migration needs a service account that may list pods (sa={sa}, roles={len(roles)})")
-        if roles[0]["rules"] != [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]:
-            fail(f"the ClusterRole grants more than listing pods: {roles[0]['rules']}")
+        # least privilege: list pods; with the migration targets' watch (which
+        # needs the TCP port) also watch pods, get VMIs, create Events
+        want = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+        if cfg.get("migrationTargets") and cfg.get("migrationAddress"):
+            want = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+                    {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachineinstances"], "verbs": ["get"]},
+                    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+        if roles[0]["rules"] != want:
+            fail(f"the ClusterRole grants other than {want}: {roles[0]['rules']}")
         subj = binds[0]["subjects"][0]
         if subj["name"] != sa or binds[0]["roleRef"]["name"] != roles[0]["metadata"]["name"]:
             fail("the ClusterRoleBinding does not bind the DaemonSet's service account to the role")

@@ -1358,3 +1358,197 @@ def test_reserve_prefers_the_vf_at_the_source_vfs_address(nodes):
     cli("reserve", "--id", "same-2", "--vf", vf, "--vm", "default/vm2", "--source", src.sock, "--target", target,
         *tls_args(dst))
     assert [m.vf for m in dst.local().list() if m.migration_id == "same-2"] == [dst.vfs()[0]]
+
+
+class FakeKubeVirtAPI:
+    """The API server as far as the agents ask it about a KubeVirt migration:
+    the watch of migration target pods, the pending pods, a VMI, the source
+    pod, the agents' pods; and the Events the agent writes."""
+
+    def __init__(self, vmi_delay=0):
+        self.pods, self.vmis, self.events, self.watchers = [], {}, [], []
+        self.vmi_delay = vmi_delay
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        outer = self
+
+        def selected(pod, q):
+            meta = pod["metadata"]
+            for sel in q.get("labelSelector", [""])[0].split(","):
+                if not sel:
+                    continue
+                k, _, v = sel.partition("=")
+                if k not in meta.get("labels", {}) or (v and meta["labels"][k] != v):
+                    return False
+            for sel in q.get("fieldSelector", [""])[0].split(","):
+                k, _, v = sel.partition("=")
+                if k == "spec.nodeName" and pod["spec"].get("nodeName") != v:
+                    return False
+                if k == "status.phase" and pod["status"].get("phase") != v:
+                    return False
+            return True
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _send(self, code, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                u = urllib.parse.urlparse(self.path)
+                q = urllib.parse.parse_qs(u.query)
+                parts = u.path.strip("/").split("/")
+                if q.get("watch") == ["true"]:
+                    return self._watch(q)
+                if parts[:4] == ["apis", "kubevirt.io", "v1", "namespaces"] and parts[5] == "virtualmachineinstances":
+                    time.sleep(outer.vmi_delay)
+                    vmi = outer.vmis.get((parts[4], parts[6]))
+                    return self._send(200, vmi) if vmi else self._send(404, {"kind": "Status", "code": 404})
+                ns = parts[3] if parts[:3] == ["api", "v1", "namespaces"] else None
+                with outer.lock:
+                    items = [p for p in outer.pods if (ns is None or p["metadata"]["namespace"] == ns) and selected(p, q)]
+                self._send(200, {"kind": "PodList", "apiVersion": "v1", "items": items})
+
+            def _watch(self, q):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                seen = 0
+                while not outer.stopping.is_set():
+                    with outer.lock:
+                        new = [p for p in outer.pods[seen:] if selected(p, q)]
+                        seen = len(outer.pods)
+                    try:
+                        for p in new:
+                            self.wfile.write(json.dumps({"type": "ADDED", "object": p}).encode() + b"\n")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(0.02)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.events.append((self.path, body))
+                self._send(201, body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add_pod(self, pod):
+        with self.lock:
+            self.pods.append(pod)
+
+    def stop(self):
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def launcher_pod(name, node, phase, vmi_uid, migration=None, ports=None, labels=None):
+    lab = dict(labels or {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": vmi_uid,
+                          "vm.kubevirt.io/name": "db"})
+    if migration:
+        lab["kubevirt.io/migrationJobUID"] = migration
+    return {"metadata": {"namespace": "prod" if not ports else "xevf", "name": name, "uid": "uid-" + name,
+                         "labels": lab, "annotations": {"kubevirt.io/domain": "db"} if not ports else {}},
+            "spec": {"nodeName": node, "containers": [
+                {"name": "compute", "ports": ports or [],
+                 "resources": {"limits": {RESOURCE: "1"} if not ports else {}}}]},
+            "status": {"phase": phase, "podIP": "127.0.0.1"}}
+
+
+MIGRATION_UID = "7f3c1e2a-0b4d-4e6f-9a8b-1c2d3e4f5a6b"
+
+
+def _kubevirt_world(nodes, tmp_path, target_device_ids=None, vmi_delay=0):
+    """node-a runs VM prod/db (its source pod holds node-a's second VF, as the
+    kubelet's PodResources says); node-b watches for migration target pods."""
+    from podresources_sim import PodResourcesSim
+    api_server = FakeKubeVirtAPI(vmi_delay=vmi_delay)
+    token = tmp_path / "token"
+    token.write_text("test-token\n")
+    src = nodes("node-a")
+    podres = PodResourcesSim(str(src.dir / "pod-resources.sock")).start()
+    podres.pods = [("prod", "virt-launcher-db-src12", [("compute", RESOURCE, [src.vfs()[1]])])]
+    api_server.vmis[("prod", "db")] = {"metadata": {"namespace": "prod", "name": "db", "uid": "vmi-uid-1"},
+                                       "status": {"nodeName": "node-a"}}
+    api_server.add_pod(launcher_pod("virt-launcher-db-src12", "node-a", "Running", "vmi-uid-1"))
+    api_server.add_pod(launcher_pod("xevf-agent-a1b2c", "node-a", "Running", None,
+                                    labels={"app.kubernetes.io/name": "xevf-agent"},
+                                    ports=[{"name": "metrics", "containerPort": 1},
+                                           {"name": "migration", "containerPort": src.port}]))
+    dst = nodes("node-b", vfs=3, device_ids=target_device_ids,
+                extra=["--kube-api", api_server.url, "--kube-api-allow-http", "true",
+                       "--kube-token-file", str(token), "--peer-namespace", "xevf"])
+    dst.agent.wait_log(r"event=migration_targets_watching node=node-b")
+    return api_server, podres, src, dst
+
+
+def _targets_metric(node):
+    from prometheus_client.parser import text_string_to_metric_families
+    import urllib.request
+    _, line = node.agent.wait_log(r"event=http_serving .*port=(\d+)")
+    port = int(re.search(r"port=(\d+)", line).group(1))
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
+    return {s.labels["outcome"]: s.value for fam in text_string_to_metric_families(text)
+            if fam.name == "xevf_migration_targets" for s in fam.samples if s.name.endswith("_total")}
+
+
+def test_a_migration_target_pod_gets_a_compatible_vf_by_itself(nodes, tmp_path):
+    """No `migrate reserve`: the target pod's labels lead the agent to the VMI,
+    its source pod and node, the source agent describes the VF that pod holds
+    (PodResources), and the target pod's allocation gets the VF at the same
+    address, even when the kubelet asks while the agent is still finding it."""
+    api_server, podres, src, dst = _kubevirt_world(nodes, tmp_path, vmi_delay=0.5)
+    try:
+        api_server.add_pod(launcher_pod("virt-launcher-db-tgt34", "node-b", "Pending", "vmi-uid-1",
+                                        migration=MIGRATION_UID))
+        time.sleep(0.2)  # the watch has it; the VMI's answer is 0.3 s away: the kubelet asks now
+        got = list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs)
+        _, line = dst.agent.wait_log(r"event=migration_target_reserved migration=%s pod=prod/virt-launcher-db-tgt34 "
+                                     r"vm=db vf=(\S+)" % MIGRATION_UID)
+        reserved = re.search(r"vf=(\S+)", line).group(1)
+        assert reserved == src.vfs()[1]  # the source VF's own address: the domain's address stays valid
+        assert got == [reserved] and reserved != dst.vfs()[0]  # not the VF the pool would have offered first
+        assert [m.vf for m in dst.local().list() if m.migration_id == MIGRATION_UID] == [reserved]
+        # the user sees it on the pod
+        path, ev = api_server.events[-1]
+        assert path == "/api/v1/namespaces/prod/events"
+        assert ev["type"] == "Normal" and ev["reason"] == "XevfVFReserved"
+        assert ev["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "prod",
+                                        "name": "virt-launcher-db-tgt34", "uid": "uid-virt-launcher-db-tgt34"}
+        assert reserved in ev["message"] and MIGRATION_UID in ev["message"]
+        assert _targets_metric(dst) == {"reserved": 1}
+        assert "List" in podres.calls  # the source agent asked its kubelet which VF the pod holds
+    finally:
+        api_server.stop()
+        podres.stop()
+
+
+def test_no_compatible_vf_for_a_migration_target_is_told_on_the_pod(nodes, tmp_path):
+    api_server, podres, src, dst = _kubevirt_world(nodes, tmp_path, target_device_ids=[0xE212])
+    try:
+        api_server.add_pod(launcher_pod("virt-launcher-db-tgt56", "node-b", "Pending", "vmi-uid-1",
+                                        migration=MIGRATION_UID))
+        dst.agent.wait_log(r"event=migration_target_unmatched migration=%s pod=prod/virt-launcher-db-tgt56 vm=db "
+                           r"outcome=no_compatible_vf reason=\".*device id" % MIGRATION_UID)
+        deadline = time.monotonic() + 5
+        while not api_server.events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _, ev = api_server.events[-1]
+        assert ev["type"] == "Warning" and ev["reason"] == "XevfNoCompatibleVF"
+        assert "device id" in ev["message"] and "node-b" in ev["message"]
+        assert _targets_metric(dst) == {"no_compatible_vf": 1}
+        assert not [m for m in dst.local().list() if m.migration_id == MIGRATION_UID]
+    finally:
+        api_server.stop()
+        podres.stop()

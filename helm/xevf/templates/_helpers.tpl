@@ -61,6 +61,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $cfg "tlsCA" "/etc/xevf/tls/ca.crt" -}}
 {{- $_ := set $cfg "tlsCert" "/etc/xevf/tls/tls.crt" -}}
 {{- $_ := set $cfg "tlsKey" "/etc/xevf/tls/tls.key" -}}
+{{- $_ := set $cfg "migrationTargets" .Values.migration.targets.enabled -}}
+{{- $_ := set $cfg "peerNamespace" .Release.Namespace -}}
+{{- $_ := set $cfg "peerSelector" (printf "app.kubernetes.io/name=xevf-agent,app.kubernetes.io/instance=%s" .Release.Name) -}}
 {{- end }}
 {{- else }}
 {{- $_ := set $cfg "migrationSocket" "" -}}

@@ -1,0 +1,380 @@
+#include "targets.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "fail.h"
+#include "kubevirt.h"
+#include "log.h"
+#include "metrics.h"
+#include "text.h"
+#include "xevf_sysfs.h"
+#include "xevf_util.h"
+
+#define SA_NAMESPACE_FILE "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+/* migrations whose outcome is settled, remembered so that the pod's next
+ * MODIFIED event does not start again */
+#define SETTLED_MAX 64
+#define RETRY_MIN_MS 1000
+#define RETRY_MAX_MS 30000
+
+/* What came of a target pod; one name table. */
+enum target_outcome { TARGET_RESERVED, TARGET_NO_COMPATIBLE_VF, TARGET_NOT_MIGRATABLE, TARGET_FAILED };
+static const char *const outcome_names[] = {
+	[TARGET_RESERVED] = "reserved",
+	[TARGET_NO_COMPATIBLE_VF] = "no_compatible_vf",
+	[TARGET_NOT_MIGRATABLE] = "not_migratable",
+	[TARGET_FAILED] = "failed",
+};
+
+struct targets {
+	struct kube *kube;            /* the watch thread's only */
+	struct migration *migration;
+	char *peer_namespace, *peer_selector;
+	struct http_stopper *stopper;
+	pthread_t thread;
+	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
+	pthread_cond_t changed;
+	bool stopping;
+	char **resources;             /* the pools' */
+	size_t nresources;
+	char **busy;                  /* resources whose target pod is being handled */
+	size_t nbusy;
+	char *settled[SETTLED_MAX];   /* a ring of migration ids, nsettled of them */
+	size_t nsettled, next_settled;
+};
+
+static bool settled(struct targets *t, const char *id)
+{
+	bool found;
+
+	pthread_mutex_lock(&t->lock);
+	found = xevf_strv_index(t->settled, t->nsettled, id) >= 0;
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+static void settle(struct targets *t, const char *id)
+{
+	char *copy = strdup(id);
+
+	if (!copy)
+		return; /* it may start again; Reserve answers the same */
+	pthread_mutex_lock(&t->lock);
+	if (t->nsettled < SETTLED_MAX)
+		t->nsettled++;
+	free(t->settled[t->next_settled]);
+	t->settled[t->next_settled] = copy;
+	t->next_settled = (t->next_settled + 1) % SETTLED_MAX;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The first resource of the pod's that a pool serves (a copy), or NULL. */
+static char *served_resource(struct targets *t, const struct kubevirt_target_pod *p)
+{
+	char *found = NULL;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i < p->nresources && !found; i++)
+		if (xevf_strv_index(t->resources, t->nresources, p->resources[i]) >= 0)
+			found = strdup(p->resources[i]);
+	pthread_mutex_unlock(&t->lock);
+	return found;
+}
+
+static void set_busy(struct targets *t, const char *resource, bool busy)
+{
+	pthread_mutex_lock(&t->lock);
+	if (busy) {
+		char **grown = realloc(t->busy, (t->nbusy + 1) * sizeof(*grown));
+		if (grown) {
+			t->busy = grown;
+			if ((t->busy[t->nbusy] = strdup(resource)))
+				t->nbusy++;
+		}
+	} else {
+		long i = xevf_strv_index(t->busy, t->nbusy, resource);
+		if (i >= 0) {
+			free(t->busy[i]);
+			t->busy[i] = t->busy[--t->nbusy];
+		}
+	}
+	pthread_cond_broadcast(&t->changed);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void targets_wait_settled(struct targets *t, const char *resource, int wait_ms)
+{
+	struct timespec until;
+
+	if (!t)
+		return;
+	clock_cond_deadline(&until, wait_ms);
+	pthread_mutex_lock(&t->lock);
+	while (!t->stopping && xevf_strv_index(t->busy, t->nbusy, resource) >= 0)
+		if (pthread_cond_timedwait(&t->changed, &t->lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void targets_set_resources(struct targets *t, char *const *resources, size_t n)
+{
+	char **copy = calloc(n + 1, sizeof(*copy));
+	size_t kept = 0;
+
+	for (size_t i = 0; copy && i < n; i++)
+		if ((copy[kept] = strdup(resources[i])))
+			kept++;
+	pthread_mutex_lock(&t->lock);
+	xevf_strv_free(t->resources, t->nresources);
+	t->resources = copy;
+	t->nresources = copy ? kept : 0;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Where the VM runs now, its source pod and that node's agent: the steps of
+ * finding the source, each of which may fail with *why. */
+struct source {
+	char *node, *vmi_uid, *pod, *agent;
+};
+
+static void source_clear(struct source *s)
+{
+	free(s->node);
+	free(s->vmi_uid);
+	free(s->pod);
+	free(s->agent);
+}
+
+static int find_source(struct targets *t, const struct kubevirt_target_pod *p, struct source *s, char **why)
+{
+	char *error = NULL;
+	int rc;
+
+	if ((rc = kubevirt_vmi_node(t->kube, p->namespace_, p->vm_name, &s->node, &s->vmi_uid, &error)) < 0) {
+		agent_fail(why, -rc, "VMI %s/%s: %s", p->namespace_, p->vm_name, error);
+	} else if (strcmp(s->node, kube_node(t->kube)) == 0) {
+		rc = agent_fail(why, EALREADY, "VMI %s/%s already runs on this node", p->namespace_, p->vm_name);
+	} else if ((rc = kubevirt_source_pod(t->kube, p->namespace_, s->vmi_uid, s->node, &s->pod, &error)) < 0) {
+		agent_fail(why, -rc, "the source pod of VMI %s/%s on node %s: %s", p->namespace_, p->vm_name, s->node, error);
+	} else if ((rc = kubevirt_peer_agent(t->kube, t->peer_namespace, t->peer_selector, s->node, &s->agent,
+					     &error)) < 0) {
+		agent_fail(why, -rc, "the agent of node %s (namespace %s, pods %s): %s", s->node, t->peer_namespace,
+			   t->peer_selector, error);
+	}
+	free(error);
+	return rc;
+}
+
+static void tell(struct targets *t, const struct kubevirt_target_pod *p, enum target_outcome outcome, const char *vf,
+		 const char *why)
+{
+	char *message = NULL, *error = NULL;
+
+	metrics_migration_target(outcome_names[outcome]);
+	if (outcome == TARGET_RESERVED) {
+		log_info("migration_target_reserved", "migration=%s pod=%s/%s vm=%s vf=%s", p->migration, p->namespace_,
+			 p->name, p->vm_name, vf);
+		if (xevf_asprintf(&message, "xevf reserved VF %s on node %s for migration %s", vf, kube_node(t->kube),
+				  p->migration) == 0 &&
+		    kubevirt_pod_event(t->kube, p, "Normal", "XevfVFReserved", message, &error) < 0)
+			log_warn("kube_event_failed", "pod=%s/%s reason=\"%s\"", p->namespace_, p->name, error);
+	} else {
+		log_warn("migration_target_unmatched", "migration=%s pod=%s/%s vm=%s outcome=%s reason=\"%s\" "
+			 "action=\"the target pod gets any free VF; the migration will fail unless one is compatible\"",
+			 p->migration, p->namespace_, p->name, p->vm_name, outcome_names[outcome], why);
+		if (xevf_asprintf(&message, "xevf found no VF on node %s to take migration %s: %s", kube_node(t->kube),
+				  p->migration, why) == 0 &&
+		    kubevirt_pod_event(t->kube, p, "Warning",
+				       outcome == TARGET_NOT_MIGRATABLE ? "XevfSourceVFNotMigratable" : "XevfNoCompatibleVF",
+				       message, &error) < 0)
+			log_warn("kube_event_failed", "pod=%s/%s reason=\"%s\"", p->namespace_, p->name, error);
+	}
+	free(message);
+	free(error);
+}
+
+/* A pending target pod: find the source and reserve. A failure that may
+ * pass (an answer missing, a peer not reachable) is tried again at the
+ * pod's next event; a settled outcome is told once. */
+static void handle(struct targets *t, const struct kubevirt_target_pod *p, const char *resource)
+{
+	struct source s = {0};
+	char *why = NULL, *vf = NULL;
+	int rc;
+
+	set_busy(t, resource, true);
+	rc = find_source(t, p, &s, &why);
+	if (rc == 0)
+		rc = migration_reserve_from_peer(t->migration, s.agent, p->migration, p->namespace_, p->vm_name,
+						 p->namespace_, s.pod, resource, &vf, &why);
+	if (rc == 0 || rc == -ESRCH || rc == -EOPNOTSUPP) {
+		settle(t, p->migration);
+		tell(t, p, rc == 0 ? TARGET_RESERVED : rc == -ESRCH ? TARGET_NO_COMPATIBLE_VF : TARGET_NOT_MIGRATABLE, vf,
+		     why);
+	} else if (rc != -EALREADY) {
+		metrics_migration_target(outcome_names[TARGET_FAILED]);
+		log_warn("migration_target_unresolved", "migration=%s pod=%s/%s vm=%s reason=\"%s\" action=\"trying again "
+			 "at the pod's next change\"", p->migration, p->namespace_, p->name, p->vm_name, why ? why : "?");
+	}
+	set_busy(t, resource, false);
+	free(why);
+	free(vf);
+	source_clear(&s);
+}
+
+static int on_event(void *ctx, const char *line, size_t len)
+{
+	struct targets *t = ctx;
+	struct kubevirt_target_pod p;
+	char *error = NULL, *resource;
+	int rc = kubevirt_parse_watch_event(line, len, &p, &error);
+
+	if (rc < 0) {
+		log_warn("kube_watch_unreadable", "reason=\"%s\" action=\"skipping the event\"", error ? error : "?");
+		free(error);
+		return 0;
+	}
+	if (rc == 1 && p.pending && !settled(t, p.migration) && (resource = served_resource(t, &p))) {
+		handle(t, &p, resource);
+		free(resource);
+	}
+	kubevirt_target_pod_clear(&p);
+	return 0;
+}
+
+static bool sleep_unless_stopped(struct targets *t, int ms)
+{
+	struct timespec until;
+	bool stopping;
+
+	clock_cond_deadline(&until, ms);
+	pthread_mutex_lock(&t->lock);
+	while (!t->stopping)
+		if (pthread_cond_timedwait(&t->changed, &t->lock, &until) == ETIMEDOUT)
+			break;
+	stopping = t->stopping;
+	pthread_mutex_unlock(&t->lock);
+	return !stopping;
+}
+
+static void *watch_main(void *arg)
+{
+	struct targets *t = arg;
+	char *said = NULL;
+	int retry_ms = RETRY_MIN_MS;
+
+	while (!http_stopper_stopped(t->stopper)) {
+		char *error = NULL;
+		int64_t started = clock_mono_ms();
+		int rc = kubevirt_watch_targets(t->kube, t->stopper, on_event, t, &error);
+
+		if (http_stopper_stopped(t->stopper)) {
+			free(error);
+			break;
+		}
+		if (rc == 0 && clock_mono_ms() - started > RETRY_MIN_MS) {
+			/* the server ended a watch that ran: watch again at once */
+			retry_ms = RETRY_MIN_MS;
+			free(said);
+			said = NULL;
+			free(error);
+			continue;
+		}
+		if (error && (!said || strcmp(said, error) != 0)) {
+			log_warn("migration_targets_unwatched", "reason=\"%s\" action=\"watching again; meanwhile migration "
+				 "target pods get no VF reserved by themselves\"", error);
+			free(said);
+			said = error;
+			error = NULL;
+		}
+		free(error);
+		if (!sleep_unless_stopped(t, retry_ms))
+			break;
+		retry_ms = retry_ms * 2 < RETRY_MAX_MS ? retry_ms * 2 : RETRY_MAX_MS;
+	}
+	free(said);
+	return NULL;
+}
+
+/* The service account's namespace (malloc'd), or NULL. */
+static char *own_namespace(void)
+{
+	char *ns = NULL;
+
+	if (xevf_read_text(SA_NAMESPACE_FILE, 256, &ns, NULL) < 0)
+		return NULL;
+	ns[strcspn(ns, "\r\n")] = 0;
+	if (!text_dns_label(ns, strlen(ns))) {
+		free(ns);
+		return NULL;
+	}
+	return ns;
+}
+
+struct targets *targets_start(struct kube *k, struct migration *m, const char *peer_namespace,
+			      const char *peer_selector, char **error)
+{
+	struct targets *t = calloc(1, sizeof(*t));
+
+	*error = NULL;
+	if (t) {
+		t->peer_namespace = peer_namespace && *peer_namespace ? strdup(peer_namespace) : own_namespace();
+		t->peer_selector = strdup(peer_selector ? peer_selector : "");
+		t->stopper = http_stopper_new();
+	}
+	if (!t || !t->peer_namespace || !t->peer_selector || !t->stopper) {
+		agent_fail(error, t && !t->peer_namespace ? EINVAL : ENOMEM, "%s",
+			   t && !t->peer_namespace ? "the agents' namespace is not known: set peerNamespace (--peer-namespace)"
+						    : "out of memory");
+		goto fail;
+	}
+	t->kube = k;
+	t->migration = m;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->changed, NULL);
+	if (pthread_create(&t->thread, NULL, watch_main, t) != 0) {
+		agent_fail(error, EAGAIN, "cannot start the watch thread");
+		pthread_mutex_destroy(&t->lock);
+		pthread_cond_destroy(&t->changed);
+		goto fail;
+	}
+	return t;
+fail:
+	if (t) {
+		free(t->peer_namespace);
+		free(t->peer_selector);
+		http_stopper_free(t->stopper);
+		free(t);
+	}
+	kube_close(k);
+	return NULL;
+}
+
+void targets_stop(struct targets *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->stopping = true;
+	pthread_cond_broadcast(&t->changed);
+	pthread_mutex_unlock(&t->lock);
+	http_stopper_stop(t->stopper);
+	pthread_join(t->thread, NULL);
+	http_stopper_free(t->stopper);
+	kube_close(t->kube);
+	xevf_strv_free(t->resources, t->nresources);
+	xevf_strv_free(t->busy, t->nbusy);
+	for (size_t i = 0; i < SETTLED_MAX; i++)
+		free(t->settled[i]);
+	free(t->peer_namespace);
+	free(t->peer_selector);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->changed);
+	free(t);
+}

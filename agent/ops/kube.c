@@ -9,6 +9,7 @@
 
 #include "xevf_error.h"
 #include "xevf_sysfs.h"
+#include "xevf_util.h"
 #include "fail.h"
 #include "http_client.h"
 #include "text.h"
@@ -219,25 +220,39 @@ static void token_free(char *token)
 	}
 }
 
+/* The token and the URL of path, or -errno and *error. */
+static int prepare(const struct kube *k, const char *path, char **token, char **url, char **error)
+{
+	*url = NULL;
+	if (!(*token = read_token(k, error)))
+		return -EACCES;
+	if (xevf_asprintf(url, "%s%s", k->url, path)) {
+		token_free(*token);
+		*token = NULL;
+		return agent_fail(error, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static const char *rbac_hint(int code)
+{
+	return code == 401 || code == 403 ? " (the service account may not do this: check the RBAC rules)" : "";
+}
+
 int kube_request(struct kube *k, const char *what, const char *path, const char *post_json, char **body, char **error)
 {
-	char *token, *url = NULL;
+	char *token, *url;
 	int code;
 
 	*body = NULL;
 	*error = NULL;
-	if (!(token = read_token(k, error)))
-		return -EACCES;
-	if (asprintf(&url, "%s%s", k->url, path) < 0) {
-		token_free(token);
-		return agent_fail(error, ENOMEM, "out of memory");
-	}
+	if ((code = prepare(k, path, &token, &url, error)) < 0)
+		return code;
 	struct http_request req = {.url = url, .bearer_token = token, .ca_file = k->ca_file, .timeout_ms = TIMEOUT_MS,
 				   .post_json = post_json};
 	code = http_get(&req, body, error);
 	if (code >= 0 && code / 100 != 2) {
-		agent_fail(error, code == 404 ? ENOENT : EPROTO, "%s: HTTP %d%s", what, code, code == 401 || code == 403 ?
-			   " (the service account may not do this: check the RBAC rules)" : "");
+		agent_fail(error, code == 404 ? ENOENT : EPROTO, "%s: HTTP %d%s", what, code, rbac_hint(code));
 		free(*body);
 		*body = NULL;
 		code = code == 404 ? -ENOENT : -EPROTO;
@@ -252,21 +267,16 @@ int kube_request(struct kube *k, const char *what, const char *path, const char 
 int kube_stream(struct kube *k, const char *path, struct http_stopper *stop, http_line_fn on_line, void *ctx,
 		char **error)
 {
-	char *token, *url = NULL;
+	char *token, *url;
 	int code;
 
 	*error = NULL;
-	if (!(token = read_token(k, error)))
-		return -EACCES;
-	if (asprintf(&url, "%s%s", k->url, path) < 0) {
-		token_free(token);
-		return agent_fail(error, ENOMEM, "out of memory");
-	}
+	if ((code = prepare(k, path, &token, &url, error)) < 0)
+		return code;
 	struct http_request req = {.url = url, .bearer_token = token, .ca_file = k->ca_file, .timeout_ms = TIMEOUT_MS};
 	code = http_stream_lines(&req, stop, on_line, ctx, error);
 	if (code > 0 && code / 100 != 2)
-		code = agent_fail(error, EPROTO, "watch: HTTP %d%s", code, code == 401 || code == 403 ?
-				  " (the service account may not watch pods: check the RBAC rules)" : "");
+		code = agent_fail(error, EPROTO, "watch: HTTP %d%s", code, rbac_hint(code));
 	free(url);
 	token_free(token);
 	return code < 0 ? code : 0;

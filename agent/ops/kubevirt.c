@@ -196,12 +196,19 @@ static bool running(json_object *pod)
 	return phase && strcmp(phase, "Running") == 0;
 }
 
-int kubevirt_parse_running_pod(const char *json, size_t len, char **name, char **error)
+/* What one Running pod gives: 0 and *out, -ENOENT for the next pod, or
+ * another -errno. */
+typedef int (*pod_pick_fn)(json_object *pod, const void *arg, char **out, char **error);
+
+/* The first Running pod of a PodList that pick takes; -ENOENT and
+ * none_why when none does. */
+static int first_running(const char *json, size_t len, pod_pick_fn pick, const void *arg, const char *none_why,
+			 char **out, char **error)
 {
 	json_object *root = parse(json, len, "the pod list", error), *items;
 	int rc = -ENOENT;
 
-	*name = NULL;
+	*out = NULL;
 	if (!root)
 		return -EINVAL;
 	if (!(items = pod_items(root, error))) {
@@ -210,14 +217,26 @@ int kubevirt_parse_running_pod(const char *json, size_t len, char **name, char *
 	}
 	for (size_t i = 0; i < json_object_array_length(items) && rc == -ENOENT; i++) {
 		json_object *pod = json_object_array_get_idx(items, i);
-		const char *n = json_get_string(json_get(pod, "metadata"), "name");
-		if (running(pod) && n && text_dns_subdomain(n))
-			rc = dup_or_fail(name, n, error);
+		if (running(pod))
+			rc = pick(pod, arg, out, error);
 	}
 	if (rc == -ENOENT)
-		agent_fail(error, ENOENT, "no Running pod");
+		agent_fail(error, ENOENT, "%s", none_why);
 	json_object_put(root);
 	return rc;
+}
+
+static int pick_name(json_object *pod, const void *arg, char **out, char **error)
+{
+	const char *n = json_get_string(json_get(pod, "metadata"), "name");
+
+	(void)arg;
+	return n && text_dns_subdomain(n) ? dup_or_fail(out, n, error) : -ENOENT;
+}
+
+int kubevirt_parse_running_pod(const char *json, size_t len, char **name, char **error)
+{
+	return first_running(json, len, pick_name, NULL, "no Running pod", name, error);
 }
 
 /* The containerPort named port_name in a pod's spec, or 0. */
@@ -242,34 +261,28 @@ static long named_port(json_object *pod, const char *port_name)
 	return 0;
 }
 
+/* "podIP:port" of the container port named arg. */
+static int pick_peer(json_object *pod, const void *arg, char **out, char **error)
+{
+	const char *ip = json_get_string(json_get(pod, "status"), "podIP");
+	unsigned char addr[sizeof(struct in6_addr)];
+	long port = named_port(pod, arg);
+	bool v4 = ip && inet_pton(AF_INET, ip, addr) == 1, v6 = !v4 && ip && inet_pton(AF_INET6, ip, addr) == 1;
+
+	if ((!v4 && !v6) || !port)
+		return -ENOENT;
+	return xevf_asprintf(out, v6 ? "[%s]:%ld" : "%s:%ld", ip, port) ? agent_fail(error, ENOMEM, "out of memory") : 0;
+}
+
 int kubevirt_parse_peer(const char *json, size_t len, const char *port_name, char **host_port, char **error)
 {
-	json_object *root = parse(json, len, "the pod list", error), *items;
-	int rc = -ENOENT;
+	char *why = NULL;
+	int rc;
 
-	*host_port = NULL;
-	if (!root)
-		return -EINVAL;
-	if (!(items = pod_items(root, error))) {
-		json_object_put(root);
-		return -EINVAL;
-	}
-	for (size_t i = 0; i < json_object_array_length(items) && rc == -ENOENT; i++) {
-		json_object *pod = json_object_array_get_idx(items, i);
-		const char *ip = json_get_string(json_get(pod, "status"), "podIP");
-		unsigned char addr[sizeof(struct in6_addr)];
-		long port = named_port(pod, port_name);
-		bool v4 = ip && inet_pton(AF_INET, ip, addr) == 1, v6 = !v4 && ip && inet_pton(AF_INET6, ip, addr) == 1;
-		if (!running(pod) || (!v4 && !v6) || !port)
-			continue;
-		rc = xevf_asprintf(host_port, v6 ? "[%s]:%ld" : "%s:%ld", ip, port) ? agent_fail(error, ENOMEM, "out of memory")
-										   : 0;
-		if (rc < 0)
-			*host_port = NULL;
-	}
-	if (rc == -ENOENT)
-		agent_fail(error, ENOENT, "no Running agent pod with an IP and a container port named %s", port_name);
-	json_object_put(root);
+	if (xevf_asprintf(&why, "no Running agent pod with an IP and a container port named %s", port_name))
+		return agent_fail(error, ENOMEM, "out of memory");
+	rc = first_running(json, len, pick_peer, port_name, why, host_port, error);
+	free(why);
 	return rc;
 }
 

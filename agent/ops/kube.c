@@ -284,18 +284,29 @@ int kube_stream(struct kube *k, const char *path, struct http_stopper *stop, htt
 
 const char *kube_node(const struct kube *k) { return k->node; }
 
+char *kube_query_path(const char *path, const char *k1, const char *v1, const char *k2, const char *v2)
+{
+	char *e1 = curl_easy_escape(NULL, v1, 0), *e2 = k2 ? curl_easy_escape(NULL, v2, 0) : NULL, *out = NULL;
+
+	if (e1 && (!k2 || e2) &&
+	    xevf_asprintf(&out, "%s%s%s=%s%s%s%s%s", path, strchr(path, '?') ? "&" : "?", k1, e1, k2 ? "&" : "",
+			  k2 ? k2 : "", k2 ? "=" : "", k2 ? e2 : ""))
+		out = NULL;
+	curl_free(e1);
+	curl_free(e2);
+	return out;
+}
+
 int kube_pending_pods(struct kube *k, const char *resource, struct kube_pod **pods, size_t *n, char **error)
 {
-	char *path = NULL, *body = NULL, *selector = NULL, *escaped = NULL;
+	char *path = NULL, *body = NULL, *selector = NULL;
 	int rc = -ENOMEM;
 
 	*pods = NULL;
 	*n = 0;
 	*error = NULL;
-	if (asprintf(&selector, "spec.nodeName=%s,status.phase=Pending", k->node) < 0)
-		goto out;
-	escaped = curl_easy_escape(NULL, selector, 0);
-	if (!escaped || asprintf(&path, "/api/v1/pods?fieldSelector=%s", escaped) < 0)
+	if (xevf_asprintf(&selector, "spec.nodeName=%s,status.phase=Pending", k->node) ||
+	    !(path = kube_query_path("/api/v1/pods", "fieldSelector", selector, NULL, NULL)))
 		goto out;
 	if ((rc = kube_request(k, "GET pods", path, NULL, &body, error)) < 0 || !body) {
 		rc = rc < 0 ? rc : -ENOMEM;
@@ -305,7 +316,6 @@ int kube_pending_pods(struct kube *k, const char *resource, struct kube_pod **po
 out:
 	if (rc < 0 && !*error)
 		*error = strdup("out of memory");
-	curl_free(escaped);
 	free(selector);
 	free(path);
 	free(body);

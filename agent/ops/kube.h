@@ -51,6 +51,9 @@ int kube_request(struct kube *k, const char *what, const char *path, const char 
  * server ends it or stop is stopped; 0, or -errno with *error. */
 int kube_stream(struct kube *k, const char *path, struct http_stopper *stop, http_line_fn on_line, void *ctx,
 		char **error);
+/* path?k1=v1&k2=v2 with the values escaped ('&' first when path has a
+ * query already; k2 NULL: one pair): malloc'd, or NULL (out of memory). */
+char *kube_query_path(const char *path, const char *k1, const char *v1, const char *k2, const char *v2);
 /* This node's name. */
 const char *kube_node(const struct kube *k);
 

@@ -1,7 +1,6 @@
 #include "kubevirt.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -290,41 +289,28 @@ int kubevirt_parse_peer(const char *json, size_t len, const char *port_name, cha
 static int get(struct kube *k, const char *what, const char *path, const char *k1, const char *v1, const char *k2,
 	       const char *v2, char **body, char **error)
 {
-	char *e1 = curl_easy_escape(NULL, v1, 0), *e2 = curl_easy_escape(NULL, v2, 0), *full = NULL;
-	int rc;
+	char *full = kube_query_path(path, k1, v1, k2, v2);
+	int rc = full ? kube_request(k, what, full, NULL, body, error) : agent_fail(error, ENOMEM, "out of memory");
 
-	if (!e1 || !e2 || xevf_asprintf(&full, "%s?%s=%s&%s=%s", path, k1, e1, k2, e2)) {
-		full = NULL;
-		rc = agent_fail(error, ENOMEM, "out of memory");
-	} else {
-		rc = kube_request(k, what, full, NULL, body, error);
-	}
 	free(full);
-	curl_free(e1);
-	curl_free(e2);
 	return rc;
 }
 
 int kubevirt_watch_targets(struct kube *k, struct http_stopper *stop, http_line_fn on_line, void *ctx, char **error)
 {
-	char *selector = NULL, *escaped = NULL, *path = NULL;
+	char *selector = NULL, *path = NULL;
 	int rc;
 
 	/* No resourceVersion: the API server first sends every such pod as
 	 * ADDED, so a new watch also catches up with what came meanwhile. The
 	 * server ends it after timeoutSeconds; the caller watches again. */
-	if (xevf_asprintf(&selector, "spec.nodeName=%s", kube_node(k)))
-		selector = NULL;
-	escaped = selector ? curl_easy_escape(NULL, selector, 0) : NULL;
-	if (!escaped || xevf_asprintf(&path, "/api/v1/pods?watch=true&timeoutSeconds=600&labelSelector=%s&fieldSelector=%s",
-				 KUBEVIRT_MIGRATION_LABEL, escaped)) {
-		path = NULL;
+	if (xevf_asprintf(&selector, "spec.nodeName=%s", kube_node(k)) ||
+	    !(path = kube_query_path("/api/v1/pods?watch=true&timeoutSeconds=600", "labelSelector",
+				     KUBEVIRT_MIGRATION_LABEL, "fieldSelector", selector)))
 		rc = agent_fail(error, ENOMEM, "out of memory");
-	} else {
+	else
 		rc = kube_stream(k, path, stop, on_line, ctx, error);
-	}
 	free(path);
-	curl_free(escaped);
 	free(selector);
 	return rc;
 }

@@ -12,11 +12,8 @@
 #include "kubevirt.h"
 #include "log.h"
 #include "metrics.h"
-#include "text.h"
-#include "xevf_sysfs.h"
 #include "xevf_util.h"
 
-#define SA_NAMESPACE_FILE "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 /* migrations whose outcome is settled, remembered so that the pod's next
  * MODIFIED event does not start again */
 #define SETTLED_MAX 64
@@ -302,21 +299,6 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-/* The service account's namespace (malloc'd), or NULL. */
-static char *own_namespace(void)
-{
-	char *ns = NULL;
-
-	if (xevf_read_text(SA_NAMESPACE_FILE, 256, &ns, NULL) < 0)
-		return NULL;
-	ns[strcspn(ns, "\r\n")] = 0;
-	if (!text_dns_label(ns, strlen(ns))) {
-		free(ns);
-		return NULL;
-	}
-	return ns;
-}
-
 struct targets *targets_start(struct kube *k, struct migration *m, const char *peer_namespace,
 			      const char *peer_selector, char **error)
 {
@@ -324,7 +306,7 @@ struct targets *targets_start(struct kube *k, struct migration *m, const char *p
 
 	*error = NULL;
 	if (t) {
-		t->peer_namespace = peer_namespace && *peer_namespace ? strdup(peer_namespace) : own_namespace();
+		t->peer_namespace = peer_namespace && *peer_namespace ? strdup(peer_namespace) : kube_own_namespace();
 		t->peer_selector = strdup(peer_selector ? peer_selector : "");
 		t->stopper = http_stopper_new();
 	}

@@ -284,6 +284,20 @@ int kube_stream(struct kube *k, const char *path, struct http_stopper *stop, htt
 
 const char *kube_node(const struct kube *k) { return k->node; }
 
+char *kube_own_namespace(void)
+{
+	char *ns = NULL;
+
+	if (xevf_read_text(SA_DIR "/namespace", 256, &ns, NULL) < 0)
+		return NULL;
+	ns[strcspn(ns, "\r\n")] = 0;
+	if (!text_dns_label(ns, strlen(ns))) {
+		free(ns);
+		return NULL;
+	}
+	return ns;
+}
+
 char *kube_query_path(const char *path, const char *k1, const char *v1, const char *k2, const char *v2)
 {
 	char *e1 = curl_easy_escape(NULL, v1, 0), *e2 = k2 ? curl_easy_escape(NULL, v2, 0) : NULL, *out = NULL;

@@ -54,6 +54,8 @@ int kube_stream(struct kube *k, const char *path, struct http_stopper *stop, htt
 /* path?k1=v1&k2=v2 with the values escaped ('&' first when path has a
  * query already; k2 NULL: one pair): malloc'd, or NULL (out of memory). */
 char *kube_query_path(const char *path, const char *k1, const char *v1, const char *k2, const char *v2);
+/* This pod's namespace, from its service account (malloc'd), or NULL. */
+char *kube_own_namespace(void);
 /* This node's name. */
 const char *kube_node(const struct kube *k);
 

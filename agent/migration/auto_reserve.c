@@ -41,20 +41,23 @@ static Xevf__Migration__V1__Fingerprint *describe_source(struct migration *m, co
 	return (Xevf__Migration__V1__Fingerprint *)reply;
 }
 
-/* An existing reservation of this id (the pod was seen again, or the agent
- * restarted): its VF (malloc'd), or NULL. */
-static char *reserved_already(struct migration *m, const char *id, bool *other_role)
+/* An existing record of this id (the pod was seen again, or the agent
+ * restarted): 1 and its VF (malloc'd) when it is this node's reservation,
+ * 0 when there is none, -errno and *why otherwise. */
+static int reserved_already(struct migration *m, const char *id, char **vf, char **why)
 {
-	struct record *r;
-	char *vf = NULL;
+	bool found;
+	struct record *r = mig_record_copy(m, id, &found);
+	int rc = 0;
 
-	pthread_mutex_lock(&m->lock);
-	r = registry_find(&m->reg, id);
-	*other_role = r && r->role != ROLE_TARGET;
-	if (r && !*other_role)
-		vf = strdup(r->vf);
-	pthread_mutex_unlock(&m->lock);
-	return vf;
+	if (found && !r)
+		rc = agent_fail(why, ENOMEM, "out of memory");
+	else if (r && r->role != ROLE_TARGET)
+		rc = agent_fail(why, EEXIST, "migration %s is this node's source side", id);
+	else if (r)
+		rc = (*vf = strdup(r->vf)) ? 1 : agent_fail(why, ENOMEM, "out of memory");
+	record_free(r);
+	return rc;
 }
 
 int migration_reserve_from_peer(struct migration *m, const char *peer, const char *id, const char *vm_namespace,
@@ -65,15 +68,13 @@ int migration_reserve_from_peer(struct migration *m, const char *peer, const cha
 	Xevf__Migration__V1__Fingerprint *fp = NULL;
 	struct record *r = NULL;
 	const char *invalid;
-	bool other_role = false;
 	grpc_status_code code;
-	int rc = 0;
+	int rc;
 
+	*vf = NULL;
 	*why = NULL;
-	if ((*vf = reserved_already(m, id, &other_role)))
-		return 0;
-	if (other_role)
-		return agent_fail(why, EEXIST, "migration %s is this node's source side", id);
+	if ((rc = reserved_already(m, id, vf, why)) != 0)
+		return rc < 0 ? rc : 0;
 	if (!(fp = describe_source(m, peer, source_namespace, source_pod, resource, why)))
 		return -EREMOTEIO;
 	if (!fp->migratable) {

@@ -241,15 +241,9 @@ static struct record *reserve_locked(struct migration *m, const Xevf__Migration_
 /* An existing reservation answers again (Reserve is idempotent); 1 when there is none. */
 static int answer_existing(struct migration *m, struct rpc_call *call, const char *id)
 {
-	struct record *r, *copy = NULL;
 	bool found;
+	struct record *copy = mig_record_copy(m, id, &found);
 
-	pthread_mutex_lock(&m->lock);
-	r = registry_find(&m->reg, id);
-	found = r != NULL;
-	if (r)
-		copy = record_dup(r);
-	pthread_mutex_unlock(&m->lock);
 	if (!found)
 		return 1;
 	if (!copy)

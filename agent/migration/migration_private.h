@@ -48,6 +48,9 @@ int mig_write(struct migration *m, struct state_snapshot *snap, char **error);
 /* Lock not held: a new record that could not be made durable leaves the
  * registry again, if it is still in phase. */
 void mig_take_back(struct migration *m, const char *id, enum phase phase);
+/* Lock not held: a copy of the record of id (NULL when out of memory), and
+ * whether there is one. */
+struct record *mig_record_copy(struct migration *m, const char *id, bool *found);
 void mig_fp_source(const struct migration *m, struct fp_source *src);
 /* busy.c: one look at the host's processes per call (lock not held). */
 struct busy_scan {

@@ -57,6 +57,19 @@ int mig_write(struct migration *m, struct state_snapshot *snap, char **error)
 	return rc;
 }
 
+struct record *mig_record_copy(struct migration *m, const char *id, bool *found)
+{
+	struct record *r, *copy = NULL;
+
+	pthread_mutex_lock(&m->lock);
+	r = registry_find(&m->reg, id);
+	*found = r != NULL;
+	if (r)
+		copy = record_dup(r);
+	pthread_mutex_unlock(&m->lock);
+	return copy;
+}
+
 void mig_take_back(struct migration *m, const char *id, enum phase phase)
 {
 	struct record *r;

@@ -73,7 +73,7 @@ static void auth_free(char *auth)
 	}
 }
 
-int http_get(const struct http_request *req, char **body, char **error)
+int http_fetch(const struct http_request *req, char **body, char **error)
 {
 	CURL *curl;
 	CURLcode rc;
@@ -251,7 +251,7 @@ int http_get_unix(const char *socket_path, const char *path, char **body, char *
 	if (asprintf(&url, "http://localhost%s", path) < 0)
 		url = NULL;
 	struct http_request req = {.url = url ? url : "http://localhost/", .unix_socket = socket_path};
-	code = http_get(&req, body, error);
+	code = http_fetch(&req, body, error);
 	free(url);
 	return code;
 }

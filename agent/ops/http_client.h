@@ -20,7 +20,7 @@ struct http_request {
 };
 /* GET (or POST) with libcurl; the body (malloc'd, at most 8 MiB) and the HTTP status,
  * or -errno with *error set. */
-int http_get(const struct http_request *req, char **body, char **error);
+int http_fetch(const struct http_request *req, char **body, char **error);
 
 /* Ends a stream from another thread. */
 struct http_stopper;

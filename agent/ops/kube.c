@@ -250,7 +250,7 @@ int kube_request(struct kube *k, const char *what, const char *path, const char 
 		return code;
 	struct http_request req = {.url = url, .bearer_token = token, .ca_file = k->ca_file, .timeout_ms = TIMEOUT_MS,
 				   .post_json = post_json};
-	code = http_get(&req, body, error);
+	code = http_fetch(&req, body, error);
 	if (code >= 0 && code / 100 != 2) {
 		agent_fail(error, code == 404 ? ENOENT : EPROTO, "%s: HTTP %d%s", what, code, rbac_hint(code));
 		free(*body);

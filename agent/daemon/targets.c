@@ -20,13 +20,16 @@
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 30000
 
-/* What came of a target pod; one name table. */
+/* What came of a target pod: one table of its metric label and the reason
+ * of the Event on the pod (none for a failure that may pass). */
 enum target_outcome { TARGET_RESERVED, TARGET_NO_COMPATIBLE_VF, TARGET_NOT_MIGRATABLE, TARGET_FAILED };
-static const char *const outcome_names[] = {
-	[TARGET_RESERVED] = "reserved",
-	[TARGET_NO_COMPATIBLE_VF] = "no_compatible_vf",
-	[TARGET_NOT_MIGRATABLE] = "not_migratable",
-	[TARGET_FAILED] = "failed",
+static const struct {
+	const char *name, *event_reason;
+} outcomes[] = {
+	[TARGET_RESERVED] = {"reserved", "XevfVFReserved"},
+	[TARGET_NO_COMPATIBLE_VF] = {"no_compatible_vf", "XevfNoCompatibleVF"},
+	[TARGET_NOT_MIGRATABLE] = {"not_migratable", "XevfSourceVFNotMigratable"},
+	[TARGET_FAILED] = {"failed", NULL},
 };
 
 struct targets {
@@ -171,27 +174,26 @@ static int find_source(struct targets *t, const struct kubevirt_target_pod *p, s
 static void tell(struct targets *t, const struct kubevirt_target_pod *p, enum target_outcome outcome, const char *vf,
 		 const char *why)
 {
+	bool reserved = outcome == TARGET_RESERVED;
 	char *message = NULL, *error = NULL;
+	int rc;
 
-	metrics_migration_target(outcome_names[outcome]);
-	if (outcome == TARGET_RESERVED) {
+	metrics_migration_target(outcomes[outcome].name);
+	if (reserved) {
 		log_info("migration_target_reserved", "migration=%s pod=%s/%s vm=%s vf=%s", p->migration, p->namespace_,
 			 p->name, p->vm_name, vf);
-		if (xevf_asprintf(&message, "xevf reserved VF %s on node %s for migration %s", vf, kube_node(t->kube),
-				  p->migration) == 0 &&
-		    kubevirt_pod_event(t->kube, p, "Normal", "XevfVFReserved", message, &error) < 0)
-			log_warn("kube_event_failed", "pod=%s/%s reason=\"%s\"", p->namespace_, p->name, error);
+		rc = xevf_asprintf(&message, "xevf reserved VF %s on node %s for migration %s", vf, kube_node(t->kube),
+				   p->migration);
 	} else {
 		log_warn("migration_target_unmatched", "migration=%s pod=%s/%s vm=%s outcome=%s reason=\"%s\" "
 			 "action=\"the target pod gets any free VF; the migration will fail unless one is compatible\"",
-			 p->migration, p->namespace_, p->name, p->vm_name, outcome_names[outcome], why);
-		if (xevf_asprintf(&message, "xevf found no VF on node %s to take migration %s: %s", kube_node(t->kube),
-				  p->migration, why) == 0 &&
-		    kubevirt_pod_event(t->kube, p, "Warning",
-				       outcome == TARGET_NOT_MIGRATABLE ? "XevfSourceVFNotMigratable" : "XevfNoCompatibleVF",
-				       message, &error) < 0)
-			log_warn("kube_event_failed", "pod=%s/%s reason=\"%s\"", p->namespace_, p->name, error);
+			 p->migration, p->namespace_, p->name, p->vm_name, outcomes[outcome].name, why);
+		rc = xevf_asprintf(&message, "xevf found no VF on node %s to take migration %s: %s", kube_node(t->kube),
+				   p->migration, why);
 	}
+	if (rc == 0 && kubevirt_pod_event(t->kube, p, reserved ? "Normal" : "Warning", outcomes[outcome].event_reason,
+					  message, &error) < 0)
+		log_warn("kube_event_failed", "pod=%s/%s reason=\"%s\"", p->namespace_, p->name, error);
 	free(message);
 	free(error);
 }
@@ -215,7 +217,7 @@ static void handle(struct targets *t, const struct kubevirt_target_pod *p, const
 		tell(t, p, rc == 0 ? TARGET_RESERVED : rc == -ESRCH ? TARGET_NO_COMPATIBLE_VF : TARGET_NOT_MIGRATABLE, vf,
 		     why);
 	} else if (rc != -EALREADY) {
-		metrics_migration_target(outcome_names[TARGET_FAILED]);
+		metrics_migration_target(outcomes[TARGET_FAILED].name);
 		log_warn("migration_target_unresolved", "migration=%s pod=%s/%s vm=%s reason=\"%s\" action=\"trying again "
 			 "at the pod's next change\"", p->migration, p->namespace_, p->name, p->vm_name, why ? why : "?");
 	}

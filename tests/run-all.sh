@@ -7,6 +7,7 @@ passed=0
 failed=0
 groups_failed=()
 log=$(mktemp)
+tails=$(mktemp) # the last lines of each failed group, repeated at the end where a short CI excerpt shows them
 
 count() { # add the pytest / unit / fuzz counts found in $log
 	local p f
@@ -25,6 +26,10 @@ run() { # name, command...
 	count
 	if [ "$rc" -ne 0 ]; then
 		groups_failed+=("$name")
+		{
+			echo "-- $name, its last lines:"
+			grep -v '^$' "$log" | tail -n 12
+		} >>"$tails"
 		# a group that failed without saying how many tests: count it once
 		grep -Eq '[0-9]+ (failed|error)' "$log" || failed=$((failed + 1))
 	fi
@@ -44,7 +49,9 @@ run "lint (clang-tidy, cppcheck)" bash -c 'tests/lint.sh build && echo "2 passed
 rm -f "$log"
 echo "########"
 if [ ${#groups_failed[@]} -ne 0 ]; then
+	cat "$tails"
 	echo "failed groups: ${groups_failed[*]}"
 fi
+rm -f "$tails"
 echo "$passed passed, $failed failed"
 [ ${#groups_failed[@]} -eq 0 ]

@@ -87,8 +87,10 @@ static int step_allowed(struct migration *m, const struct finish *f, const struc
 
 	if (!iv || (!f->commit && f->copy->role == ROLE_SOURCE))
 		return 0; /* the source VM keeps running here: nothing is destroyed */
-	if (f->commit && f->copy->role == ROLE_TARGET && f->copy->phase == PHASE_RESERVED)
-		return 0; /* its VM's QEMU holds it and runs the state it received: nothing is touched */
+	if (f->copy->role == ROLE_TARGET && f->copy->phase == PHASE_RESERVED)
+		return 0; /* a reservation only: its commit leaves the VF to the VM's QEMU, which runs the state it
+			   * received; its abort frees the reservation (a target QEMU whose incoming migration failed
+			   * may still be exiting). Nothing is touched either way. */
 	busy = busy_why_now(m, iv, f->copy->role == ROLE_SOURCE || f->copy->claimed);
 	return busy ? xevf_err_set(err, EBUSY, "VF %s is in use: %s; it was left as it is", f->copy->vf, busy) : 0;
 }

@@ -413,11 +413,18 @@ def test_qemu_carries_the_state_and_the_agents_coordinate(nodes, tmp_path):
     src.local().handover("kv-2", vf)
     other = dst.remote().reserve("kv-2", src.local().describe(vf)).vf
     assert other != reserved
+    # the target pod got it, and its QEMU, whose incoming migration failed, is still exiting: the abort frees
+    # the reservation all the same (nothing of the device is touched)
+    dst.plugin().allocate([[other]])
+    qemu_dst2 = _hold(dst, proc_b, other, 6002)
     assert dst.remote().abort("kv-2").phase == "aborted"
+    os.unlink(qemu_dst2)
     assert src.local().abort("kv-2").phase == "aborted"
     with open(src.state_file(vf), "rb") as f:
         assert f.read() == state
-    assert other in [c.vf for c in dst.remote().check(fp).candidates if c.compatible]
+    # no longer reserved: only its pod's fresh allocation keeps it from another migration now
+    why = {c.vf: c.reason for c in dst.remote().check(fp).candidates}
+    assert "allocated to a container in the last minutes" in why[other] and "reserved" not in why[other]
     # Handover is the source node's own call, and never for a VF bound to vfio-pci
     with pytest.raises(grpc.RpcError) as e:
         src.remote().handover("kv-3", vf, timeout=5)

@@ -33,13 +33,25 @@ if [ ! -x "$root/usr/bin/qemu-system-x86_64" ]; then
 	rm -rf "$root"
 	mirror=$(papt_mirror) || fail "no Debian mirror in the machine's apt sources"
 	runtime=$(awk '!/^#/ && NF {printf "%s,", $3}' "$repo/packages.list")
-	debootstrap --variant=minbase --include="${runtime}python3,python3-grpcio,python3-protobuf,kmod" \
-		bookworm "$root" "$mirror" >debootstrap.log 2>&1 || { tail -20 debootstrap.log; fail "debootstrap failed"; }
+	# the mirror is the network: a download that broke once is tried again before the test fails
+	for try in 1 2 3; do
+		rm -rf "$root"
+		debootstrap --variant=minbase --include="${runtime}python3,python3-grpcio,python3-protobuf,kmod" \
+			bookworm "$root" "$mirror" >debootstrap.log 2>&1 && break
+		[ "$try" -lt 3 ] || { tail -20 debootstrap.log; fail "debootstrap failed (3 tries)"; }
+		echo "vm-qemu: debootstrap failed (try $try): $(tail -1 debootstrap.log); trying again"
+		sleep 10
+	done
 	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bookworm-backports main" \
 		>"$root/etc/apt/sources.list.d/backports.list"
-	chroot "$root" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends -t bookworm-backports qemu-system-x86 seabios && apt-get clean' >qemu-install.log 2>&1 ||
-		{ tail -20 qemu-install.log; fail "installing bookworm-backports' QEMU into the root failed"; }
+	for try in 1 2 3; do
+		chroot "$root" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends -t bookworm-backports qemu-system-x86 seabios && apt-get clean' \
+			>qemu-install.log 2>&1 && break
+		[ "$try" -lt 3 ] || { tail -20 qemu-install.log; fail "installing bookworm-backports' QEMU into the root failed (3 tries)"; }
+		echo "vm-qemu: installing QEMU into the root failed (try $try): $(tail -1 qemu-install.log); trying again"
+		sleep 10
+	done
 fi
 qver=$(chroot "$root" qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9.]*\).*/\1/p')
 [ "$(printf '%s\n8.1\n' "$qver" | sort -V | head -1)" = 8.1 ] || fail "QEMU $qver in the root predates VFIO migration v2 (8.1)"

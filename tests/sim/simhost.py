@@ -354,6 +354,9 @@ class SimKernel(threading.Thread):
                         os.unlink(h.busdir(addr))
                         shutil.rmtree(h.devdir(addr))
                     self.log.append("numvfs %s 0" % name)
+                # the new VFs' profiles (xe's defaults) exist before the VFs show, as sriov_admin/vfN does
+                self._reset_profiles(d, int(want))
+                self._profiles(d, int(want))
                 if int(want):
                     dev_id = int(self._read(os.path.join(d, "device")), 16)
                     numa = int(self._read(os.path.join(d, "numa_node")))
@@ -363,7 +366,6 @@ class SimKernel(threading.Thread):
                 # the file keeps the count, as the kernel's does
                 with open(os.path.join(d, "sriov_numvfs"), "w") as f:
                     f.write(want + "\n")
-                self._reset_profiles(d, int(want))
             self._profiles(d, len(h.vfs_of(name)))
         probe = os.path.join(h.bus, "drivers_probe")
         addr = self._read(probe)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
-#include "http_client.h"
+#include "http_unix.h"
 #include "json_read.h"
 
 int cli_status(const struct cli_args *a)

@@ -1,4 +1,4 @@
-/* HTTP endpoints (libmicrohttpd, on its own threads): /metrics (Prometheus
+/* HTTP endpoints (libevent's evhttp, on a thread of their own): /metrics (Prometheus
  * text), /healthz, /readyz on a TCP port for the kubelet's probes and for
  * Prometheus; the same plus /status (JSON) on a local unix socket for
  * `xevf-agent status`. */

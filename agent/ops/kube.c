@@ -1,7 +1,7 @@
 #include "kube.h"
 
-#include <curl/curl.h>
 #include <errno.h>
+#include <event2/http.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,14 +300,14 @@ char *kube_own_namespace(void)
 
 char *kube_query_path(const char *path, const char *k1, const char *v1, const char *k2, const char *v2)
 {
-	char *e1 = curl_easy_escape(NULL, v1, 0), *e2 = k2 ? curl_easy_escape(NULL, v2, 0) : NULL, *out = NULL;
+	char *e1 = evhttp_uriencode(v1, -1, 0), *e2 = k2 ? evhttp_uriencode(v2, -1, 0) : NULL, *out = NULL;
 
 	if (e1 && (!k2 || e2) &&
 	    xevf_asprintf(&out, "%s%s%s=%s%s%s%s%s", path, strchr(path, '?') ? "&" : "?", k1, e1, k2 ? "&" : "",
 			  k2 ? k2 : "", k2 ? "=" : "", k2 ? e2 : ""))
 		out = NULL;
-	curl_free(e1);
-	curl_free(e2);
+	free(e1);
+	free(e2);
 	return out;
 }
 

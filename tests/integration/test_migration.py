@@ -893,7 +893,7 @@ def test_save_to_a_file_restore_from_it_and_metrics(nodes):
 class FakeAPIServer:
     """The Kubernetes API server's pod list, as far as the agent asks it."""
 
-    def __init__(self, delay=0):
+    def __init__(self, delay=0, tls=None):
         self.pods = []
         self.seen = []
         self.delay = delay
@@ -915,6 +915,12 @@ class FakeAPIServer:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        if tls:  # (certificate, key): HTTPS, as a real API server
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = "https://127.0.0.1:%d" % self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
@@ -933,14 +939,40 @@ def pod(ns, name, resource=RESOURCE, labels=None, phase="Pending"):
 KUBE_FRESH_S = 1.3
 
 
-def _nodes_with_api_server(nodes, api_server, tmp_path):
-    """node-a, and node-b asking api_server (plain HTTP, a test token)."""
+def _nodes_with_api_server(nodes, api_server, tmp_path, ca=None):
+    """node-a, and node-b asking api_server (plain HTTP, or HTTPS checked against ca; a test token)."""
     token = tmp_path / "token"
     token.write_text("test-token\n")
     src = nodes("node-a")
-    dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, "--kube-api-allow-http", "true",
-                                       "--kube-token-file", str(token)])
+    tls = ["--kube-ca-file", ca] if ca else ["--kube-api-allow-http", "true"]
+    dst = nodes("node-b", vfs=3, extra=["--kube-api", api_server.url, *tls, "--kube-token-file", str(token)])
     return src, dst
+
+
+def test_the_api_server_is_asked_over_https_and_its_certificate_is_checked(nodes, tmp_path, certs):
+    """The agent's HTTP client (libevent with OpenSSL) checks the API server's certificate against
+    --kube-ca-file and the address it asked (here the IP SAN 127.0.0.1). A server whose certificate another
+    CA signed is not asked anything: the agent says why, in OpenSSL's words."""
+    genuine, rogue = FakeAPIServer(tls=certs["agent-a"]), FakeAPIServer(tls=certs["rogue"])
+    try:
+        src, dst = _nodes_with_api_server(nodes, genuine, tmp_path, ca=certs["ca"])
+        fp = src.local().describe(src.vfs()[0])
+        reserved = dst.remote().reserve("mig-tls", fp, vm=("prod", "db")).vf
+        genuine.pods = [pod("prod", "web-7d9f", labels={"app": "web"})]
+        got = list(dst.plugin().preferred(dst.vfs(), [], 1).container_responses[0].deviceIDs)
+        assert got != [reserved]
+        dst.agent.wait_log(r"event=reservation_withheld vf=%s vm=prod/db pending_pods=1" % re.escape(reserved))
+        assert genuine.seen[-1][1] == "Bearer test-token"
+        dst.agent.stop()
+        dst = nodes("node-b2", vfs=3, extra=["--kube-api", rogue.url, "--kube-ca-file", certs["ca"],
+                                            "--kube-token-file", str(tmp_path / "token")])
+        dst.remote().reserve("mig-rogue", fp, vm=("prod", "db"))
+        dst.plugin().preferred(dst.vfs(), [], 1)
+        dst.agent.wait_log(r'event=kube_pods_unavailable reason="[^"]*TLS: [^"]*certificate verify failed')
+        assert rogue.seen == []
+    finally:
+        genuine.stop()
+        rogue.stop()
 
 
 def test_the_api_server_tells_the_target_pod_from_others(nodes, tmp_path):

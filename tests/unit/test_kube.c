@@ -3,6 +3,8 @@
 
 #include <errno.h>
 
+#include "http_client.h"
+#include "http_unix.h"
 #include "kube.h"
 
 static const char pod_list[] =
@@ -100,12 +102,67 @@ static void test_open(void **state)
 	kube_close(k);
 }
 
+static void test_query_path(void **state)
+{
+	(void)state;
+	char *q = kube_query_path("/api/v1/pods", "fieldSelector", "spec.nodeName=node-b,status.phase=Pending",
+				  "labelSelector", "kubevirt.io in (virt-launcher)");
+	assert_string_equal(q, "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-b%2Cstatus.phase%3DPending"
+			       "&labelSelector=kubevirt.io%20in%20%28virt-launcher%29");
+	free(q);
+	q = kube_query_path("/api/v1/pods?watch=true", "resourceVersion", "12~3", NULL, NULL);
+	assert_string_equal(q, "/api/v1/pods?watch=true&resourceVersion=12~3");
+	free(q);
+}
+
+/* What a user reads when the API server cannot be asked. */
+static void test_fetch_failures(void **state)
+{
+	(void)state;
+	char *body, *error;
+	struct http_request refused = {.url = "http://127.0.0.1:1/api", .timeout_ms = 2000};
+	assert_true(http_fetch(&refused, &body, &error) < 0);
+	assert_null(body);
+	assert_non_null(strstr(error, "http://127.0.0.1:1/api: Connection refused"));
+	free(error);
+	struct http_request ftp = {.url = "ftp://127.0.0.1/"};
+	assert_int_equal(http_fetch(&ftp, &body, &error), -EINVAL);
+	assert_non_null(strstr(error, "not an http:// or https:// URL"));
+	free(error);
+	struct http_request no_ca = {.url = "https://127.0.0.1:1/", .ca_file = "/nonexistent/ca.crt"};
+	assert_int_equal(http_fetch(&no_ca, &body, &error), -EINVAL);
+	assert_non_null(strstr(error, "/nonexistent/ca.crt: cannot read the CA certificates"));
+	free(error);
+}
+
+static void test_status_answer(void **state)
+{
+	(void)state;
+	size_t at = 0;
+	const char ok[] = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+	assert_int_equal(http_parse_answer(ok, strlen(ok), &at), 200);
+	assert_string_equal(ok + at, "{}");
+	const char not_found[] = "HTTP/1.1 404 Not Found\r\n\r\n";
+	assert_int_equal(http_parse_answer(not_found, strlen(not_found), &at), 404);
+	assert_int_equal(at, strlen(not_found));
+	assert_int_equal(http_parse_answer("HTTP/1.0 200 OK\r\n", 17, &at), -EPROTO); /* headers not ended */
+	assert_int_equal(http_parse_answer("HTTP/1.0 2x0 OK\r\n\r\n", 21, &at), -EPROTO);
+	assert_int_equal(http_parse_answer("SSH-2.0-OpenSSH\r\n\r\n", 19, &at), -EPROTO);
+	char *body, *error;
+	assert_true(http_get_unix("/nonexistent/status.sock", "/status", &body, &error) < 0);
+	assert_non_null(strstr(error, "/nonexistent/status.sock: No such file or directory"));
+	free(error);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pending_pods),
 		cmocka_unit_test(test_launcher_pod_names),
 		cmocka_unit_test(test_open),
+		cmocka_unit_test(test_query_path),
+		cmocka_unit_test(test_fetch_failures),
+		cmocka_unit_test(test_status_answer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* A rescan: discovery, a new inventory snapshot, the pools and the Migration
  * service brought up to date, and whatever the preparer should do next. */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,6 +171,10 @@ void daemon_rescan(struct daemon *d)
 	daemon_rechecks_done(d); /* it looks at everything */
 	if (host)
 		daemon_take_host(d, host);
+	/* A full discovery is rare (events drive the rest) and its transient
+	 * memory (libpci's device list, every sysfs file read) is freed by now:
+	 * hand those pages back rather than keep them for the next one. */
+	(void)malloc_trim(0);
 }
 
 void daemon_take_host(struct daemon *d, struct xevf_host *host)

@@ -47,7 +47,6 @@ struct exchange {
 	bufferevent_event_cb evhttp_event_cb;  /* libevent's own, chained to */
 	void *evhttp_event_arg;
 	char *body;                    /* http_fetch's answer */
-	size_t body_len;
 	/* http_stream_lines */
 	http_line_fn on_line;
 	void *line_ctx;
@@ -123,7 +122,6 @@ static void on_done(struct evhttp_request *r, void *arg)
 		if (len)
 			evbuffer_remove(in, x->body, len);
 		x->body[len] = '\0';
-		x->body_len = len;
 	}
 	finish(x);
 }
@@ -249,6 +247,11 @@ static void exchange_free(struct exchange *x)
 	free(x->body);
 }
 
+static long timeout_of(const struct http_request *req)
+{
+	return req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
+}
+
 static void auth_free(char *auth)
 {
 	if (auth) {
@@ -268,7 +271,6 @@ static int exchange_start(struct exchange *x, const struct http_request *req, ch
 	bool https;
 
 	x->req = req;
-	x->code = 0;
 	if (!(x->uri = evhttp_uri_parse(req->url)) || !(scheme = evhttp_uri_get_scheme(x->uri)) ||
 	    !(host = evhttp_uri_get_host(x->uri)) || !*host ||
 	    (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0))
@@ -335,8 +337,7 @@ static int exchange_failure(const struct exchange *x, char **error)
 	unsigned long tls_error = x->tls && x->bev ? (unsigned long)bufferevent_get_openssl_error(x->bev) : 0;
 
 	if (x->timed_out)
-		return agent_fail(error, ETIMEDOUT, "%s: no answer within %ld ms", x->req->url,
-				  x->req->timeout_ms > 0 ? x->req->timeout_ms : DEFAULT_TIMEOUT_MS);
+		return agent_fail(error, ETIMEDOUT, "%s: no answer within %ld ms", x->req->url, timeout_of(x->req));
 	if (x->dns_error)
 		return agent_fail(error, EHOSTUNREACH, "%s: %s: %s", x->req->url, x->host, gai_strerror(x->dns_error));
 	if (x->socket_errno && x->socket_errno != EAGAIN)
@@ -356,9 +357,11 @@ static int exchange_failure(const struct exchange *x, char **error)
 			  x->failure ? request_error_names[x->failure - 1] : "the connection failed");
 }
 
-static struct event *deadline(struct exchange *x, long ms)
+/* A timer that runs fire once the request's timeout has passed. */
+static struct event *deadline(struct exchange *x, event_callback_fn fire)
 {
-	struct event *ev = evtimer_new(x->base, on_deadline, x);
+	long ms = timeout_of(x->req);
+	struct event *ev = evtimer_new(x->base, fire, x);
 	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
 	if (ev)
@@ -375,7 +378,7 @@ int http_fetch(const struct http_request *req, char **body, char **error)
 	*body = NULL;
 	*error = NULL;
 	if ((rc = exchange_start(&x, req, error)) == 0) {
-		if (!(timer = deadline(&x, req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS)))
+		if (!(timer = deadline(&x, on_deadline)))
 			rc = agent_fail(error, ENOMEM, "out of memory");
 		else
 			event_base_dispatch(x.base);
@@ -468,8 +471,6 @@ int http_stream_lines(const struct http_request *req, struct http_stopper *stop,
 {
 	struct exchange x = {.on_line = on_line, .line_ctx = ctx};
 	struct event *timer = NULL, *stopper = NULL;
-	long ms = req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 	int rc;
 
 	*error = NULL;
@@ -478,9 +479,9 @@ int http_stream_lines(const struct http_request *req, struct http_stopper *stop,
 	if (!(x.pending = evbuffer_new()))
 		return agent_fail(error, ENOMEM, "out of memory");
 	if ((rc = exchange_start(&x, req, error)) == 0) {
-		timer = evtimer_new(x.base, on_connect_deadline, &x);
+		timer = deadline(&x, on_connect_deadline);
 		stopper = event_new(x.base, stop->wake_fd, EV_READ, on_stop, &x);
-		if (!timer || !stopper || evtimer_add(timer, &tv) < 0 || event_add(stopper, NULL) < 0)
+		if (!timer || !stopper || event_add(stopper, NULL) < 0)
 			rc = agent_fail(error, ENOMEM, "out of memory");
 		else
 			event_base_dispatch(x.base);

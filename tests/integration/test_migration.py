@@ -303,7 +303,10 @@ def test_abort_mid_stream_keeps_the_source_running_and_frees_the_reservation(nod
     fp = src.local().describe(vf)
     peer = dst.remote()
     reserved = peer.reserve("mig-2", fp, ttl=120).vf
-    save = src.local().save("mig-2", vf, chunk_size=16384)
+    # a slow reader: without BDP probing the transport's window stays at 64 KiB, so the source cannot have sent
+    # the whole 4 MiB before the abort arrives (with it, the window can grow past the state and the save end first)
+    slow = MigrationClient(src.sock, options=[("grpc.http2.bdp_probe", 0)])
+    save = slow.save("mig-2", vf, chunk_size=16384)
     got = [next(save) for _ in range(5)]
     assert all(len(c.data) == 16384 for c in got)
     # the orchestrator gives up: abort on both sides while the stream runs

@@ -32,16 +32,17 @@ def mig_api():
 
 
 class MigrationClient:
-    def __init__(self, target, tls=None, server_name=None):
-        """target: a unix socket path, or host:port with tls=(ca, cert, key) paths."""
+    def __init__(self, target, tls=None, server_name=None, options=()):
+        """target: a unix socket path, or host:port with tls=(ca, cert, key) paths; options: grpc channel arguments."""
         pb = mig_api()
         self.pb = pb
+        opts = list(options)
         if target.startswith("/"):
-            self.channel = grpc.insecure_channel("unix:" + target)
+            self.channel = grpc.insecure_channel("unix:" + target, options=opts)
         else:
             ca, cert, key = (open(p, "rb").read() for p in tls)
             creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-            opts = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+            opts += [("grpc.ssl_target_name_override", server_name)] if server_name else []
             self.channel = grpc.secure_channel(target, creds, options=opts)
 
         def unary(name, req, resp):

@@ -145,9 +145,10 @@ static void test_status_answer(void **state)
 	const char not_found[] = "HTTP/1.1 404 Not Found\r\n\r\n";
 	assert_int_equal(http_parse_answer(not_found, strlen(not_found), &at), 404);
 	assert_int_equal(at, strlen(not_found));
-	assert_int_equal(http_parse_answer("HTTP/1.0 200 OK\r\n", 17, &at), -EPROTO); /* headers not ended */
-	assert_int_equal(http_parse_answer("HTTP/1.0 2x0 OK\r\n\r\n", 21, &at), -EPROTO);
-	assert_int_equal(http_parse_answer("SSH-2.0-OpenSSH\r\n\r\n", 19, &at), -EPROTO);
+	const char *bad[] = {"HTTP/1.0 200 OK\r\n" /* headers not ended */, "HTTP/1.0 2x0 OK\r\n\r\n",
+			     "SSH-2.0-OpenSSH\r\n\r\n", "HTTP/1.0 099 Odd\r\n\r\n"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(http_parse_answer(bad[i], strlen(bad[i]), &at), -EPROTO);
 	char *body, *error;
 	assert_true(http_get_unix("/nonexistent/status.sock", "/status", &body, &error) < 0);
 	assert_non_null(strstr(error, "/nonexistent/status.sock: No such file or directory"));

@@ -37,7 +37,8 @@ LIBS      := $(shell pkg-config --libs $(PKGS)) -lpthread
 
 # ---- generated protobuf code ------------------------------------------------
 GEN_DIR   := $(BUILD)/gen
-PROTOS    := proto/deviceplugin/v1beta1/api.proto proto/podresources/v1/api.proto proto/xevf/migration/v1/migration.proto
+PROTOS    := proto/deviceplugin/v1beta1/api.proto proto/podresources/v1/api.proto proto/xevf/migration/v1/migration.proto \
+             proto/kubevirt/hooks/plugins/v1alpha1/api.proto
 PROTO_C   := $(patsubst proto/%.proto,$(GEN_DIR)/%.pb-c.c,$(PROTOS))
 PROTO_H   := $(PROTO_C:.c=.h)
 
@@ -57,7 +58,7 @@ $(GEN_DIR)/xevf/%.pb-c.c $(GEN_DIR)/xevf/%.pb-c.h: proto/xevf/%.proto
 	protoc-c --proto_path=proto --c_out=$(GEN_DIR) $<
 
 # ---- one library per folder, and what each may include ----------------------
-LAYERS          := driver util ops rpc config inventory deviceplugin migration daemon cli
+LAYERS          := driver util ops rpc config inventory deviceplugin migration nodehooks daemon cli
 dir_driver       := driver
 dir_util         := agent/util
 dir_ops          := agent/ops
@@ -66,6 +67,7 @@ dir_config       := agent/config
 dir_inventory    := agent/inventory
 dir_deviceplugin := agent/deviceplugin
 dir_migration    := agent/migration
+dir_nodehooks    := agent/nodehooks
 dir_daemon       := agent/daemon
 dir_cli          := agent/cli
 inc_driver       := driver
@@ -76,12 +78,13 @@ inc_config       := agent/config $(inc_ops)
 inc_inventory    := agent/inventory $(inc_util)
 inc_deviceplugin := agent/deviceplugin agent/inventory agent/config $(inc_rpc)
 inc_migration    := agent/migration agent/inventory agent/config $(inc_rpc)
-inc_daemon       := agent/daemon agent/deviceplugin agent/migration agent/inventory agent/config $(inc_rpc)
+inc_nodehooks    := agent/nodehooks $(inc_rpc)
+inc_daemon       := agent/daemon agent/deviceplugin agent/migration agent/nodehooks agent/inventory agent/config $(inc_rpc)
 inc_cli          := agent/cli $(inc_daemon)
 ALL_INC          := $(addprefix -I,$(sort $(foreach l,$(LAYERS),$(inc_$(l)))))
 
 # the link order: each library before the ones it uses
-LINK_ORDER := cli daemon deviceplugin migration inventory config rpc ops util proto driver
+LINK_ORDER := cli daemon nodehooks deviceplugin migration inventory config rpc ops util proto driver
 LIB = $(BUILD)/libxevf-$(1).a
 
 define layer

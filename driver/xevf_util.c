@@ -126,6 +126,19 @@ long xevf_strv_index(char *const *v, size_t n, const char *s)
 	return -1;
 }
 
+char **xevf_strv_dup(char *const *v, size_t n)
+{
+	char **copy = calloc(n + 1, sizeof(*copy));
+
+	for (size_t i = 0; copy && i < n; i++) {
+		if (!(copy[i] = strdup(v[i]))) {
+			xevf_strv_free(copy, i);
+			return NULL;
+		}
+	}
+	return copy;
+}
+
 bool xevf_strv_has(char *const *v, size_t n, const char *s)
 {
 	return xevf_strv_index(v, n, s) >= 0;

@@ -21,6 +21,8 @@ void xevf_strv_free(char **v, size_t n);
 bool xevf_strv_has(char *const *v, size_t n, const char *s);
 /* Where s is in v, or -1. */
 long xevf_strv_index(char *const *v, size_t n, const char *s);
+/* A copy of v's n strings (NULL-terminated too), or NULL out of memory. */
+char **xevf_strv_dup(char *const *v, size_t n);
 
 /* Creates the directory that holds path (one level, e.g. /run/xevf for
  * /run/xevf/status.sock); 0 when it exists or was made, else -errno. */

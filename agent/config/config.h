@@ -74,6 +74,8 @@ struct agent_config {
 	char *kube_api, *kube_token_file, *kube_ca_file; /* NULL: in-cluster or none */
 	long kube_api_allow_http;  /* 0/1: an http:// API server gets the token in clear */
 	long migration_targets;    /* 0/1: reserve for KubeVirt's migration target pods by itself */
+	long watch_migrations;     /* 0/1: end this node's records by KubeVirt's migration outcomes */
+	char *node_hook_socket;    /* KubeVirt's node hooks ("" off) */
 	char *peer_namespace;      /* the agents' namespace (NULL: the service account's) */
 	char *peer_selector;       /* the agents' pods' label selector */
 };

@@ -98,6 +98,12 @@ static const struct setting settings[] = {
 	BOOL("migrationTargets", "migration-targets", migration_targets, 1,
 	     "watch the KubeVirt migration target pods coming to this node and reserve a compatible VF for each "
 	     "by itself, asking the source node's agent (needs the API server and --migration-address)"),
+	BOOL("watchMigrations", "watch-migrations", watch_migrations, 1,
+	     "watch KubeVirt's VirtualMachineInstanceMigrations: one that failed or was cancelled aborts this node's "
+	     "side of it, one that succeeded commits it (needs the API server)"),
+	STR("nodeHookSocket", "node-hook-socket", "PATH", node_hook_socket, "", NULL,
+	    "unix socket where KubeVirt's virt-handler calls the agent's node hooks (PreMigrationSource, "
+	    "PreMigrationTarget, PostMigrationTarget; a Plugin object names it; empty turns it off)"),
 	STR("peerNamespace", "peer-namespace", "NS", peer_namespace, NULL, NULL,
 	    "the namespace of the other agents' pods (default: this pod's service account's)"),
 	STR("peerSelector", "peer-selector", "SELECTOR", peer_selector, "app.kubernetes.io/name=xevf-agent", NULL,

@@ -121,17 +121,51 @@ static void watch_targets(struct daemon *d, const struct kube_settings *ks)
 	log_info("migration_targets_watching", "node=%s peer_selector=\"%s\"", d->cfg.node_name, d->cfg.peer_selector);
 }
 
+/* KubeVirt's migrations end this node's records by their outcome. */
+static void watch_outcomes(struct daemon *d, const struct kube_settings *ks)
+{
+	char *error = NULL;
+	struct kube *k;
+
+	if (!d->cfg.watch_migrations)
+		return;
+	if (!(k = kube_open(ks, &error)) || !(d->outcomes = migration_outcomes_start(k, d->migration, &error))) {
+		log_error("migration_outcomes_unavailable", "reason=\"%s\" action=\"end migrations with xevf-agent migrate "
+			  "commit|abort\"", error ? error : "?");
+		free(error);
+		return;
+	}
+	log_info("migration_outcomes_watching", "node=%s", d->cfg.node_name ? d->cfg.node_name : "");
+}
+
+/* KubeVirt's node hooks, when a socket is set for them. */
+static void serve_node_hooks(struct daemon *d)
+{
+	char *error = NULL;
+
+	if (!d->cfg.node_hook_socket || !*d->cfg.node_hook_socket)
+		return;
+	if (!(d->kubevirt_hooks = kubevirt_hooks_start(d, d->cfg.node_hook_socket, &error))) {
+		log_error("node_hooks_unavailable", "socket=%s reason=\"%s\" action=\"KubeVirt's node hooks fail; fix the "
+			  "setting and restart\"", d->cfg.node_hook_socket, error ? error : "?");
+		free(error);
+		return;
+	}
+	log_info("node_hooks_serving", "socket=%s hooks=\"PreMigrationSource PreMigrationTarget PostMigrationTarget\"",
+		 d->cfg.node_hook_socket);
+}
+
 void daemon_targets_resources(struct daemon *d)
 {
 	char **names = calloc(d->cfg.npools + 1, sizeof(*names));
 
-	if (!d->targets || !names) {
-		free(names);
+	if (!names)
 		return;
-	}
 	for (size_t i = 0; i < d->cfg.npools; i++)
 		names[i] = d->cfg.pools[i].resource_name;
-	targets_set_resources(d->targets, names, d->cfg.npools);
+	if (d->targets)
+		targets_set_resources(d->targets, names, d->cfg.npools);
+	kubevirt_hooks_set_resources(d->kubevirt_hooks, names, d->cfg.npools);
 	free(names); /* the strings are the configuration's */
 }
 
@@ -156,6 +190,7 @@ static void open_kube(struct daemon *d)
 		log_info("kube_api", "url=%s node=%s use=\"which pending pod is a migration's target\"", kube_cache_url(d->kube),
 			 d->cfg.node_name);
 		watch_targets(d, &ks);
+		watch_outcomes(d, &ks);
 	}
 	else
 		log_warn("kube_api_unavailable", "reason=\"%s\" action=\"a VF reserved for a migration goes to the next "
@@ -258,6 +293,7 @@ static int start(struct daemon *d, const char *injected_uevents)
 	start_http(d);
 	start_migration(d);
 	open_kube(d);
+	serve_node_hooks(d);
 	metrics_heartbeat(clock_mono_ms());
 	if (!d->plugin_dir_missing && !claim_plugin_dir(d))
 		return 0; /* stopping before it ever served */
@@ -466,7 +502,10 @@ static void stop(struct daemon *d)
 			       GRPC_QUEUE_SHUTDOWN)
 				;
 		grpc_completion_queue_destroy(d->cq);
-		targets_stop(d->targets); /* it asks the Migration service */
+		/* these ask the Migration service */
+		kubevirt_hooks_stop(d->kubevirt_hooks);
+		targets_stop(d->targets);
+		migration_outcomes_stop(d->outcomes);
 		migration_stop(d->migration);
 		kube_cache_stop(d->kube);
 		grpc_shutdown_blocking();

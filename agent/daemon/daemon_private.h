@@ -13,7 +13,9 @@
 #include "inventory.h"
 #include "kube.h"
 #include "kube_cache.h"
+#include "kubevirt_hooks.h"
 #include "ledger.h"
+#include "migration_outcomes.h"
 #include "plugin.h"
 #include "preparer.h"
 #include "targets.h"
@@ -63,6 +65,8 @@ struct daemon {
 	struct migration *migration; /* NULL when the Migration service could not start */
 	struct kube_cache *kube;     /* NULL: no API server to tell pods apart */
 	struct targets *targets;     /* NULL: no watch of KubeVirt's migration target pods */
+	struct migration_outcomes *outcomes; /* NULL: no watch of KubeVirt's migrations */
+	struct kubevirt_hooks *kubevirt_hooks; /* NULL: KubeVirt's node hooks are not served */
 	int uevent_fd;
 	int vfio_watch;              /* inotify on <dev>/vfio and <dev>/vfio/devices, -1 without */
 	int dev_root_wd;             /* ... whose watch of the dev root itself is this */

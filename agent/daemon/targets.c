@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "fail.h"
+#include "kube_watch.h"
 #include "kubevirt.h"
 #include "log.h"
 #include "metrics.h"
@@ -17,8 +18,6 @@
 /* migrations whose outcome is settled, remembered so that the pod's next
  * MODIFIED event does not start again */
 #define SETTLED_MAX 64
-#define RETRY_MIN_MS 1000
-#define RETRY_MAX_MS 30000
 
 /* What came of a target pod: one table of its metric label and the reason
  * of the Event on the pod (none for a failure that may pass). */
@@ -36,8 +35,7 @@ struct targets {
 	struct kube *kube;            /* the watch thread's only */
 	struct migration *migration;
 	char *peer_namespace, *peer_selector;
-	struct http_stopper *stopper;
-	pthread_t thread;
+	struct kube_watch *watch;
 	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
 	pthread_cond_t changed;
 	bool stopping;
@@ -124,16 +122,12 @@ void targets_wait_settled(struct targets *t, const char *resource, int wait_ms)
 
 void targets_set_resources(struct targets *t, char *const *resources, size_t n)
 {
-	char **copy = calloc(n + 1, sizeof(*copy));
-	size_t kept = 0;
+	char **copy = xevf_strv_dup(resources, n);
 
-	for (size_t i = 0; copy && i < n; i++)
-		if ((copy[kept] = strdup(resources[i])))
-			kept++;
 	pthread_mutex_lock(&t->lock);
 	xevf_strv_free(t->resources, t->nresources);
 	t->resources = copy;
-	t->nresources = copy ? kept : 0;
+	t->nresources = copy ? n : 0;
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -247,72 +241,22 @@ static int on_event(void *ctx, const char *line, size_t len)
 	return 0;
 }
 
-static bool sleep_unless_stopped(struct targets *t, int ms)
-{
-	struct timespec until;
-	bool stopping;
-
-	clock_cond_deadline(&until, ms);
-	pthread_mutex_lock(&t->lock);
-	while (!t->stopping)
-		if (pthread_cond_timedwait(&t->changed, &t->lock, &until) == ETIMEDOUT)
-			break;
-	stopping = t->stopping;
-	pthread_mutex_unlock(&t->lock);
-	return !stopping;
-}
-
-static void *watch_main(void *arg)
-{
-	struct targets *t = arg;
-	char *said = NULL;
-	int retry_ms = RETRY_MIN_MS;
-
-	while (!http_stopper_stopped(t->stopper)) {
-		char *error = NULL;
-		int64_t started = clock_mono_ms();
-		int rc = kubevirt_watch_targets(t->kube, t->stopper, on_event, t, &error);
-
-		if (http_stopper_stopped(t->stopper)) {
-			free(error);
-			break;
-		}
-		if (rc == 0 && clock_mono_ms() - started > RETRY_MIN_MS) {
-			/* the server ended a watch that ran: watch again at once */
-			retry_ms = RETRY_MIN_MS;
-			free(said);
-			said = NULL;
-			free(error);
-			continue;
-		}
-		if (error && (!said || strcmp(said, error) != 0)) {
-			log_warn("migration_targets_unwatched", "reason=\"%s\" action=\"watching again; meanwhile migration "
-				 "target pods get no VF reserved by themselves\"", error);
-			free(said);
-			said = error;
-			error = NULL;
-		}
-		free(error);
-		if (!sleep_unless_stopped(t, retry_ms))
-			break;
-		retry_ms = retry_ms * 2 < RETRY_MAX_MS ? retry_ms * 2 : RETRY_MAX_MS;
-	}
-	free(said);
-	return NULL;
-}
-
 struct targets *targets_start(struct kube *k, struct migration *m, const char *peer_namespace,
 			      const char *peer_selector, char **error)
 {
 	struct targets *t = calloc(1, sizeof(*t));
+	const struct kube_watch_spec spec = {
+		.unwatched_event = "migration_targets_unwatched",
+		.unwatched_action = "meanwhile migration target pods get no VF reserved by themselves",
+		.open = kubevirt_watch_targets, .on_line = on_event, .ctx = t,
+	};
 
 	*error = NULL;
 	if (t) {
 		t->peer_namespace = peer_namespace && *peer_namespace ? strdup(peer_namespace) : kube_own_namespace();
 		t->peer_selector = strdup(peer_selector ? peer_selector : "");
-		t->stopper = http_stopper_new();
 	}
-	if (!t || !t->peer_namespace || !t->peer_selector || !t->stopper) {
+	if (!t || !t->peer_namespace || !t->peer_selector) {
 		agent_fail(error, t && !t->peer_namespace ? EINVAL : ENOMEM, "%s",
 			   t && !t->peer_namespace ? "the agents' namespace is not known: set peerNamespace (--peer-namespace)"
 						    : "out of memory");
@@ -322,8 +266,7 @@ struct targets *targets_start(struct kube *k, struct migration *m, const char *p
 	t->migration = m;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
-	if (pthread_create(&t->thread, NULL, watch_main, t) != 0) {
-		agent_fail(error, EAGAIN, "cannot start the watch thread");
+	if (!(t->watch = kube_watch_start(k, &spec, error))) {
 		pthread_mutex_destroy(&t->lock);
 		pthread_cond_destroy(&t->changed);
 		goto fail;
@@ -333,7 +276,6 @@ fail:
 	if (t) {
 		free(t->peer_namespace);
 		free(t->peer_selector);
-		http_stopper_free(t->stopper);
 		free(t);
 	}
 	kube_close(k);
@@ -348,9 +290,7 @@ void targets_stop(struct targets *t)
 	t->stopping = true;
 	pthread_cond_broadcast(&t->changed);
 	pthread_mutex_unlock(&t->lock);
-	http_stopper_stop(t->stopper);
-	pthread_join(t->thread, NULL);
-	http_stopper_free(t->stopper);
+	kube_watch_stop(t->watch);
 	kube_close(t->kube);
 	xevf_strv_free(t->resources, t->nresources);
 	xevf_strv_free(t->busy, t->nbusy);

@@ -150,46 +150,78 @@ static struct mig_dev *conclude(struct migration *m, struct finish *f, int rc, s
 	return to_close;
 }
 
-static void finish_call(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__MigrationRef *req,
-			bool commit)
+/* A Commit or Abort by caller, whole: *code and, unless OK, *msg (malloc'd);
+ * f->copy (the record as it ended) and f->state for the answer. The caller
+ * frees f->copy and f->inv. */
+static int finish_run(struct migration *m, const char *id, const char *caller, struct finish *f,
+		      grpc_status_code *code, char **msg)
 {
-	struct finish f = {.commit = commit};
 	struct xevf_err err = XEVF_ERR_INIT;
 	struct state_snapshot snap = {0};
-	Xevf__Migration__V1__MigrationStatus st;
-	grpc_status_code code;
-	char *msg = NULL;
 	int rc;
 
 	pthread_mutex_lock(&m->lock);
-	rc = decide(m, req->migration_id, rpc_call_peer(call), &f, &code, &msg);
+	rc = decide(m, id, caller, f, code, msg);
 	pthread_mutex_unlock(&m->lock);
 	if (rc == 0) {
 		struct mig_dev *to_close;
-		rc = device_step(m, &f, &err);
+		rc = device_step(m, f, &err);
 		pthread_mutex_lock(&m->lock);
-		to_close = conclude(m, &f, rc, &snap);
+		to_close = conclude(m, f, rc, &snap);
 		pthread_mutex_unlock(&m->lock);
 		devices_close(&m->devices, to_close);
 		if (snap.seq)
 			(void)mig_write(m, &snap, NULL);
-		code = rc == 0 ? GRPC_STATUS_OK : rc == -EBUSY ? GRPC_STATUS_FAILED_PRECONDITION : GRPC_STATUS_ABORTED;
-		if (rc && asprintf(&msg, "migration %s: %s", f.copy->id, xevf_err_msg(&err)) < 0)
-			msg = NULL;
+		*code = rc == 0 ? GRPC_STATUS_OK : rc == -EBUSY ? GRPC_STATUS_FAILED_PRECONDITION : GRPC_STATUS_ABORTED;
+		if (rc && asprintf(msg, "migration %s: %s", f->copy->id, xevf_err_msg(&err)) < 0)
+			*msg = NULL;
 	}
-	if (code == GRPC_STATUS_OK && f.copy) {
+	if (*code == GRPC_STATUS_OK && !f->copy)
+		*code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+	xevf_err_clear(&err);
+	return rc;
+}
+
+static void finish_call(struct migration *m, struct rpc_call *call, const Xevf__Migration__V1__MigrationRef *req,
+			bool commit)
+{
+	struct finish f = {.commit = commit};
+	Xevf__Migration__V1__MigrationStatus st;
+	grpc_status_code code;
+	char *msg = NULL;
+	int rc = finish_run(m, req->migration_id, rpc_call_peer(call), &f, &code, &msg);
+
+	if (code == GRPC_STATUS_OK) {
 		mig_status_of(f.copy, f.state ? f.state : "", &st);
 		if (rc == -EINPROGRESS)
 			st.phase = "aborting";
 		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
 	} else {
-		mig_refuse(call, code == GRPC_STATUS_OK ? GRPC_STATUS_RESOURCE_EXHAUSTED : code, "%s",
-			   msg ? msg : "out of memory");
+		mig_refuse(call, code, "%s", msg ? msg : "out of memory");
 	}
 	free(msg);
 	record_free(f.copy);
 	inventory_unref(f.inv);
-	xevf_err_clear(&err);
+}
+
+int migration_finish(struct migration *m, const char *id, bool commit, char **why)
+{
+	struct finish f = {.commit = commit};
+	grpc_status_code code;
+	char *msg = NULL;
+	int rc = finish_run(m, id, "local", &f, &code, &msg);
+
+	*why = NULL;
+	if (code == GRPC_STATUS_OK) {
+		rc = 0;
+		free(msg);
+	} else {
+		rc = rc < 0 ? rc : -EIO;
+		*why = msg ? msg : strdup("out of memory");
+	}
+	record_free(f.copy);
+	inventory_unref(f.inv);
+	return rc;
 }
 
 void handle_commit(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req)
@@ -200,4 +232,70 @@ void handle_commit(struct migration *m, struct rpc_call *call, const ProtobufCMe
 void handle_abort(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req)
 {
 	finish_call(m, call, (const Xevf__Migration__V1__MigrationRef *)req, false);
+}
+
+int migration_end_when_free(struct migration *m, const char *id, bool commit, char **why)
+{
+	int rc = migration_finish(m, id, commit, why);
+	struct record *r;
+
+	if (rc != -EBUSY)
+		return rc;
+	pthread_mutex_lock(&m->lock);
+	if ((r = registry_find(&m->reg, id)))
+		r->end_when_free = commit ? END_COMMIT : END_ABORT;
+	pthread_mutex_unlock(&m->lock);
+	if (!r)
+		return rc;
+	log_info("migration_end_deferred", "migration=%s commit=%s reason=\"%s\" action=\"trying again every second "
+		 "until the VF is free\"", id, commit ? "yes" : "no", *why ? *why : "?");
+	if (m->wake)
+		m->wake();
+	return -EINPROGRESS;
+}
+
+void mig_retry_deferred_ends(struct migration *m)
+{
+	char **ids = NULL;
+	bool *commits = NULL;
+	size_t n = 0, cap = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (struct record *r = m->reg.active; r; r = r->next) {
+		if (r->end_when_free == END_NONE)
+			continue;
+		if (n == cap) {
+			size_t grown_cap = cap ? cap * 2 : 4;
+			char **grown_ids = realloc(ids, grown_cap * sizeof(*grown_ids));
+			bool *grown_commits = grown_ids ? realloc(commits, grown_cap * sizeof(*grown_commits)) : NULL;
+			if (grown_ids)
+				ids = grown_ids;
+			if (!grown_commits)
+				break; /* the rest waits for the next tick */
+			commits = grown_commits;
+			cap = grown_cap;
+		}
+		if (!(ids[n] = strdup(r->id)))
+			break;
+		commits[n++] = r->end_when_free == END_COMMIT;
+	}
+	pthread_mutex_unlock(&m->lock);
+	for (size_t i = 0; i < n; i++) {
+		char *why = NULL;
+		int rc = migration_finish(m, ids[i], commits[i], &why);
+		if (rc != -EBUSY) {
+			struct record *r;
+			pthread_mutex_lock(&m->lock);
+			if ((r = registry_find(&m->reg, ids[i])))
+				r->end_when_free = END_NONE;
+			pthread_mutex_unlock(&m->lock);
+			if (rc < 0)
+				log_warn("migration_end_failed", "migration=%s commit=%s reason=\"%s\"", ids[i],
+					 commits[i] ? "yes" : "no", why ? why : "?");
+		}
+		free(why);
+		free(ids[i]);
+	}
+	free(ids);
+	free(commits);
 }

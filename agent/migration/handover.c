@@ -51,47 +51,79 @@ static struct record *handover_locked(struct migration *m, const struct inventor
 	return NULL;
 }
 
+/* A Handover, whole: OK and *copy (the record, for the answer), or the
+ * refusal's code and *why (malloc'd). */
+static grpc_status_code handover_run(struct migration *m, const char *id, const char *vf, struct record **copy,
+				     char **why)
+{
+	struct state_snapshot snap = {0};
+	const struct inventory_vf *iv;
+	struct inventory *inv;
+	struct record *r = NULL;
+	grpc_status_code code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+	char *error = NULL;
+	bool again = false;
+
+	*copy = NULL;
+	*why = NULL;
+	if (!migration_id_valid(id)) {
+		(void)agent_fail(why, EINVAL, "migration_id must be 1..%d characters of [A-Za-z0-9._-]", MIGRATION_ID_MAX);
+		return GRPC_STATUS_INVALID_ARGUMENT;
+	}
+	pthread_mutex_lock(&m->lock);
+	inv = mig_inventory(m);
+	if ((iv = inventory_find(inv, vf)) && (r = handover_locked(m, iv, id, &again, &code, why)) &&
+	    (*copy = record_dup(r)) && !again)
+		state_file_render(&m->file, &m->reg, &snap);
+	pthread_mutex_unlock(&m->lock);
+	if (r && !again && (!*copy || mig_write(m, &snap, &error))) {
+		/* acknowledged only once it is on disk */
+		mig_take_back(m, id, PHASE_HANDED_OVER);
+		code = *copy ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_RESOURCE_EXHAUSTED;
+		(void)agent_fail(why, EIO, "migration %s: nothing recorded: %s", id, error ? error : "out of memory");
+		record_free(*copy);
+		*copy = NULL;
+	} else if (*copy) {
+		if (!again)
+			log_info("handed_over", "migration=%s vf=%s action=\"QEMU moves the state; commit resets the VF once "
+				 "QEMU has released it\"", (*copy)->id, (*copy)->vf);
+		code = GRPC_STATUS_OK;
+	} else if (!iv) {
+		code = GRPC_STATUS_NOT_FOUND;
+		(void)agent_fail(why, ENODEV, "VF %.64s is not on node %s", vf, m->node);
+	} else if (!*why) {
+		(void)agent_fail(why, ENOMEM, "out of memory");
+	}
+	free(error);
+	inventory_unref(inv);
+	return code;
+}
+
 void handle_handover(struct migration *m, struct rpc_call *call, const ProtobufCMessage *msg)
 {
 	const Xevf__Migration__V1__HandoverRequest *req = (const Xevf__Migration__V1__HandoverRequest *)msg;
 	Xevf__Migration__V1__MigrationStatus st;
-	struct state_snapshot snap = {0};
-	const struct inventory_vf *iv;
-	struct inventory *inv;
-	struct record *r = NULL, *copy = NULL;
-	grpc_status_code code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-	char *why = NULL, *error = NULL;
-	bool again = false;
+	struct record *copy;
+	char *why;
+	grpc_status_code code = handover_run(m, req->migration_id, req->vf, &copy, &why);
 
-	if (!migration_id_valid(req->migration_id)) {
-		mig_refuse(call, GRPC_STATUS_INVALID_ARGUMENT, "migration_id must be 1..%d characters of [A-Za-z0-9._-]",
-			   MIGRATION_ID_MAX);
-		return;
-	}
-	pthread_mutex_lock(&m->lock);
-	inv = mig_inventory(m);
-	if ((iv = inventory_find(inv, req->vf)) && (r = handover_locked(m, iv, req->migration_id, &again, &code, &why)) &&
-	    (copy = record_dup(r)) && !again)
-		state_file_render(&m->file, &m->reg, &snap);
-	pthread_mutex_unlock(&m->lock);
-	if (r && !again && (!copy || mig_write(m, &snap, &error))) {
-		/* acknowledged only once it is on disk */
-		mig_take_back(m, req->migration_id, PHASE_HANDED_OVER);
-		mig_refuse(call, copy ? GRPC_STATUS_UNAVAILABLE : GRPC_STATUS_RESOURCE_EXHAUSTED,
-			   "migration %s: nothing recorded: %s", req->migration_id, error ? error : "out of memory");
-	} else if (copy) {
-		if (!again)
-			log_info("handed_over", "migration=%s vf=%s action=\"QEMU moves the state; commit resets the VF once "
-				 "QEMU has released it\"", copy->id, copy->vf);
+	if (code == GRPC_STATUS_OK) {
 		mig_status_of(copy, "", &st);
 		rpc_call_finish(call, GRPC_STATUS_OK, NULL, (const ProtobufCMessage *)&st);
-	} else if (!iv) {
-		mig_refuse(call, GRPC_STATUS_NOT_FOUND, "VF %.64s is not on node %s", req->vf, m->node);
 	} else {
 		mig_refuse(call, code, "%s", why ? why : "out of memory");
 	}
 	free(why);
-	free(error);
 	record_free(copy);
-	inventory_unref(inv);
+}
+
+int migration_handover(struct migration *m, const char *id, const char *vf, char **why)
+{
+	struct record *copy;
+	grpc_status_code code = handover_run(m, id, vf, &copy, why);
+
+	record_free(copy);
+	if (code == GRPC_STATUS_OK)
+		return 0;
+	return code == GRPC_STATUS_NOT_FOUND ? -ENODEV : code == GRPC_STATUS_ALREADY_EXISTS ? -EEXIST : -EINVAL;
 }

@@ -57,6 +57,9 @@ struct migration *migration_start(const struct migration_settings *s, const stru
 				  char **error);
 void migration_stop(struct migration *m);
 
+/* This node's name in the service's answers (--node-name or the host name). */
+const char *migration_node(const struct migration *m);
+
 /* A new inventory snapshot (the service takes a reference). */
 void migration_update(struct migration *m, struct inventory *inv);
 /* Expires reservations; returns VFs freed by a committed source migration
@@ -72,6 +75,21 @@ size_t migration_tick(struct migration *m, char ***freed);
 int migration_reserve_from_peer(struct migration *m, const char *peer, const char *id, const char *vm_namespace,
 				const char *vm_name, const char *source_namespace, const char *source_pod,
 				const char *resource, char **vf, char **why);
+
+/* Handover, Commit and Abort as the node itself asks them (KubeVirt's node
+ * hooks, the VMIM watch): the same checks and records as the node-local
+ * socket's calls. 0, or -errno and *why (malloc'd): -ENOENT no such
+ * migration, -EBUSY the VF is in use (a QEMU still holds it). */
+int migration_handover(struct migration *m, const char *id, const char *vf, char **why);
+int migration_finish(struct migration *m, const char *id, bool commit, char **why);
+/* Commit or Abort now, or, while the VF is in use, at each migration_tick
+ * until it is free (a source VM's QEMU exits after its migration):
+ * -EINPROGRESS then. */
+int migration_end_when_free(struct migration *m, const char *id, bool commit, char **why);
+/* Migration id's record on this node: 0 with its role ("source"/"target"),
+ * VF (malloc'd) and whether the target pod got it; -ENOENT when there is none
+ * (or it has ended). Any out-pointer may be NULL. */
+int migration_record_of(struct migration *m, const char *id, const char **role, char **vf, bool *claimed);
 
 /* Device-plugin hooks. A pending reservation is one whose target pod has not
  * got its VF yet. Is vf reserved, is the reservation pending, and for which

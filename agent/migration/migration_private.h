@@ -102,6 +102,8 @@ void handle_release(struct migration *m, struct rpc_call *call, const ProtobufCM
 void handle_handover(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 
 /* finish.c */
+/* The ends migration_end_when_free deferred, tried again (lock not held). */
+void mig_retry_deferred_ends(struct migration *m);
 void handle_commit(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 void handle_abort(struct migration *m, struct rpc_call *call, const ProtobufCMessage *req);
 

@@ -32,6 +32,11 @@ enum phase {
 
 enum role { ROLE_SOURCE, ROLE_TARGET };
 
+/* An end asked for while the VF was still in use (migration_end_when_free):
+ * tried again at each migration_tick. Not kept in the state file: what asked
+ * for it (the VMIM watch) asks again after a restart. */
+enum end_request { END_NONE, END_COMMIT, END_ABORT };
+
 const char *phase_name(enum phase p);
 bool phase_parse(const char *name, enum phase *out);
 bool phase_ended(enum phase p);
@@ -55,6 +60,7 @@ struct record {
 	int64_t expires_unix_ms;  /* target reservations */
 	bool claimed;             /* the target pod got the VF */
 	bool abort_requested;     /* Abort while a stream runs */
+	enum end_request end_when_free;
 	/* while a stream runs (set and cleared under the service's lock, never kept
 	 * in the state file): the call or the outgoing stream that carries it */
 	struct rpc_call *stream_call;

@@ -317,6 +317,7 @@ size_t migration_tick(struct migration *m, char ***freed)
 	if (changed)
 		(void)mig_write(m, &snap, NULL);
 	reset_expired(m, resets);
+	mig_retry_deferred_ends(m);
 	return n;
 }
 
@@ -361,6 +362,33 @@ bool migration_has_records(struct migration *m)
 	any = m->reg.active != NULL;
 	pthread_mutex_unlock(&m->lock);
 	return any;
+}
+
+const char *migration_node(const struct migration *m)
+{
+	return m->node;
+}
+
+int migration_record_of(struct migration *m, const char *id, const char **role, char **vf, bool *claimed)
+{
+	struct record *r;
+	int rc = 0;
+
+	if (vf)
+		*vf = NULL;
+	pthread_mutex_lock(&m->lock);
+	if (!(r = registry_find(&m->reg, id))) {
+		rc = -ENOENT;
+	} else {
+		if (role)
+			*role = role_name(r->role);
+		if (claimed)
+			*claimed = r->claimed;
+		if (vf && !(*vf = strdup(r->vf)))
+			rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return rc;
 }
 
 void migration_claim(struct migration *m, const char *vf)

@@ -70,6 +70,24 @@ static int dup_or_fail(char **out, const char *s, char **error)
 	return (*out = strdup(s)) ? 0 : agent_fail(error, ENOMEM, "out of memory");
 }
 
+/* An extended resource's name (a domain, then '/') added once to a list of
+ * at most MAX_RESOURCES (the rest are not for us anyway); 0 or -ENOMEM. */
+static int add_resource(char ***list, size_t *n, const char *name, char **error)
+{
+	char **grown, *copy;
+
+	if (!name || !strchr(name, '/') || strlen(name) > 253 || xevf_strv_index(*list, *n, name) >= 0 ||
+	    *n >= MAX_RESOURCES)
+		return 0;
+	if (!(grown = realloc(*list, (*n + 1) * sizeof(*grown))))
+		return agent_fail(error, ENOMEM, "out of memory");
+	*list = grown;
+	if (!(copy = strdup(name)))
+		return agent_fail(error, ENOMEM, "out of memory");
+	(*list)[(*n)++] = copy;
+	return 0;
+}
+
 /* The extended resources (a domain, then '/') a container list asks for. */
 static int add_resources(json_object *containers, struct kubevirt_target_pod *p, char **error)
 {
@@ -81,20 +99,9 @@ static int add_resources(json_object *containers, struct kubevirt_target_pod *p,
 		if (!limits || !json_object_is_type(limits, json_type_object))
 			continue;
 		json_object_object_foreach(limits, key, value) {
-			char *copy;
 			(void)value;
-			if (!strchr(key, '/') || strlen(key) > 253 || xevf_strv_index(p->resources, p->nresources, key) >= 0)
-				continue;
-			if (p->nresources >= MAX_RESOURCES)
-				return 0;
-			char **grown = realloc(p->resources, (p->nresources + 1) * sizeof(*grown));
-			if (!grown || !(copy = strdup(key))) {
-				if (grown)
-					p->resources = grown;
-				return agent_fail(error, ENOMEM, "out of memory");
-			}
-			p->resources = grown;
-			p->resources[p->nresources++] = copy;
+			if (add_resource(&p->resources, &p->nresources, key, error))
+				return -ENOMEM;
 		}
 	}
 	return 0;
@@ -173,6 +180,160 @@ int kubevirt_parse_vmi(const char *json, size_t len, char **node, char **uid, ch
 		free(*uid);
 		*node = *uid = NULL;
 	}
+	json_object_put(root);
+	return rc;
+}
+
+void kubevirt_vmi_clear(struct kubevirt_vmi *v)
+{
+	free(v->namespace_);
+	free(v->name);
+	free(v->uid);
+	free(v->node);
+	free(v->migration);
+	free(v->source_node);
+	free(v->target_node);
+	free(v->source_pod);
+	free(v->target_pod);
+	xevf_strv_free(v->resources, v->nresources);
+	memset(v, 0, sizeof(*v));
+}
+
+/* An optional name: absent is fine, present must be well formed. */
+static int optional_name(json_object *o, const char *key, bool (*valid)(const char *), char **out, char **error)
+{
+	const char *s = json_get_string(o, key);
+
+	*out = NULL;
+	if (!s)
+		return 0;
+	if (!valid(s))
+		return agent_fail(error, EINVAL, "the VMI's %s is not a Kubernetes name or uid", key);
+	return dup_or_fail(out, s, error);
+}
+
+static bool subdomain(const char *s)
+{
+	return text_dns_subdomain(s);
+}
+
+/* The deviceName of each entry of a device list (hostDevices, gpus). */
+static int add_device_names(json_object *list, struct kubevirt_vmi *v, char **error)
+{
+	size_t n = list && json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (add_resource(&v->resources, &v->nresources,
+				 json_get_string(json_object_array_get_idx(list, i), "deviceName"), error))
+			return -ENOMEM;
+	return 0;
+}
+
+int kubevirt_parse_hook_vmi(const char *json, size_t len, struct kubevirt_vmi *vmi, char **error)
+{
+	json_object *root, *meta, *status, *mig, *devices;
+	const char *ns, *name, *uid;
+	int rc;
+
+	memset(vmi, 0, sizeof(*vmi));
+	*error = NULL;
+	if (!(root = parse(json, len, "the VMI", error)))
+		return -EINVAL;
+	meta = json_get(root, "metadata");
+	status = json_get(root, "status");
+	mig = json_get(status, "migrationState");
+	devices = json_get(json_get(json_get(root, "spec"), "domain"), "devices");
+	ns = json_get_string(meta, "namespace");
+	name = json_get_string(meta, "name");
+	uid = json_get_string(meta, "uid");
+	if (!ns || !text_dns_label(ns, strlen(ns)) || !name || !text_dns_subdomain(name) || !label_value(uid)) {
+		rc = agent_fail(error, EINVAL, "the VMI has no well-formed metadata.namespace, name and uid");
+	} else if (dup_or_fail(&vmi->namespace_, ns, error) || dup_or_fail(&vmi->name, name, error) ||
+		   dup_or_fail(&vmi->uid, uid, error)) {
+		rc = -ENOMEM;
+	} else {
+		rc = optional_name(status, "nodeName", subdomain, &vmi->node, error);
+		if (!rc)
+			rc = optional_name(mig, "migrationUid", label_value, &vmi->migration, error);
+		if (!rc)
+			rc = optional_name(mig, "sourceNode", subdomain, &vmi->source_node, error);
+		if (!rc)
+			rc = optional_name(mig, "targetNode", subdomain, &vmi->target_node, error);
+		if (!rc)
+			rc = optional_name(mig, "sourcePod", subdomain, &vmi->source_pod, error);
+		if (!rc)
+			rc = optional_name(mig, "targetPod", subdomain, &vmi->target_pod, error);
+		if (!rc)
+			rc = add_device_names(json_get(devices, "hostDevices"), vmi, error);
+		if (!rc)
+			rc = add_device_names(json_get(devices, "gpus"), vmi, error);
+	}
+	if (rc < 0)
+		kubevirt_vmi_clear(vmi);
+	json_object_put(root);
+	return rc;
+}
+
+static const char *const vmim_outcome_names[] = {
+	[VMIM_IN_PROGRESS] = "in_progress",
+	[VMIM_SUCCEEDED] = "succeeded",
+	[VMIM_FAILED] = "failed",
+};
+
+const char *kubevirt_vmim_outcome_name(enum kubevirt_vmim_outcome o)
+{
+	return (size_t)o < sizeof(vmim_outcome_names) / sizeof(vmim_outcome_names[0]) ? vmim_outcome_names[o] : "?";
+}
+
+void kubevirt_vmim_event_clear(struct kubevirt_vmim_event *e)
+{
+	free(e->namespace_);
+	free(e->name);
+	free(e->uid);
+	memset(e, 0, sizeof(*e));
+}
+
+int kubevirt_parse_vmim_event(const char *line, size_t len, struct kubevirt_vmim_event *event, char **error)
+{
+	json_object *root, *obj, *meta;
+	const char *type, *ns, *name, *uid, *phase;
+	int rc = 0;
+
+	memset(event, 0, sizeof(*event));
+	*error = NULL;
+	if (!(root = parse(line, len, "the watch event", error)))
+		return -EINVAL;
+	type = json_get_string(root, "type");
+	obj = json_get(root, "object");
+	if (!type || !obj) {
+		rc = agent_fail(error, EINVAL, "the watch event has no type or object");
+		goto out;
+	}
+	if (strcmp(type, "ADDED") != 0 && strcmp(type, "MODIFIED") != 0 && strcmp(type, "DELETED") != 0)
+		goto out; /* BOOKMARK, ERROR (a Status) */
+	meta = json_get(obj, "metadata");
+	ns = json_get_string(meta, "namespace");
+	name = json_get_string(meta, "name");
+	uid = json_get_string(meta, "uid");
+	phase = json_get_string(json_get(obj, "status"), "phase");
+	if (!ns || !text_dns_label(ns, strlen(ns)) || !name || !text_dns_subdomain(name) || !label_value(uid))
+		goto out;
+	event->deleted = strcmp(type, "DELETED") == 0;
+	if (phase && strcmp(phase, "Succeeded") == 0)
+		event->outcome = VMIM_SUCCEEDED;
+	else if ((phase && strcmp(phase, "Failed") == 0) || event->deleted)
+		event->outcome = VMIM_FAILED;
+	else
+		event->outcome = VMIM_IN_PROGRESS;
+	if (dup_or_fail(&event->namespace_, ns, error) || dup_or_fail(&event->name, name, error) ||
+	    dup_or_fail(&event->uid, uid, error)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = 1;
+out:
+	if (rc <= 0)
+		kubevirt_vmim_event_clear(event);
 	json_object_put(root);
 	return rc;
 }
@@ -313,6 +474,14 @@ int kubevirt_watch_targets(struct kube *k, struct http_stopper *stop, http_line_
 	free(path);
 	free(selector);
 	return rc;
+}
+
+int kubevirt_watch_migrations(struct kube *k, struct http_stopper *stop, http_line_fn on_line, void *ctx,
+			      char **error)
+{
+	/* as kubevirt_watch_targets: a new watch first lists every VMIM as ADDED */
+	return kube_stream(k, "/apis/kubevirt.io/v1/virtualmachineinstancemigrations?watch=true&timeoutSeconds=600", stop,
+			   on_line, ctx, error);
 }
 
 int kubevirt_vmi_node(struct kube *k, const char *ns, const char *name, char **node, char **uid, char **error)

@@ -36,6 +36,37 @@ int kubevirt_parse_running_pod(const char *json, size_t len, char **name, char *
  * port named port_name (malloc'd); -ENOENT when none. */
 int kubevirt_parse_peer(const char *json, size_t len, const char *port_name, char **host_port, char **error);
 
+/* What a node hook says of a VMI (the VMI's JSON, as virt-handler sends it). */
+struct kubevirt_vmi {
+	char *namespace_, *name, *uid;
+	char *node;                         /* status.nodeName, or NULL */
+	/* status.migrationState, or NULLs */
+	char *migration;                    /* migrationUid: the VMIM's uid */
+	char *source_node, *target_node, *source_pod, *target_pod;
+	char **resources;                   /* spec.domain.devices hostDevices[] and gpus[] deviceName */
+	size_t nresources;
+};
+void kubevirt_vmi_clear(struct kubevirt_vmi *v);
+/* 0 and *vmi (names checked), or -EINVAL and *error. */
+int kubevirt_parse_hook_vmi(const char *json, size_t len, struct kubevirt_vmi *vmi, char **error);
+
+/* A VirtualMachineInstanceMigration's outcome, one name table. A VMIM
+ * deleted before it succeeded is a cancelled migration: failed. */
+enum kubevirt_vmim_outcome { VMIM_IN_PROGRESS, VMIM_SUCCEEDED, VMIM_FAILED };
+const char *kubevirt_vmim_outcome_name(enum kubevirt_vmim_outcome o);
+struct kubevirt_vmim_event {
+	char *namespace_, *name, *uid;
+	enum kubevirt_vmim_outcome outcome;
+	bool deleted;
+};
+void kubevirt_vmim_event_clear(struct kubevirt_vmim_event *e);
+/* One line of a VMIM watch: 1 and *event, 0 for an event to skip (a
+ * BOOKMARK, an ERROR), -EINVAL and *error for bytes that are no watch event. */
+int kubevirt_parse_vmim_event(const char *line, size_t len, struct kubevirt_vmim_event *event, char **error);
+/* Watches the cluster's VirtualMachineInstanceMigrations. */
+int kubevirt_watch_migrations(struct kube *k, struct http_stopper *stop, http_line_fn on_line, void *ctx,
+			      char **error);
+
 /* Watches this node's migration target pods: on_line gets each event's line. */
 int kubevirt_watch_targets(struct kube *k, struct http_stopper *stop, http_line_fn on_line, void *ctx, char **error);
 /* The VMI namespace/name: where it runs now (the migration's source node). */

@@ -1,6 +1,7 @@
 /* libFuzzer target: the API server's answers (bytes from the network): a
- * PodList of pending pods, a watch event of a migration target pod, a VMI, a
- * PodList of source pods and of agents. */
+ * PodList of pending pods, a watch event of a migration target pod or of a
+ * VirtualMachineInstanceMigration, a VMI, a PodList of source pods and of
+ * agents. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *text = (const char *)data;
 	struct kubevirt_target_pod target;
+	struct kubevirt_vmim_event vmim;
 	struct kube_pod *pods;
 	char *error = NULL, *a = NULL, *b = NULL;
 	size_t n;
@@ -30,6 +32,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	error = NULL;
 	if ((rc = kubevirt_parse_watch_event(text, size, &target, &error)) == 1)
 		kubevirt_target_pod_clear(&target);
+	else if (rc < 0 && !error)
+		abort();
+	free(error);
+	error = NULL;
+	if ((rc = kubevirt_parse_vmim_event(text, size, &vmim, &error)) == 1)
+		kubevirt_vmim_event_clear(&vmim);
 	else if (rc < 0 && !error)
 		abort();
 	free(error);

@@ -1409,6 +1409,7 @@ class FakeKubeVirtAPI:
 
     def __init__(self, vmi_delay=0):
         self.pods, self.vmis, self.events, self.watchers = [], {}, [], []
+        self.vmim_events = []  # (ADDED|MODIFIED|DELETED, VirtualMachineInstanceMigration)
         self.vmi_delay = vmi_delay
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -1443,6 +1444,8 @@ class FakeKubeVirtAPI:
                 u = urllib.parse.urlparse(self.path)
                 q = urllib.parse.parse_qs(u.query)
                 parts = u.path.strip("/").split("/")
+                if q.get("watch") == ["true"] and parts[-1] == "virtualmachineinstancemigrations":
+                    return self._watch_migrations()
                 if q.get("watch") == ["true"]:
                     return self._watch(q)
                 if parts[:4] == ["apis", "kubevirt.io", "v1", "namespaces"] and parts[5] == "virtualmachineinstances":
@@ -1471,6 +1474,23 @@ class FakeKubeVirtAPI:
                         return
                     time.sleep(0.02)
 
+            def _watch_migrations(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                seen = 0
+                while not outer.stopping.is_set():
+                    with outer.lock:
+                        new = outer.vmim_events[seen:]
+                        seen = len(outer.vmim_events)
+                    try:
+                        for kind, obj in new:
+                            self.wfile.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(0.02)
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
@@ -1488,6 +1508,14 @@ class FakeKubeVirtAPI:
     def add_pod(self, pod):
         with self.lock:
             self.pods.append(pod)
+
+    def migration(self, kind, uid, phase, name="db-migration", namespace="prod"):
+        """KubeVirt's VMIM of VMI prod/db goes to phase (Running, Succeeded, Failed), or is deleted."""
+        vmim = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+                "metadata": {"namespace": namespace, "name": name, "uid": uid},
+                "spec": {"vmiName": "db"}, "status": {"phase": phase}}
+        with self.lock:
+            self.vmim_events.append((kind, vmim))
 
     def stop(self):
         self.stopping.set()

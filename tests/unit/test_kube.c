@@ -1,4 +1,5 @@
-/* Which pending pods want a resource, and which of them runs a given VM. */
+/* Which pending pods want a resource, and which of them runs a given VM; what
+ * KubeVirt says of a migrating VMI (node hooks) and of a migration's outcome. */
 #include "testutil.h"
 
 #include <errno.h>
@@ -6,6 +7,7 @@
 #include "http_client.h"
 #include "http_unix.h"
 #include "kube.h"
+#include "kubevirt.h"
 
 static const char pod_list[] =
 	"{\"kind\": \"PodList\", \"items\": ["
@@ -155,6 +157,101 @@ static void test_status_answer(void **state)
 	free(error);
 }
 
+static void test_hook_vmi(void **state)
+{
+	(void)state;
+	struct kubevirt_vmi v;
+	char *error;
+	const char migrating[] =
+		"{\"metadata\": {\"namespace\": \"prod\", \"name\": \"db\", \"uid\": \"vmi-uid-1\"}, \"spec\": {\"domain\": "
+		"{\"devices\": {\"hostDevices\": [{\"name\": \"gpu0\", \"deviceName\": \"intel.com/xe_vf\"}, {\"name\": "
+		"\"x\", \"deviceName\": \"intel.com/xe_vf\"}, {\"name\": \"odd\", \"deviceName\": \"no-slash\"}], \"gpus\": "
+		"[{\"name\": \"g\", \"deviceName\": \"intel.com/arc_pro_b50\"}]}}}, \"status\": {\"nodeName\": \"node-a\", "
+		"\"migrationState\": {\"migrationUid\": \"7f3c\", \"sourceNode\": \"node-a\", \"targetNode\": \"node-b\", "
+		"\"sourcePod\": \"virt-launcher-db-src12\", \"targetPod\": \"virt-launcher-db-tgt34\"}}}";
+
+	assert_int_equal(kubevirt_parse_hook_vmi(migrating, strlen(migrating), &v, &error), 0);
+	assert_string_equal(v.namespace_, "prod");
+	assert_string_equal(v.name, "db");
+	assert_string_equal(v.uid, "vmi-uid-1");
+	assert_string_equal(v.node, "node-a");
+	assert_string_equal(v.migration, "7f3c");
+	assert_string_equal(v.source_node, "node-a");
+	assert_string_equal(v.target_node, "node-b");
+	assert_string_equal(v.source_pod, "virt-launcher-db-src12");
+	assert_string_equal(v.target_pod, "virt-launcher-db-tgt34");
+	/* each resource once, host devices and GPUs, names without a domain left out */
+	assert_int_equal(v.nresources, 2);
+	assert_string_equal(v.resources[0], "intel.com/xe_vf");
+	assert_string_equal(v.resources[1], "intel.com/arc_pro_b50");
+	kubevirt_vmi_clear(&v);
+
+	const char not_migrating[] = "{\"metadata\": {\"namespace\": \"prod\", \"name\": \"db\", \"uid\": \"u\"}}";
+	assert_int_equal(kubevirt_parse_hook_vmi(not_migrating, strlen(not_migrating), &v, &error), 0);
+	assert_null(v.migration);
+	assert_null(v.source_pod);
+	assert_int_equal(v.nresources, 0);
+	kubevirt_vmi_clear(&v);
+
+	const char *bad[] = {
+		"[1, 2]", "{\"metadata\": {\"name\": \"db\", \"uid\": \"u\"}}",
+		"{\"metadata\": {\"namespace\": \"prod\", \"name\": \"db\", \"uid\": \"u\"}, \"status\": "
+		"{\"migrationState\": {\"sourcePod\": \"../etc\"}}}",
+		"{\"metadata\": {\"namespace\": \"prod\", \"name\": \"db\", \"uid\": \"u\"}, \"status\": "
+		"{\"migrationState\": {\"migrationUid\": \"a b\"}}}",
+	};
+	const char *why[] = {"the VMI is not a JSON object", "the VMI has no well-formed metadata.namespace, name and uid",
+			     "the VMI's sourcePod is not a Kubernetes name or uid",
+			     "the VMI's migrationUid is not a Kubernetes name or uid"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(kubevirt_parse_hook_vmi(bad[i], strlen(bad[i]), &v, &error), -EINVAL);
+		assert_string_equal(error, why[i]);
+		assert_null(v.namespace_);
+		free(error);
+	}
+}
+
+static void test_vmim_event(void **state)
+{
+	(void)state;
+	struct kubevirt_vmim_event e;
+	char *error;
+	const char *lines[] = {
+		"{\"type\": \"MODIFIED\", \"object\": {\"metadata\": {\"namespace\": \"prod\", \"name\": \"m1\", "
+		"\"uid\": \"u1\"}, \"status\": {\"phase\": \"Succeeded\"}}}",
+		"{\"type\": \"ADDED\", \"object\": {\"metadata\": {\"namespace\": \"prod\", \"name\": \"m1\", "
+		"\"uid\": \"u1\"}, \"status\": {\"phase\": \"Failed\"}}}",
+		"{\"type\": \"MODIFIED\", \"object\": {\"metadata\": {\"namespace\": \"prod\", \"name\": \"m1\", "
+		"\"uid\": \"u1\"}, \"status\": {\"phase\": \"Running\"}}}",
+		/* cancelled: deleted before it succeeded */
+		"{\"type\": \"DELETED\", \"object\": {\"metadata\": {\"namespace\": \"prod\", \"name\": \"m1\", "
+		"\"uid\": \"u1\"}, \"status\": {\"phase\": \"Scheduling\"}}}",
+		/* deleted after it succeeded: still a success */
+		"{\"type\": \"DELETED\", \"object\": {\"metadata\": {\"namespace\": \"prod\", \"name\": \"m1\", "
+		"\"uid\": \"u1\"}, \"status\": {\"phase\": \"Succeeded\"}}}",
+	};
+	const enum kubevirt_vmim_outcome want[] = {VMIM_SUCCEEDED, VMIM_FAILED, VMIM_IN_PROGRESS, VMIM_FAILED,
+						   VMIM_SUCCEEDED};
+
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		assert_int_equal(kubevirt_parse_vmim_event(lines[i], strlen(lines[i]), &e, &error), 1);
+		assert_int_equal(e.outcome, want[i]);
+		assert_string_equal(e.uid, "u1");
+		assert_string_equal(e.namespace_, "prod");
+		assert_string_equal(e.name, "m1");
+		kubevirt_vmim_event_clear(&e);
+	}
+	assert_string_equal(kubevirt_vmim_outcome_name(VMIM_FAILED), "failed");
+	const char bookmark[] = "{\"type\": \"BOOKMARK\", \"object\": {\"metadata\": {\"resourceVersion\": \"9\"}}}";
+	assert_int_equal(kubevirt_parse_vmim_event(bookmark, strlen(bookmark), &e, &error), 0);
+	const char no_uid[] = "{\"type\": \"ADDED\", \"object\": {\"metadata\": {\"namespace\": \"prod\", "
+			      "\"name\": \"m1\"}}}";
+	assert_int_equal(kubevirt_parse_vmim_event(no_uid, strlen(no_uid), &e, &error), 0);
+	assert_int_equal(kubevirt_parse_vmim_event("{\"type\": 1}", 11, &e, &error), -EINVAL);
+	assert_string_equal(error, "the watch event has no type or object");
+	free(error);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -164,6 +261,8 @@ int main(void)
 		cmocka_unit_test(test_query_path),
 		cmocka_unit_test(test_fetch_failures),
 		cmocka_unit_test(test_status_answer),
+		cmocka_unit_test(test_hook_vmi),
+		cmocka_unit_test(test_vmim_event),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
 - the ConfigMap's config.json is accepted by `xevf-agent --check-config`;
 - the pod has what the agent needs on a node: privileged, hostNetwork (uevents),
   host mounts of the plugin dir, /sys, /dev, /lib/modules (read-only) and the
-  dirs the config points at, and probes on the agent's /healthz and /readyz.
+  dirs the config points at, and probes on the agent's /healthz and /readyz;
+- a KubeVirt Plugin object names the socket the agent serves its node hooks on,
+  which is on a host mount at the same path (virt-handler dials it there).
 Usage: check_render.py AGENT < rendered.yaml
 """
 import json
@@ -31,7 +33,7 @@ def main():
     if len(by_kind.get("DaemonSet", [])) != 1 or len(by_kind.get("ConfigMap", [])) != 1:
         fail(f"expected one DaemonSet and one ConfigMap, got {sorted(by_kind)}")
     unexpected = set(by_kind) - {"DaemonSet", "ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                                 "Certificate"}
+                                 "Certificate", "Plugin"}
     if unexpected:
         fail(f"unexpected kinds {sorted(unexpected)}")
     ds = by_kind["DaemonSet"][0]
@@ -123,19 +125,37 @@ def main():
             fail(f"migration needs a service account that may list pods (sa={sa}, roles={len(roles)})")
         # least privilege: list pods; with the migration targets' watch (which
         # needs the TCP port) also watch pods, get VMIs, create Events
-        want = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
-        if cfg.get("migrationTargets") and cfg.get("migrationAddress"):
-            want = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
-                    {"apiGroups": ["kubevirt.io"], "resources": ["virtualmachineinstances"], "verbs": ["get"]},
-                    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+        targets = cfg.get("migrationTargets") and cfg.get("migrationAddress")
+        want = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"] if targets else ["list"]}]
+        if cfg.get("watchMigrations"):
+            # the outcome of KubeVirt's migrations
+            want.append({"apiGroups": ["kubevirt.io"], "resources": ["virtualmachineinstancemigrations"],
+                         "verbs": ["watch"]})
+        if targets:
+            want += [{"apiGroups": ["kubevirt.io"], "resources": ["virtualmachineinstances"], "verbs": ["get"]},
+                     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
         if roles[0]["rules"] != want:
             fail(f"the ClusterRole grants other than {want}: {roles[0]['rules']}")
         subj = binds[0]["subjects"][0]
         if subj["name"] != sa or binds[0]["roleRef"]["name"] != roles[0]["metadata"]["name"]:
             fail("the ClusterRoleBinding does not bind the DaemonSet's service account to the role")
-        print(f"ok RBAC: service account {sa} may list pods, nothing more")
+        print(f"ok RBAC: service account {sa} may {'; '.join(r['resources'][0] + ': ' + ','.join(r['verbs']) for r in want)}"
+              ", nothing more")
     elif by_kind.get("ClusterRole") or pod.get("automountServiceAccountToken") is not False:
         fail("without migration the agent needs no API access: no RBAC, no token")
+    plugins = by_kind.get("Plugin", [])
+    if cfg.get("nodeHookSocket") or plugins:
+        sock = cfg.get("nodeHookSocket")
+        named = [h["socket"] for p in plugins for h in p["spec"]["nodeHooks"]]
+        if len(plugins) != 1 or named != [sock]:
+            fail(f"the agent serves the node hooks on {sock}, the Plugin objects name {named}")
+        hook_dir = sock.rsplit("/", 1)[0]
+        host_mount(hook_dir, hook_dir)
+        hooks = plugins[0]["spec"]["nodeHooks"][0]["permittedHooks"]
+        if sorted(hooks) != ["PostMigrationTarget", "PreMigrationSource", "PreMigrationTarget"]:
+            fail(f"the Plugin permits {hooks}, the agent serves PreMigrationSource, PreMigrationTarget, "
+                 "PostMigrationTarget")
+        print(f"ok KubeVirt Plugin {plugins[0]['metadata']['name']}: node hooks on {sock}, on the host at that path")
     env = {e["name"] for e in ctr.get("env", [])}
     for a in ctr.get("args", []):
         for var in re.findall(r"\$\((\w+)\)", a):

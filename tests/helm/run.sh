@@ -23,6 +23,7 @@ if ! tests/helm/tools.sh "$build"; then
 	exit 1
 fi
 cp tests/helm/validate.mjs "$tools/"
+rm -rf "$tools/schemas" && cp -r tests/helm/schemas "$tools/"
 helm=$tools/helm
 echo "helm $($helm version --short)"
 export HELM_CACHE_HOME=$tools/.cache HELM_CONFIG_HOME=$tools/.config HELM_DATA_HOME=$tools/.data

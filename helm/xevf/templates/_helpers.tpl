@@ -52,6 +52,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "pools" $pools -}}
 {{- if .Values.migration.enabled }}
 {{- $_ := set $cfg "migrationSocket" (printf "%s/migration.sock" .Values.statusSocketDir) -}}
+{{- $_ := set $cfg "watchMigrations" .Values.migration.watchMigrations -}}
+{{- if .Values.migration.nodeHooks.enabled }}
+{{- $_ := set $cfg "nodeHookSocket" (include "xevf.nodeHookSocket" .) -}}
+{{- end }}
 {{- if include "xevf.tlsSecret" . }}
 {{- $_ := set $cfg "peerIdentities" (join "," .Values.migration.peerIdentities) -}}
 {{- with include "xevf.tlsServerName" . }}
@@ -90,4 +94,9 @@ cert-manager Certificate writes; empty: no TCP port. */}}
 {{- else if .Values.migration.certManager.enabled -}}
 xevf-agent
 {{- end -}}
+{{- end -}}
+
+{{/* The node hooks' socket, on the host: the Plugin object names it for virt-handler. */}}
+{{- define "xevf.nodeHookSocket" -}}
+{{- printf "%s/node-hooks.sock" .Values.migration.nodeHooks.socketDir -}}
 {{- end -}}

@@ -123,7 +123,20 @@ int migration_handover(struct migration *m, const char *id, const char *vf, char
 	grpc_status_code code = handover_run(m, id, vf, &copy, why);
 
 	record_free(copy);
-	if (code == GRPC_STATUS_OK)
+	switch (code) {
+	case GRPC_STATUS_OK:
 		return 0;
-	return code == GRPC_STATUS_NOT_FOUND ? -ENODEV : code == GRPC_STATUS_ALREADY_EXISTS ? -EEXIST : -EINVAL;
+	case GRPC_STATUS_INVALID_ARGUMENT:
+		return -EINVAL;
+	case GRPC_STATUS_NOT_FOUND:
+		return -ENODEV;
+	case GRPC_STATUS_ALREADY_EXISTS:
+		return -EEXIST;
+	case GRPC_STATUS_UNAVAILABLE:
+		return -EAGAIN;
+	case GRPC_STATUS_RESOURCE_EXHAUSTED:
+		return -ENOSPC;
+	default: /* FAILED_PRECONDITION: e.g. a VF QEMU cannot migrate */
+		return -EOPNOTSUPP;
+	}
 }

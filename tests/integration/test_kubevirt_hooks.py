@@ -193,3 +193,13 @@ def test_the_node_hooks_refuse_what_is_not_theirs_and_pass_what_has_no_vf(cluste
     code, why = refused(lambda: c.handler_a.hook("PreMigrationSource", still))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert why == "VMI prod/db: status.migrationState.migrationUid is not set"
+    # the source pod's VF is on plain vfio-pci: QEMU cannot migrate it, and the hook stops the migration saying so
+    c.src.world.host.bind(c.vf, "vfio-pci")
+    deadline = time.monotonic() + 5
+    while c.src.local().describe(c.vf).driver != "vfio-pci":
+        assert time.monotonic() < deadline, "the agent did not see the VF move to vfio-pci"
+        time.sleep(0.1)
+    code, why = refused(lambda: c.handler_a.hook("PreMigrationSource", c.vmi))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "VMI prod/db, VF %s: VF %s is bound to vfio-pci: QEMU cannot migrate it" % (c.vf, c.vf) in why
+    assert record(c.src) is None

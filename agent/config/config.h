@@ -24,6 +24,7 @@
 #define XEVF_DEFAULT_PLUGIN_DIR "/var/lib/kubelet/device-plugins"
 #define XEVF_DEFAULT_RESCAN_MS 60000
 #define XEVF_DEFAULT_STATUS_SOCKET "/run/xevf/status.sock"
+#define XEVF_DEFAULT_POD_RESOURCES_SOCKET "/var/lib/kubelet/pod-resources/kubelet.sock"
 #define XEVF_DEFAULT_MIGRATION_SOCKET "/run/xevf/migration.sock"
 #define XEVF_DEFAULT_STATE_DIR "/var/lib/xevf"
 /* who may call the Migration service over TCP (docs/certificates.md) */

@@ -57,7 +57,7 @@ static const struct setting settings[] = {
 	    "which kernel's modules to use (default: the running kernel's)"),
 	STR("procRoot", "proc-root", "DIR", proc_root, "/proc", NULL, "the host's /proc, to see which VFIO devices VMs hold"),
 	STR("podResourcesSocket", "pod-resources-socket", "PATH", pod_resources_socket,
-	    "/var/lib/kubelet/pod-resources/kubelet.sock", NULL,
+	    XEVF_DEFAULT_POD_RESOURCES_SOCKET, NULL,
 	    "the kubelet's PodResources API: which pod holds which VF (\"\" off)"),
 	STR("bootRoot", "boot-root", "DIR", boot_root, "/boot", NULL,
 	    "the host's /boot, where `doctor` reads the kernel's build configuration (config-<release>)"),

@@ -60,18 +60,17 @@ static int collect(const V1__ListPodResourcesResponse *r, const char *resource, 
 	return 0;
 }
 
-int podresources_held(const char *socket, const char *resource, int timeout_ms, char ***ids, char ***pods, size_t *n,
-		      char **error)
+/* One unary call to the kubelet's PodResources at socket: 0 and *reply,
+ * 1 when there is no such socket, -errno with *error. */
+static int ask(const char *socket, const char *method, const ProtobufCMessage *req,
+	       const ProtobufCMessageDescriptor *reply_desc, int timeout_ms, ProtobufCMessage **reply, char **error)
 {
-	V1__ListPodResourcesRequest req = V1__LIST_POD_RESOURCES_REQUEST__INIT;
 	struct rpc_result res = {0};
-	ProtobufCMessage *reply = NULL;
 	grpc_channel *ch;
 	char *target = NULL;
 	int rc;
 
-	*ids = *pods = NULL;
-	*n = 0;
+	*reply = NULL;
 	if (!socket || !*socket || access(socket, F_OK) != 0)
 		return 1;
 	if (asprintf(&target, "unix:%s", socket) < 0)
@@ -80,17 +79,77 @@ int podresources_held(const char *socket, const char *resource, int timeout_ms, 
 		free(target);
 		return -EIO;
 	}
-	rc = rpc_unary(ch, "/v1.PodResourcesLister/List", &req.base, &v1__list_pod_resources_response__descriptor, &reply,
-		       timeout_ms, &res);
-	if (rc == 0 && res.status == GRPC_STATUS_OK && reply)
-		rc = collect((const V1__ListPodResourcesResponse *)reply, resource, ids, pods, n, error);
-	else
-		rc = agent_fail(error, EIO, "the kubelet's PodResources at %s did not answer List: %s", socket,
-				res.details && *res.details ? res.details : "no answer");
-	if (reply)
-		protobuf_c_message_free_unpacked(reply, NULL);
+	rc = rpc_unary(ch, method, req, reply_desc, reply, timeout_ms, &res);
+	if (rc != 0 || res.status != GRPC_STATUS_OK || !*reply) {
+		rc = agent_fail(error, EIO, "the kubelet's PodResources at %s did not answer %s: %s", socket,
+				strrchr(method, '/') + 1, res.details && *res.details ? res.details : "no answer");
+		if (*reply)
+			protobuf_c_message_free_unpacked(*reply, NULL);
+		*reply = NULL;
+	}
 	rpc_result_clear(&res);
 	grpc_channel_destroy(ch);
 	free(target);
+	return rc;
+}
+
+int podresources_held(const char *socket, const char *resource, int timeout_ms, char ***ids, char ***pods, size_t *n,
+		      char **error)
+{
+	V1__ListPodResourcesRequest req = V1__LIST_POD_RESOURCES_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	int rc;
+
+	*ids = *pods = NULL;
+	*n = 0;
+	rc = ask(socket, "/v1.PodResourcesLister/List", &req.base, &v1__list_pod_resources_response__descriptor, timeout_ms,
+		 &reply, error);
+	if (rc == 0) {
+		rc = collect((const V1__ListPodResourcesResponse *)reply, resource, ids, pods, n, error);
+		protobuf_c_message_free_unpacked(reply, NULL);
+	}
+	return rc;
+}
+
+int podresources_allocatable(const char *socket, const char *resource, int timeout_ms, char ***ids, size_t *n,
+			     char **error)
+{
+	V1__AllocatableResourcesRequest req = V1__ALLOCATABLE_RESOURCES_REQUEST__INIT;
+	const V1__AllocatableResourcesResponse *r;
+	ProtobufCMessage *reply = NULL;
+	size_t cap = 0;
+	int rc;
+
+	*ids = NULL;
+	*n = 0;
+	rc = ask(socket, "/v1.PodResourcesLister/GetAllocatableResources", &req.base,
+		 &v1__allocatable_resources_response__descriptor, timeout_ms, &reply, error);
+	if (rc != 0)
+		return rc;
+	r = (const V1__AllocatableResourcesResponse *)reply;
+	for (size_t i = 0; i < r->n_devices; i++)
+		if (strcmp(r->devices[i]->resource_name, resource) == 0)
+			cap += r->devices[i]->n_device_ids;
+	if (cap > PODRESOURCES_MAX_DEVICES) {
+		rc = agent_fail(error, EPROTO, "the kubelet's PodResources lists %zu allocatable devices of %s", cap, resource);
+	} else if (!(*ids = calloc(cap + 1, sizeof(**ids)))) {
+		rc = agent_fail(error, ENOMEM, "out of memory");
+	} else {
+		for (size_t i = 0; i < r->n_devices && rc == 0; i++)
+			for (size_t k = 0; strcmp(r->devices[i]->resource_name, resource) == 0 && k < r->devices[i]->n_device_ids;
+			     k++) {
+				if (!((*ids)[*n] = strdup(r->devices[i]->device_ids[k]))) {
+					rc = agent_fail(error, ENOMEM, "out of memory");
+					break;
+				}
+				(*n)++;
+			}
+		if (rc) {
+			xevf_strv_free(*ids, *n);
+			*ids = NULL;
+			*n = 0;
+		}
+	}
+	protobuf_c_message_free_unpacked(reply, NULL);
 	return rc;
 }

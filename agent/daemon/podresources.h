@@ -1,6 +1,7 @@
-/* The kubelet's PodResources API (podresources/v1 List): which pod's
- * container holds which device. The kubelet offers a VF again as soon as its
- * container has ended, while the old VM may still hold it; this tells. */
+/* The kubelet's PodResources API (podresources/v1 List and
+ * GetAllocatableResources): which pod's container holds which device, and
+ * which devices the kubelet counts. The kubelet offers a VF again as soon as
+ * its container has ended, while the old VM may still hold it; this tells. */
 #ifndef XEVF_DAEMON_PODRESOURCES_H
 #define XEVF_DAEMON_PODRESOURCES_H
 
@@ -13,5 +14,10 @@
  * Waits timeout_ms at most. */
 int podresources_held(const char *socket, const char *resource, int timeout_ms, char ***ids, char ***pods, size_t *n,
 		      char **error);
+
+/* The devices of resource the kubelet counts (GetAllocatableResources: what
+ * the device plugin's ListAndWatch gave it), as podresources_held. */
+int podresources_allocatable(const char *socket, const char *resource, int timeout_ms, char ***ids, size_t *n,
+			     char **error);
 
 #endif

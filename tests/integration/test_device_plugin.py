@@ -819,6 +819,36 @@ def test_a_kubelet_restart_is_normal(world):
     assert "level=info" in line
 
 
+def test_status_tells_what_the_kubelet_says_of_the_vfs(world):
+    """#13: `xevf-agent status` puts the kubelet's own view beside the agent's (PodResources List and
+    GetAllocatableResources, an independent simulator): which pod holds which VF, and the VFs on which the
+    agent and the kubelet disagree."""
+    from podresources_sim import PodResourcesSim
+    sim = PodResourcesSim(str(world.tmp / "pod-resources.sock")).start()
+    try:
+        agent, _ = start_node(world, pfs=1, vfs=3)
+        sim.pods = [("prod", "virt-launcher-db-x1", [("compute", RESOURCE, ["0000:03:00.2"])])]
+        # the kubelet still counts a VF the agent no longer has, and has not taken the third one yet
+        sim.allocatable = [(RESOURCE, ["0000:03:00.1", "0000:03:00.2", "0000:03:00.9"]),
+                           ("example.com/other", ["x"])]
+        out = subprocess.run([AGENT, "status", "--status-socket", str(world.tmp / "status0.sock"),
+                              "--pod-resources-socket", sim.socket], capture_output=True, text=True, check=True,
+                             timeout=30).stdout
+        assert "  the kubelet counts 3 VF(s) of intel.com/xe_vf; 1 held by pods\n" in out
+        assert "    0000:03:00.2  held by pod prod/virt-launcher-db-x1\n" in out
+        assert "    0000:03:00.9  counted by the kubelet, not served by this agent any more\n" in out
+        assert "    0000:03:00.3  served by this agent, not counted by the kubelet yet\n" in out
+        assert sim.calls[-2:] == ["GetAllocatableResources", "List"]
+        sim.stop()
+        out = subprocess.run([AGENT, "status", "--status-socket", str(world.tmp / "status0.sock"),
+                              "--pod-resources-socket", sim.socket], capture_output=True, text=True, check=True,
+                             timeout=30).stdout
+        assert "  the kubelet: no PodResources socket at %s (--pod-resources-socket)" % sim.socket in out or \
+               "did not answer GetAllocatableResources" in out
+    finally:
+        sim.stop()
+
+
 def test_a_vf_a_pod_still_holds_goes_to_a_new_pod_last(world):
     """#13: the kubelet offers a VF again once its container ended, while the old VM may still hold it; the
     kubelet's PodResources (an independent simulator) still lists it for the old pod, and GetPreferredAllocation

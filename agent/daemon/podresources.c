@@ -104,7 +104,7 @@ int podresources_held(const char *socket, const char *resource, int timeout_ms, 
 	*n = 0;
 	rc = ask(socket, "/v1.PodResourcesLister/List", &req.base, &v1__list_pod_resources_response__descriptor, timeout_ms,
 		 &reply, error);
-	if (rc == 0) {
+	if (rc == 0 && reply) {
 		rc = collect((const V1__ListPodResourcesResponse *)reply, resource, ids, pods, n, error);
 		protobuf_c_message_free_unpacked(reply, NULL);
 	}
@@ -124,7 +124,7 @@ int podresources_allocatable(const char *socket, const char *resource, int timeo
 	*n = 0;
 	rc = ask(socket, "/v1.PodResourcesLister/GetAllocatableResources", &req.base,
 		 &v1__allocatable_resources_response__descriptor, timeout_ms, &reply, error);
-	if (rc != 0)
+	if (rc != 0 || !reply)
 		return rc;
 	r = (const V1__AllocatableResourcesResponse *)reply;
 	for (size_t i = 0; i < r->n_devices; i++)

@@ -643,6 +643,8 @@ static int consider_pf(struct scan *s, struct pci_dev *d)
 		if (xevf_asprintf(&admin, "%s/%s/sriov_admin", s->devices_dir, addr) == 0)
 			pf->provisioning_exposed = xevf_path_exists(admin);
 		free(admin);
+		if (!pf->provisioning_exposed)
+			pf->provisioning_exposed = xevf_sriov_quotas_exposed(s->roots, addr);
 	}
 	return 0;
 }

@@ -65,7 +65,7 @@ struct xevf_pf {
 	char *driver;            /* NULL when unbound */
 	long total_vfs, num_vfs; /* sriov_totalvfs, sriov_numvfs (-1 unreadable) */
 	int vf_device_id;        /* sriov_vf_device: the device id its VFs get (-1 unreadable) */
-	bool provisioning_exposed; /* <pf>/sriov_admin exists (newer xe) */
+	bool provisioning_exposed; /* <pf>/sriov_admin exists (newer xe), or its VFs show quotas in debugfs */
 	struct xevf_vf *vfs;     /* sorted by vf_index */
 	size_t nvfs;
 };

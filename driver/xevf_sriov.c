@@ -32,6 +32,39 @@ static int vf_profile_path(const struct xevf_roots *roots, const char *pf_addr, 
 	return rc;
 }
 
+/* xe's finer per-VF quotas, in debugfs per GT (<debugfs>/dri/<pf>/gt0/vfN/):
+ * the GGTT, local memory, GuC contexts and doorbells a VF gets. xe-vfio-pci
+ * restores a state only into a VF whose GGTT has the source's size. */
+static const char *const debugfs_quotas[] = {"ggtt_quota", "lmem_quota", "contexts_quota", "doorbells_quota"};
+#define NDEBUGFS_QUOTAS (sizeof(debugfs_quotas) / sizeof(debugfs_quotas[0]))
+
+static bool is_debugfs_quota(const char *file)
+{
+	for (size_t i = 0; i < NDEBUGFS_QUOTAS; i++)
+		if (strcmp(debugfs_quotas[i], file) == 0)
+			return true;
+	return false;
+}
+
+/* <debugfs>/dri/<pf>/gt0/vfN[/file] (debugfs is mounted at <sysfs>/kernel/debug). */
+static int vf_quota_path(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index, const char *file,
+			 char **out)
+{
+	const char *root = roots && roots->sysfs ? roots->sysfs : "/sys";
+
+	return file ? xevf_asprintf(out, "%s/kernel/debug/dri/%s/gt0/vf%u/%s", root, pf_addr, vf_index + 1, file)
+		    : xevf_asprintf(out, "%s/kernel/debug/dri/%s/gt0/vf%u", root, pf_addr, vf_index + 1);
+}
+
+bool xevf_sriov_quotas_exposed(const struct xevf_roots *roots, const char *pf_addr)
+{
+	char *path = NULL;
+	bool exposed = vf_quota_path(roots, pf_addr, 0, NULL, &path) == 0 && xevf_path_exists(path);
+
+	free(path);
+	return exposed;
+}
+
 int xevf_sriov_count_vfs(const struct xevf_roots *roots, const char *pf_addr)
 {
 	char *dir_path = NULL;
@@ -163,49 +196,82 @@ static int cmp_kv(const void *a, const void *b)
 	return strcmp(((const struct xevf_kv *)a)->key, ((const struct xevf_kv *)b)->key);
 }
 
-int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index,
-				 struct xevf_kv **out, size_t *n, struct xevf_err *err)
+/* Adds each readable attribute file of dir to kv (write-only ones are not
+ * state); 0, or -errno when dir cannot be listed. */
+static int read_dir_attrs(const char *dir_path, struct xevf_kv *kv, size_t *count)
 {
-	char *dir_path = NULL;
-	struct xevf_kv *kv = NULL;
-	size_t count = 0;
-	DIR *dir;
+	DIR *dir = opendir(dir_path);
 	struct dirent *e;
 
-	*out = NULL;
-	*n = 0;
-	if (vf_profile_path(roots, pf_addr, vf_index, NULL, &dir_path))
-		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
-	dir = opendir(dir_path);
-	if (!dir) {
-		int rc = xevf_err_set(err, errno, "PF %s: cannot list %s: %s", pf_addr, dir_path, strerror(errno));
-		free(dir_path);
-		return rc;
-	}
-	kv = calloc(PROVISIONING_MAX_ATTRS, sizeof(*kv));
-	while (kv && (e = readdir(dir)) && count < PROVISIONING_MAX_ATTRS) {
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir)) && *count < PROVISIONING_MAX_ATTRS) {
 		char *path = NULL, *value = NULL;
 		if (e->d_name[0] == '.')
 			continue;
 		if (xevf_asprintf(&path, "%s/%s", dir_path, e->d_name))
 			break;
-		/* Write-only attributes cannot be read; skip them, they are not state. */
 		if (xevf_read_text(path, 256, &value, NULL) == 0) {
-			kv[count].key = strdup(e->d_name);
-			kv[count].value = value;
-			if (!kv[count].key) {
+			if (!(kv[*count].key = strdup(e->d_name))) {
 				free(value);
 				free(path);
 				break;
 			}
-			count++;
+			kv[(*count)++].value = value;
 		}
 		free(path);
 	}
 	closedir(dir);
-	free(dir_path);
-	if (!kv)
+	return 0;
+}
+
+/* Adds the debugfs quotas the VF shows to kv; true when it shows any. */
+static bool read_quotas(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index, struct xevf_kv *kv,
+			size_t *count)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < NDEBUGFS_QUOTAS && *count < PROVISIONING_MAX_ATTRS; i++) {
+		char *path = NULL, *value = NULL;
+		if (vf_quota_path(roots, pf_addr, vf_index, debugfs_quotas[i], &path) == 0 &&
+		    xevf_read_text(path, 256, &value, NULL) == 0) {
+			if ((kv[*count].key = strdup(debugfs_quotas[i]))) {
+				kv[(*count)++].value = value;
+				value = NULL;
+			}
+			any = true;
+		}
+		free(value);
+		free(path);
+	}
+	return any;
+}
+
+int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index,
+				 struct xevf_kv **out, size_t *n, struct xevf_err *err)
+{
+	char *dir_path = NULL;
+	struct xevf_kv *kv;
+	size_t count = 0;
+	int rc;
+	bool quotas;
+
+	*out = NULL;
+	*n = 0;
+	if (vf_profile_path(roots, pf_addr, vf_index, NULL, &dir_path) ||
+	    !(kv = calloc(PROVISIONING_MAX_ATTRS, sizeof(*kv)))) {
+		free(dir_path);
 		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
+	}
+	rc = read_dir_attrs(dir_path, kv, &count);
+	quotas = read_quotas(roots, pf_addr, vf_index, kv, &count);
+	if (rc < 0 && !quotas) {
+		rc = xevf_err_set(err, -rc, "PF %s: cannot list %s: %s", pf_addr, dir_path, strerror(-rc));
+		free(dir_path);
+		xevf_kv_free(kv, count);
+		return rc;
+	}
+	free(dir_path);
 	if (count > 1)
 		qsort(kv, count, sizeof(*kv), cmp_kv);
 	*out = kv;
@@ -219,7 +285,8 @@ int xevf_sriov_write_profile(const struct xevf_roots *roots, const char *pf_addr
 	char *path = NULL;
 	int rc;
 
-	if (vf_profile_path(roots, pf_addr, vf_index, file, &path))
+	if (is_debugfs_quota(file) ? vf_quota_path(roots, pf_addr, vf_index, file, &path)
+				   : vf_profile_path(roots, pf_addr, vf_index, file, &path))
 		return xevf_err_set(err, ENOMEM, "%s: out of memory", pf_addr);
 	rc = xevf_sysfs_write(roots, path, value, err);
 	free(path);

@@ -1,5 +1,6 @@
 /* SR-IOV on a PF: enabling a number of VFs, and the xe driver's per-VF
- * provisioning where the kernel exposes it (sriov_admin/vfN/profile/). */
+ * provisioning where the kernel exposes it (sriov_admin/vfN/profile/, and the
+ * quotas in debugfs: dri/<pf>/gt0/vfN/{ggtt,lmem,contexts,doorbells}_quota). */
 #ifndef XEVF_SRIOV_H
 #define XEVF_SRIOV_H
 
@@ -27,17 +28,21 @@ struct xevf_kv {
 };
 
 /* Reads <pf>/sriov_admin/vf<index+1>/profile/ (index is the 0-based N of
- * virtfnN). -ENOENT when this kernel does not expose provisioning. */
+ * virtfnN) and the VF's debugfs quotas, by file name. -ENOENT when this
+ * kernel exposes neither. */
 int xevf_sriov_read_provisioning(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index,
 				 struct xevf_kv **out, size_t *n, struct xevf_err *err) XEVF_MUST_CHECK;
+
+/* Does the PF's first VF show quotas in debugfs? */
+bool xevf_sriov_quotas_exposed(const struct xevf_roots *roots, const char *pf_addr);
 
 void xevf_kv_free(struct xevf_kv *kv, size_t n);
 /* The value of key in kv, or NULL. */
 const char *xevf_kv_get(const struct xevf_kv *kv, size_t n, const char *key);
 
-/* Writes value into <pf>/sriov_admin/vf<index+1>/profile/<file> (xe checks
- * it there: a value it refuses fails the write). The error names the VF's
- * number, the file and the errno text. */
+/* Writes value into <pf>/sriov_admin/vf<index+1>/profile/<file>, or for a
+ * quota (ggtt_quota, ...) into its debugfs file (xe checks it there: a value
+ * it refuses fails the write). The error names the file and the errno text. */
 int xevf_sriov_write_profile(const struct xevf_roots *roots, const char *pf_addr, unsigned vf_index, const char *file,
 			     const char *value, struct xevf_err *err) XEVF_MUST_CHECK;
 

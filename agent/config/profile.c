@@ -10,12 +10,16 @@
 
 static const char *const priorities[] = {"low", "normal", "high", NULL};
 
-/* xe takes 32-bit times; a VRAM quota in bytes (1 PiB is far beyond any card). */
+/* xe takes 32-bit times; a VRAM quota in bytes (1 PiB is far beyond any card);
+ * the GGTT is a 4 GiB space; GuC context ids and doorbells are 16-bit. */
 static const struct profile_key_info keys[PROFILE_NKEYS] = {
 	[PROFILE_EXEC_QUANTUM_MS] = {"execQuantumMs", "exec_quantum_ms", 4294967295L, NULL},
 	[PROFILE_PREEMPT_TIMEOUT_US] = {"preemptTimeoutUs", "preempt_timeout_us", 4294967295L, NULL},
 	[PROFILE_SCHED_PRIORITY] = {"schedPriority", "sched_priority", 0, priorities},
 	[PROFILE_VRAM_QUOTA] = {"vramQuota", "vram_quota", 1L << 50, NULL},
+	[PROFILE_GGTT_QUOTA] = {"ggttQuota", "ggtt_quota", 1L << 32, NULL},
+	[PROFILE_CONTEXTS_QUOTA] = {"contextsQuota", "contexts_quota", 65535, NULL},
+	[PROFILE_DOORBELLS_QUOTA] = {"doorbellsQuota", "doorbells_quota", 65535, NULL},
 };
 
 const struct profile_key_info *profile_key_info(enum profile_key k)

@@ -1,6 +1,7 @@
 /* A VF profile: the scheduling and quota settings a pool gives its VFs
- * through xe's sriov_admin/vfN/profile/ files, one table of keys for the
- * configuration, the preparer and what is reported. */
+ * through xe's sriov_admin/vfN/profile/ files and its debugfs quotas
+ * (gt0/vfN/..._quota), one table of keys for the configuration, the preparer,
+ * the provisioning of a migration's target and what is reported. */
 #ifndef XEVF_CONFIG_PROFILE_H
 #define XEVF_CONFIG_PROFILE_H
 
@@ -12,12 +13,15 @@ enum profile_key {
 	PROFILE_PREEMPT_TIMEOUT_US,
 	PROFILE_SCHED_PRIORITY,
 	PROFILE_VRAM_QUOTA,
+	PROFILE_GGTT_QUOTA,
+	PROFILE_CONTEXTS_QUOTA,
+	PROFILE_DOORBELLS_QUOTA,
 	PROFILE_NKEYS
 };
 
 struct profile_key_info {
 	const char *config_key; /* in a pool's "profile" */
-	const char *file;       /* in sriov_admin/vfN/profile/ */
+	const char *file;       /* in sriov_admin/vfN/profile/, or a debugfs quota (xevf_sriov.h) */
 	long max;               /* numbers: 0..max; 0 for a choice */
 	const char *const *choices; /* NULL-terminated, or NULL for a number */
 };

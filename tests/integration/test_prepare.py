@@ -294,6 +294,42 @@ def test_pool_profile_is_set_on_vfs_and_again_when_they_are_recreated(world, nod
         time.sleep(0.05)
 
 
+def quotas_of(world, pf, n):
+    d = world.host.quota_dir(pf, n)
+    return {k: open(os.path.join(d, k)).read().strip() for k in sorted(os.listdir(d))} if os.path.isdir(d) else {}
+
+
+def test_pool_quotas_go_to_xe_debugfs_and_again_when_vfs_are_recreated(world, node):
+    """#13: a pool's GGTT, context and doorbell quotas reach xe's debugfs (gt0/vfN/*_quota) on a kernel without
+    sriov_admin/, show in discover, and are set again when xe re-creates the VFs with its fair shares."""
+    quotas = {"ggttQuota": 536870912, "contextsQuota": 512, "doorbellsQuota": 16}
+    want = {"contexts_quota": "512", "doorbells_quota": "16", "ggtt_quota": "536870912", "lmem_quota": "0"}
+    agent, _, config, _ = node(pfs=1, vfs=0, before=lambda host: host.expose_quotas("0000:03:00.0"),
+                               pools=[{"resourceName": RESOURCE, "numVFs": 2, "profile": quotas}])
+    world.kubelet.wait_registration(RESOURCE)
+    watch = world.kubelet.watch_of(RESOURCE)
+    watch.wait_for(healthy(2), timeout=10)
+    agent.wait_log(r"event=vf_profile_set pci=0000:03:00.1 resource=intel.com/xe_vf key=ggtt_quota value=536870912 "
+                   r"was=268435456")
+    deadline = time.monotonic() + 5
+    while quotas_of(world, "0000:03:00.0", 2) != want:
+        assert time.monotonic() < deadline, quotas_of(world, "0000:03:00.0", 2)
+        time.sleep(0.05)
+    assert quotas_of(world, "0000:03:00.0", 1) == want
+    out = json.loads(subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root",
+                                     world.host.dev], capture_output=True, text=True, check=True).stdout)
+    assert out["pfs"][0]["provisioningExposed"] is True
+    assert out["pfs"][0]["vfs"][1]["provisioning"] == want
+    # numVFs 2 -> 3: xe re-creates every VF with its fair shares; the agent sets the quotas again
+    config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 3, "profile": quotas}]}))
+    agent.signal(signal.SIGHUP)
+    watch.wait_for(healthy(3), timeout=10)
+    deadline = time.monotonic() + 5
+    while any(quotas_of(world, "0000:03:00.0", n) != want for n in (1, 2, 3)):
+        assert time.monotonic() < deadline, [quotas_of(world, "0000:03:00.0", n) for n in (1, 2, 3)]
+        time.sleep(0.05)
+
+
 def test_a_refused_profile_value_is_named_and_the_vf_keeps_serving(world, node):
     def refuse_on_vf2(host):
         prof = os.path.join(host.devdir("0000:03:00.0"), "sriov_admin", "vf2", "profile")

@@ -234,6 +234,23 @@ class SimHost:
         self._write(os.path.join(d, "guc_info"),
                     "GuC firmware: xe/bmg_guc_70.bin\n\tstatus: RUNNING\n\tversion: wanted 70.44.1, found %s\n" % version)
 
+    def quota_dir(self, pf, n):
+        """xe's debugfs quotas of the PF's VF n (from 1): dri/<pf>/gt0/vf<n>/."""
+        return os.path.join(self.sys, "kernel", "debug", "dri", pf, "gt0", "vf%d" % n)
+
+    def expose_quotas(self, pf):
+        """debugfs mounted and xe showing the PF's VFs' quotas; SimKernel keeps them as VFs come and go."""
+        os.makedirs(os.path.join(self.sys, "kernel", "debug", "dri", pf, "gt0"), exist_ok=True)
+        for n in range(1, len(self.vfs_of(pf)) + 1):
+            self._quotas(pf, n)
+
+    def _quotas(self, pf, n):
+        d = self.quota_dir(pf, n)
+        if not os.path.isdir(d):
+            os.makedirs(d)
+            for k, v in QUOTA_DEFAULTS.items():
+                self._write(os.path.join(d, k), v + "\n")
+
     def add_kernel_config(self, release=SIM_RELEASE, xe_vfio_pci="m", iommufd=None, where="boot"):
         """The kernel's build configuration, as /boot/config-<release> (where="boot") or
         /proc/config.gz (where="proc"); a value None is written "is not set"."""
@@ -310,6 +327,8 @@ class SimHost:
 
 
 PROFILE_DEFAULTS = {"exec_quantum_ms": "0", "preempt_timeout_us": "0", "sched_priority": "low [normal] high"}
+# xe's debugfs quotas of an auto-provisioned VF (a fair share; values as xe shows them: decimal)
+QUOTA_DEFAULTS = {"ggtt_quota": "268435456", "lmem_quota": "0", "contexts_quota": "1024", "doorbells_quota": "32"}
 PRIORITIES = ("low", "normal", "high")
 
 
@@ -385,14 +404,21 @@ class SimKernel(threading.Thread):
                 self._clear(unbind)
 
     def _reset_profiles(self, pf_dir, count):
-        """VFs re-created: their profiles are xe's defaults again."""
+        """VFs re-created: their profiles and quotas are xe's defaults again."""
         admin = os.path.join(pf_dir, "sriov_admin")
+        pf = os.path.basename(pf_dir)
         for n in range(1, count + 1):
             prof = os.path.join(admin, "vf%d" % n, "profile")
             if os.path.isdir(admin) and os.path.isdir(prof):
                 shutil.rmtree(prof)
+            if os.path.isdir(self.host.quota_dir(pf, n)):
+                shutil.rmtree(self.host.quota_dir(pf, n))
 
     def _profiles(self, pf_dir, count):
+        pf = os.path.basename(pf_dir)
+        if os.path.isdir(os.path.dirname(self.host.quota_dir(pf, 1))):
+            for n in range(1, count + 1):
+                self.host._quotas(pf, n)
         admin = os.path.join(pf_dir, "sriov_admin")
         if not os.path.isdir(admin):
             return

@@ -112,7 +112,8 @@ static void watch_targets(struct daemon *d, const struct kube_settings *ks)
 		return;
 	}
 	if (!(k = kube_open(ks, &error)) ||
-	    !(d->targets = targets_start(k, d->migration, d->cfg.peer_namespace, d->cfg.peer_selector, &error))) {
+	    !(d->targets = targets_start(k, d->migration, &d->served, d->cfg.peer_namespace, d->cfg.peer_selector,
+						  &error))) {
 		log_error("migration_targets_unavailable", "reason=\"%s\" action=\"reserve with xevf-agent migrate "
 			  "reserve\"", error ? error : "?");
 		free(error);
@@ -155,7 +156,7 @@ static void serve_node_hooks(struct daemon *d)
 		 d->cfg.node_hook_socket);
 }
 
-void daemon_targets_resources(struct daemon *d)
+void daemon_served_resources(struct daemon *d)
 {
 	char **names = calloc(d->cfg.npools + 1, sizeof(*names));
 
@@ -163,9 +164,7 @@ void daemon_targets_resources(struct daemon *d)
 		return;
 	for (size_t i = 0; i < d->cfg.npools; i++)
 		names[i] = d->cfg.pools[i].resource_name;
-	if (d->targets)
-		targets_set_resources(d->targets, names, d->cfg.npools);
-	kubevirt_hooks_set_resources(d->kubevirt_hooks, names, d->cfg.npools);
+	served_resources_set(&d->served, names, d->cfg.npools);
 	free(names); /* the strings are the configuration's */
 }
 
@@ -305,7 +304,7 @@ static int start(struct daemon *d, const char *injected_uevents)
 	daemon_serving_lock(d);
 	create_pools(d);
 	daemon_serving_unlock(d);
-	daemon_targets_resources(d);
+	daemon_served_resources(d);
 	daemon_rescan(d);
 	d->next_rescan_ms = clock_mono_ms() + d->cfg.rescan_interval_ms;
 	return 0;
@@ -539,6 +538,7 @@ int daemon_run(const struct config_overrides *o, struct agent_config *cfg, const
 	d.uevent_fd = d.vfio_watch = d.dev_root_wd = -1;
 	d.plugin_dir_lock = d.plugin_dir_watch = -1;
 	ledger_init(&d.ledger);
+	served_resources_init(&d.served);
 	pthread_mutex_init(&d.serving_lock, NULL);
 	pthread_mutex_init(&d.ask_lock, NULL);
 	pthread_cond_init(&d.answered_cond, NULL);
@@ -548,6 +548,7 @@ int daemon_run(const struct config_overrides *o, struct agent_config *cfg, const
 	if (rc == 0)
 		loop(&d);
 	stop(&d);
+	served_resources_destroy(&d.served);
 	pthread_cond_destroy(&d.answered_cond);
 	pthread_mutex_destroy(&d.ask_lock);
 	pthread_mutex_destroy(&d.serving_lock);

@@ -18,6 +18,7 @@
 #include "migration_outcomes.h"
 #include "plugin.h"
 #include "preparer.h"
+#include "served_resources.h"
 #include "targets.h"
 #include "xevf_roots.h"
 
@@ -64,6 +65,7 @@ struct daemon {
 	size_t ntold_pfs;
 	struct migration *migration; /* NULL when the Migration service could not start */
 	struct kube_cache *kube;     /* NULL: no API server to tell pods apart */
+	struct served_resources served; /* the pools' resources, for the watch and hook threads */
 	struct targets *targets;     /* NULL: no watch of KubeVirt's migration target pods */
 	struct migration_outcomes *outcomes; /* NULL: no watch of KubeVirt's migrations */
 	struct kubevirt_hooks *kubevirt_hooks; /* NULL: KubeVirt's node hooks are not served */
@@ -149,7 +151,7 @@ bool daemon_recently_allocated(void *ctx, const char *vf);
 /* Its other question: which VF of resource pod namespace/name holds here
  * (the kubelet's PodResources); migration_settings.held_by_pod. */
 /* The pools' resources to the migration targets' watch (after pools change). */
-void daemon_targets_resources(struct daemon *d);
+void daemon_served_resources(struct daemon *d);
 int daemon_held_by_pod(void *ctx, const char *resource, const char *pod_namespace, const char *pod_name, char **vf,
 		       char **error);
 

@@ -1,7 +1,6 @@
 #include "kubevirt_hooks.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,23 +18,7 @@
 struct kubevirt_hooks {
 	struct daemon *d;
 	struct node_hooks *server;
-	pthread_mutex_t lock;   /* guards the resources; never held across I/O */
-	char **resources;
-	size_t nresources;
 };
-
-/* The first resource of the VMI's that a pool serves (a copy), or NULL. */
-static char *served_resource(struct kubevirt_hooks *h, const struct kubevirt_vmi *v)
-{
-	char *found = NULL;
-
-	pthread_mutex_lock(&h->lock);
-	for (size_t i = 0; i < v->nresources && !found; i++)
-		if (xevf_strv_index(h->resources, h->nresources, v->resources[i]) >= 0)
-			found = strdup(v->resources[i]);
-	pthread_mutex_unlock(&h->lock);
-	return found;
-}
 
 /* The VF of resource that pod (of the VMI's namespace) holds here. */
 static int pod_vf(struct daemon *d, const struct kubevirt_vmi *v, const char *resource, const char *pod, char **vf,
@@ -122,7 +105,7 @@ static int post_migration_target(struct daemon *d, const struct kubevirt_vmi *v,
 static int on_hook(void *ctx, enum node_hook_point point, const struct kubevirt_vmi *v, char **why)
 {
 	struct kubevirt_hooks *h = ctx;
-	char *resource = served_resource(h, v);
+	char *resource = served_resources_first(&h->d->served, v->resources, v->nresources);
 	int rc;
 
 	if (!resource)
@@ -160,26 +143,11 @@ struct kubevirt_hooks *kubevirt_hooks_start(struct daemon *d, const char *socket
 		return NULL;
 	}
 	h->d = d;
-	pthread_mutex_init(&h->lock, NULL);
 	if (!(h->server = node_hooks_start(socket_path, migration_node(d->migration), on_hook, h, error))) {
-		pthread_mutex_destroy(&h->lock);
 		free(h);
 		return NULL;
 	}
 	return h;
-}
-
-void kubevirt_hooks_set_resources(struct kubevirt_hooks *h, char *const *resources, size_t n)
-{
-	char **copy = h ? xevf_strv_dup(resources, n) : NULL;
-
-	if (!h)
-		return;
-	pthread_mutex_lock(&h->lock);
-	xevf_strv_free(h->resources, h->nresources);
-	h->resources = copy;
-	h->nresources = copy ? n : 0;
-	pthread_mutex_unlock(&h->lock);
 }
 
 void kubevirt_hooks_stop(struct kubevirt_hooks *h)
@@ -187,7 +155,5 @@ void kubevirt_hooks_stop(struct kubevirt_hooks *h)
 	if (!h)
 		return;
 	node_hooks_stop(h->server);
-	xevf_strv_free(h->resources, h->nresources);
-	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

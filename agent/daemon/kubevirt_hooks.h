@@ -17,8 +17,6 @@ struct kubevirt_hooks;
 
 /* Serves the node hooks on socket_path. NULL and *error on failure. */
 struct kubevirt_hooks *kubevirt_hooks_start(struct daemon *d, const char *socket_path, char **error);
-/* The resources the pools serve (a copy is kept); the daemon's thread. */
-void kubevirt_hooks_set_resources(struct kubevirt_hooks *h, char *const *resources, size_t n);
 void kubevirt_hooks_stop(struct kubevirt_hooks *h);
 
 #endif

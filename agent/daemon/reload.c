@@ -94,7 +94,7 @@ void daemon_reload(struct daemon *d)
 	}
 	reorder(d);
 	daemon_serving_unlock(d);
-	daemon_targets_resources(d);
+	daemon_served_resources(d);
 	log_info("config_reloaded", "pools=%zu plugin_dir=%s", d->cfg.npools, d->cfg.plugin_dir);
 	daemon_request_prepare(d, "configuration reloaded");
 	d->next_rescan_ms = 0;

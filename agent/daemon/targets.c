@@ -39,8 +39,7 @@ struct targets {
 	pthread_mutex_t lock;         /* guards what follows; never held across I/O */
 	pthread_cond_t changed;
 	bool stopping;
-	char **resources;             /* the pools' */
-	size_t nresources;
+	struct served_resources *served; /* the daemon's */
 	char **busy;                  /* resources whose target pod is being handled */
 	size_t nbusy;
 	char *settled[SETTLED_MAX];   /* a ring of migration ids, nsettled of them */
@@ -70,19 +69,6 @@ static void settle(struct targets *t, const char *id)
 	t->settled[t->next_settled] = copy;
 	t->next_settled = (t->next_settled + 1) % SETTLED_MAX;
 	pthread_mutex_unlock(&t->lock);
-}
-
-/* The first resource of the pod's that a pool serves (a copy), or NULL. */
-static char *served_resource(struct targets *t, const struct kubevirt_target_pod *p)
-{
-	char *found = NULL;
-
-	pthread_mutex_lock(&t->lock);
-	for (size_t i = 0; i < p->nresources && !found; i++)
-		if (xevf_strv_index(t->resources, t->nresources, p->resources[i]) >= 0)
-			found = strdup(p->resources[i]);
-	pthread_mutex_unlock(&t->lock);
-	return found;
 }
 
 static void set_busy(struct targets *t, const char *resource, bool busy)
@@ -117,17 +103,6 @@ void targets_wait_settled(struct targets *t, const char *resource, int wait_ms)
 	while (!t->stopping && xevf_strv_index(t->busy, t->nbusy, resource) >= 0)
 		if (pthread_cond_timedwait(&t->changed, &t->lock, &until) == ETIMEDOUT)
 			break;
-	pthread_mutex_unlock(&t->lock);
-}
-
-void targets_set_resources(struct targets *t, char *const *resources, size_t n)
-{
-	char **copy = xevf_strv_dup(resources, n);
-
-	pthread_mutex_lock(&t->lock);
-	xevf_strv_free(t->resources, t->nresources);
-	t->resources = copy;
-	t->nresources = copy ? n : 0;
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -233,7 +208,8 @@ static int on_event(void *ctx, const char *line, size_t len)
 		free(error);
 		return 0;
 	}
-	if (rc == 1 && p.pending && !settled(t, p.migration) && (resource = served_resource(t, &p))) {
+	if (rc == 1 && p.pending && !settled(t, p.migration) &&
+	    (resource = served_resources_first(t->served, p.resources, p.nresources))) {
 		handle(t, &p, resource);
 		free(resource);
 	}
@@ -241,8 +217,8 @@ static int on_event(void *ctx, const char *line, size_t len)
 	return 0;
 }
 
-struct targets *targets_start(struct kube *k, struct migration *m, const char *peer_namespace,
-			      const char *peer_selector, char **error)
+struct targets *targets_start(struct kube *k, struct migration *m, struct served_resources *served,
+			      const char *peer_namespace, const char *peer_selector, char **error)
 {
 	struct targets *t = calloc(1, sizeof(*t));
 	const struct kube_watch_spec spec = {
@@ -264,6 +240,7 @@ struct targets *targets_start(struct kube *k, struct migration *m, const char *p
 	}
 	t->kube = k;
 	t->migration = m;
+	t->served = served;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->changed, NULL);
 	if (!(t->watch = kube_watch_start(k, &spec, error))) {
@@ -292,7 +269,6 @@ void targets_stop(struct targets *t)
 	pthread_mutex_unlock(&t->lock);
 	kube_watch_stop(t->watch);
 	kube_close(t->kube);
-	xevf_strv_free(t->resources, t->nresources);
 	xevf_strv_free(t->busy, t->nbusy);
 	for (size_t i = 0; i < SETTLED_MAX; i++)
 		free(t->settled[i]);

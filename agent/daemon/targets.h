@@ -11,16 +11,16 @@
 
 #include "kube.h"
 #include "migration.h"
+#include "served_resources.h"
 
 struct targets;
 
-/* Takes over k. peer_namespace NULL: the service account's. NULL and *error
- * when it cannot start (k is closed). */
-struct targets *targets_start(struct kube *k, struct migration *m, const char *peer_namespace,
-			      const char *peer_selector, char **error);
+/* Takes over k; served (the pools' resources) stays the caller's. peer_namespace
+ * NULL: the service account's. NULL and *error when it cannot start (k is
+ * closed). */
+struct targets *targets_start(struct kube *k, struct migration *m, struct served_resources *served,
+			      const char *peer_namespace, const char *peer_selector, char **error);
 void targets_stop(struct targets *t);
-/* The resources the pools serve (a copy is kept); the daemon's thread. */
-void targets_set_resources(struct targets *t, char *const *resources, size_t n);
 /* Waits at most wait_ms while a target pod that asks for resource is being
  * given its reservation (the kubelet may ask before the watch is done). */
 void targets_wait_settled(struct targets *t, const char *resource, int wait_ms);

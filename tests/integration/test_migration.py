@@ -1491,32 +1491,15 @@ class FakeKubeVirtAPI:
                     items = [p for p in outer.pods if (ns is None or p["metadata"]["namespace"] == ns) and selected(p, q)]
                 self._send(200, {"kind": "PodList", "apiVersion": "v1", "items": items})
 
-            def _watch(self, q):
+            def _stream(self, take):
+                """A watch: the events take(seen) gives (with the next seen), until the test ends."""
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 seen = 0
                 while not outer.stopping.is_set():
                     with outer.lock:
-                        new = [p for p in outer.pods[seen:] if selected(p, q)]
-                        seen = len(outer.pods)
-                    try:
-                        for p in new:
-                            self.wfile.write(json.dumps({"type": "ADDED", "object": p}).encode() + b"\n")
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                    time.sleep(0.02)
-
-            def _watch_migrations(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                seen = 0
-                while not outer.stopping.is_set():
-                    with outer.lock:
-                        new = outer.vmim_events[seen:]
-                        seen = len(outer.vmim_events)
+                        new, seen = take(seen)
                     try:
                         for kind, obj in new:
                             self.wfile.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
@@ -1524,6 +1507,13 @@ class FakeKubeVirtAPI:
                     except OSError:
                         return
                     time.sleep(0.02)
+
+            def _watch(self, q):
+                self._stream(lambda seen: ([("ADDED", p) for p in outer.pods[seen:] if selected(p, q)],
+                                           len(outer.pods)))
+
+            def _watch_migrations(self):
+                self._stream(lambda seen: (outer.vmim_events[seen:], len(outer.vmim_events)))
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

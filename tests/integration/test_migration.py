@@ -1398,9 +1398,13 @@ def test_reserve_gives_the_target_vf_the_sources_ggtt_size(nodes):
     vf = src.vfs()[0]
     with open(os.path.join(src.world.host.quota_dir("0000:03:00.0", 1), "ggtt_quota"), "w") as f:
         f.write("536870912\n")
-    deadline = time.monotonic() + 5
-    while dict((p.key, p.value) for p in src.local().describe(vf).provisioning).get("ggtt_quota") != "536870912":
-        assert time.monotonic() < deadline, "the agent did not read the source's quotas"
+
+    def ggtt(node, v):
+        return dict((p.key, p.value) for p in node.local().describe(v).provisioning).get("ggtt_quota")
+    deadline = time.monotonic() + 10
+    # both agents have read the quotas (their next rescan)
+    while ggtt(src, vf) != "536870912" or any(ggtt(dst, v) != "268435456" for v in dst.vfs()):
+        assert time.monotonic() < deadline, "the agents did not read the quotas"
         time.sleep(0.1)
     target = "127.0.0.1:%d" % dst.port
     cli("reserve", "--id", "ggtt-1", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target,
@@ -1411,15 +1415,23 @@ def test_reserve_gives_the_target_vf_the_sources_ggtt_size(nodes):
         assert f.read().strip() == "536870912"
     dst.agent.wait_log(r"event=target_provisioned vf=%s key=ggtt_quota value=536870912 was=268435456" % reserved)
     cli("abort", "--id", "ggtt-1", "--target", target, *tls_args(dst))
-    # xe refuses the GGTT size on every free target VF (too little GGTT left): no reservation, and why
+    # xe refuses the GGTT size on every free target VF (too little GGTT left): no reservation, and why. The
+    # quota reads the fair share but cannot be written (a file outside sysfs, which the agent never writes).
     for i in (1, 2):
         q = os.path.join(dst.world.host.quota_dir("0000:03:00.0", i), "ggtt_quota")
+        outside = str(dst.dir / ("ggtt-%d" % i))
+        with open(outside, "w") as f:
+            f.write("268435456\n")
         os.unlink(q)
-        os.makedirs(q)  # not writable: as a value xe refuses
+        os.symlink(outside, q)
+    deadline = time.monotonic() + 10
+    while any(ggtt(dst, v) != "268435456" for v in dst.vfs()):
+        assert time.monotonic() < deadline, "the target agent did not read the quotas again"
+        time.sleep(0.1)
     r = cli("reserve", "--id", "ggtt-2", "--vf", vf, "--vm", "default/vm1", "--source", src.sock, "--target", target,
             *tls_args(dst), check=False)
     assert r.returncode != 0
-    assert "ggtt_quota" in r.stderr, r.stderr
+    assert "provisioning ggtt_quota could not be made the source's 536870912" in r.stderr, r.stderr
 
 
 def test_reserve_prefers_the_vf_at_the_source_vfs_address(nodes):

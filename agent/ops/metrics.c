@@ -406,7 +406,7 @@ char *metrics_render(void)
 	add(&t, "# HELP xevf_vf_profile_refused_total Profile values the kernel refused to set on a VF.\n"
 		"# TYPE xevf_vf_profile_refused_total counter\nxevf_vf_profile_refused_total %llu\n",
 	    (unsigned long long)m.profile_refusals);
-	add(&t, "# HELP xevf_vf_profile_info A pool VF's profile as xe's sriov_admin/ shows it.\n"
+	add(&t, "# HELP xevf_vf_profile_info A pool VF's profile and quotas as xe shows them (sriov_admin/, debugfs).\n"
 		"# TYPE xevf_vf_profile_info gauge\n");
 	for (size_t i = 0; i < m.nprofiles; i++)
 		add(&t, "xevf_vf_profile_info{resource=\"%s\",pci=\"%s\",key=\"%s\",value=\"%s\"} 1\n",

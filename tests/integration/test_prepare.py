@@ -320,6 +320,11 @@ def test_pool_quotas_go_to_xe_debugfs_and_again_when_vfs_are_recreated(world, no
                                      world.host.dev], capture_output=True, text=True, check=True).stdout)
     assert out["pfs"][0]["provisioningExposed"] is True
     assert out["pfs"][0]["vfs"][1]["provisioning"] == want
+    deadline = time.monotonic() + 5
+    while 'xevf_vf_profile_info{resource="intel.com/xe_vf",pci="0000:03:00.2",key="ggtt_quota",value="536870912"} 1' \
+            not in metrics_text(agent):
+        assert time.monotonic() < deadline, metrics_text(agent)
+        time.sleep(0.2)
     # numVFs 2 -> 3: xe re-creates every VF with its fair shares; the agent sets the quotas again
     config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 3, "profile": quotas}]}))
     agent.signal(signal.SIGHUP)

@@ -21,6 +21,8 @@ struct pass_input {
 	struct agent_config cfg;
 	char **recent;
 	size_t nrecent;
+	char **migrating;  /* VFs a live migration relies on: reserved for one, or moving its state */
+	size_t nmigrating;
 };
 
 struct preparer {
@@ -46,6 +48,9 @@ static void input_clear(struct pass_input *in)
 	xevf_strv_free(in->recent, in->nrecent);
 	in->recent = NULL;
 	in->nrecent = 0;
+	xevf_strv_free(in->migrating, in->nmigrating);
+	in->migrating = NULL;
+	in->nmigrating = 0;
 }
 
 static int dup_str(char **dst, const char *src)
@@ -55,8 +60,11 @@ static int dup_str(char **dst, const char *src)
 }
 
 /* Deep copy of what a pass needs. */
-static int input_fill(struct pass_input *in, const struct agent_config *cfg, char *const *recent, size_t nrecent)
+static int input_fill(struct pass_input *in, const struct agent_config *cfg, const struct prepare_hold *hold)
 {
+	char *const *recent = hold->recent;
+	size_t nrecent = hold->nrecent;
+
 	memset(in, 0, sizeof(*in));
 	if (dup_str(&in->cfg.sysfs_root, cfg->sysfs_root) || dup_str(&in->cfg.dev_root, cfg->dev_root) ||
 	    dup_str(&in->cfg.modules_root, cfg->modules_root) || dup_str(&in->cfg.kernel_release, cfg->kernel_release) ||
@@ -78,6 +86,9 @@ static int input_fill(struct pass_input *in, const struct agent_config *cfg, cha
 			goto oom;
 		in->nrecent++;
 	}
+	if (!(in->migrating = xevf_strv_dup(hold->migrating, hold->nmigrating)))
+		goto oom;
+	in->nmigrating = hold->nmigrating;
 	return 0;
 oom:
 	input_clear(in);
@@ -128,6 +139,8 @@ static const char *vf_busy(const struct pass *ps, const struct xevf_vf *vf)
 		return "a process (a VM's QEMU) holds its VFIO device open";
 	if (xevf_strv_has(ps->in->recent, ps->in->nrecent, vf->addr))
 		return "it was allocated to a container in the last minutes";
+	if (xevf_strv_has(ps->in->migrating, ps->in->nmigrating, vf->addr))
+		return "a live migration relies on it (reserved and provisioned like its source, or its state on the move)";
 	return NULL;
 }
 
@@ -255,7 +268,9 @@ static void apply_profile(struct pass *ps, const struct pool_config *pool, const
 	if (vf_profile_empty(&pool->profile) || !pf->provisioning_exposed)
 		return; /* the daemon says once per PF that provisioning is not exposed */
 	if ((why = vf_busy(ps, vf))) {
-		log_debug("vf_profile_deferred", "pci=%s reason=\"%s\"", vf->addr, why);
+		/* passes are rare (start, reload, new VFs): an operator sees why a profile did not land */
+		log_info("vf_profile_deferred", "pci=%s resource=%s reason=\"%s\" action=\"set when the VF is free\"",
+			 vf->addr, pool->resource_name, why);
 		return;
 	}
 	for (int k = 0; k < PROFILE_NKEYS; k++) {
@@ -454,11 +469,11 @@ void preparer_stop(struct preparer *p)
 	free(p);
 }
 
-void preparer_request(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent)
+void preparer_request(struct preparer *p, const struct agent_config *cfg, const struct prepare_hold *hold)
 {
 	struct pass_input in;
 
-	if (input_fill(&in, cfg, recent, nrecent)) {
+	if (input_fill(&in, cfg, hold)) {
 		log_error("out_of_memory", "reason=\"cannot copy the configuration for VF preparation\"");
 		return;
 	}

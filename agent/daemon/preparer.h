@@ -24,9 +24,18 @@ int preparer_start(struct preparer **out, void (*pass_done)(void));
 /* Stops a running pass at its next step or wait, and the thread. */
 void preparer_stop(struct preparer *p);
 
-/* Asks for a pass with this configuration (copied) and these recently
- * allocated VF addresses. Passes asked for while one runs fold into one. */
-void preparer_request(struct preparer *p, const struct agent_config *cfg, char *const *recent, size_t nrecent);
+/* The VFs a pass leaves alone (no numVFs change under them, no profile):
+ * those allocated lately, and those a live migration relies on. */
+struct prepare_hold {
+	char *const *recent;
+	size_t nrecent;
+	char *const *migrating;
+	size_t nmigrating;
+};
+
+/* Asks for a pass with this configuration and these VFs held (both copied).
+ * Passes asked for while one runs fold into one. */
+void preparer_request(struct preparer *p, const struct agent_config *cfg, const struct prepare_hold *hold);
 
 
 /* The notes of the last pass (copied, caller frees with

@@ -45,14 +45,17 @@ static void tell_provisioning_missing(struct daemon *d, const char *pf)
 
 void daemon_request_prepare(struct daemon *d, const char *why)
 {
-	size_t n = 0;
+	size_t n = 0, nm = 0;
 	char **recent = ledger_recent_ids(&d->ledger, clock_mono_ms(), &n);
+	char **migrating = d->migration ? migration_vfs(d->migration, &nm) : calloc(1, sizeof(char *));
 
-	if (!recent)
-		return;
-	log_debug("prepare_requested", "reason=\"%s\" recent_allocations=%zu", why, n);
-	preparer_request(d->preparer, &d->cfg, recent, n);
+	if (recent && migrating) {
+		struct prepare_hold hold = {recent, n, migrating, nm};
+		log_debug("prepare_requested", "reason=\"%s\" recent_allocations=%zu migrating=%zu", why, n, nm);
+		preparer_request(d->preparer, &d->cfg, &hold);
+	}
 	xevf_strv_free(recent, n);
+	xevf_strv_free(migrating, nm);
 }
 
 static bool remember_vf(struct daemon *d, const char *addr)

@@ -96,6 +96,9 @@ int migration_record_of(struct migration *m, const char *id, const char **role, 
  * VM (malloc'd copies; any out-pointer may be NULL)? */
 bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, char **vm_namespace, char **vm_name);
 void migration_claim(struct migration *m, const char *vf);
+/* The VFs the node's migrations rely on (reserved for one, or moving its
+ * state): a malloc'd vector of *n malloc'd addresses, NULL out of memory. */
+char **migration_vfs(struct migration *m, size_t *n);
 /* Does a reservation wait for its target pod? */
 bool migration_has_pending(struct migration *m);
 /* Is any migration recorded (whose time limit migration_tick enforces)? */

@@ -343,6 +343,31 @@ bool migration_reserved_for(struct migration *m, const char *vf, bool *pending, 
 	return r != NULL;
 }
 
+char **migration_vfs(struct migration *m, size_t *n)
+{
+	char **vfs;
+	size_t count = 0;
+
+	*n = 0;
+	pthread_mutex_lock(&m->lock);
+	for (const struct record *r = m->reg.active; r; r = r->next)
+		count++;
+	vfs = calloc(count + 1, sizeof(*vfs));
+	for (const struct record *r = m->reg.active; vfs && r; r = r->next) {
+		if (xevf_strv_has(vfs, *n, r->vf))
+			continue;
+		if (!(vfs[*n] = strdup(r->vf))) {
+			xevf_strv_free(vfs, *n);
+			vfs = NULL;
+			*n = 0;
+			break;
+		}
+		(*n)++;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return vfs;
+}
+
 bool migration_has_pending(struct migration *m)
 {
 	bool pending = false;

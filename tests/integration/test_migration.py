@@ -1434,6 +1434,53 @@ def test_reserve_gives_the_target_vf_the_sources_ggtt_size(nodes):
     assert "provisioning ggtt_quota could not be made the source's 536870912" in r.stderr, r.stderr
 
 
+def test_a_reserved_target_vf_keeps_the_sources_provisioning_when_the_pool_is_prepared_again(nodes, tmp_path):
+    """#13: the target's pool has a profile of its own; the VF reserved for a migration was provisioned like the
+    source, and a later preparation pass (here a SIGHUP) must leave it so: xe-vfio-pci would refuse the state."""
+    import signal
+    config = tmp_path / "pools.json"
+    config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "profile": {"execQuantumMs": 10}}]}))
+    src, dst = nodes("node-a"), nodes("node-b", extra=("--config", str(config)))
+    for i in (1, 2):
+        _provision(src, i, exec_quantum_ms="0")
+        _provision(dst, i, exec_quantum_ms="0")
+    _provision(src, 1, exec_quantum_ms="25")
+
+    def quantum(i):
+        with open(os.path.join(dst.world.host.devdir("0000:03:00.0"), "sriov_admin", "vf%d" % i, "profile",
+                               "exec_quantum_ms")) as f:
+            return f.read().strip()
+
+    def settle(want):
+        deadline = time.monotonic() + 10
+        while [quantum(1), quantum(2)] != want:
+            assert time.monotonic() < deadline, [quantum(1), quantum(2)]
+            time.sleep(0.1)
+    time.sleep(0.6)  # both agents see sriov_admin/ (their next rescan)
+    dst.agent.signal(signal.SIGHUP)  # a pass: the pool's profile on both free VFs
+    settle(["10", "10"])
+    deadline = time.monotonic() + 5
+    while dict((p.key, p.value) for p in src.local().describe(src.vfs()[0]).provisioning).get("exec_quantum_ms") != "25":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    target = "127.0.0.1:%d" % dst.port
+    cli("reserve", "--id", "keep-1", "--vf", src.vfs()[0], "--vm", "default/vm1", "--source", src.sock, "--target",
+        target, *tls_args(dst))
+    reserved = [m.vf for m in dst.local().list() if m.migration_id == "keep-1"][0]
+    n = dst.vfs().index(reserved) + 1
+    assert quantum(n) == "25"
+    after = len(dst.agent.lines)
+    dst.agent.signal(signal.SIGHUP)  # another pass: the reserved VF is left as the source's
+    dst.agent.wait_log(r"event=vf_profile_deferred pci=%s resource=intel.com/xe_vf reason=\"a live migration relies on "
+                       r"it" % reserved, after=after)
+    assert quantum(n) == "25", "the pool's profile was written over the migration's provisioning"
+    assert quantum(3 - n) == "10"
+    # once the migration is aborted the VF is the pool's again at the next pass
+    cli("abort", "--id", "keep-1", "--target", target, *tls_args(dst))
+    dst.agent.signal(signal.SIGHUP)
+    settle(["10", "10"])
+
+
 def test_reserve_prefers_the_vf_at_the_source_vfs_address(nodes):
     """#13: the target VF at the source VF's own PCI address comes first: with it, the address in the source's
     domain stays right on the target (KubeVirt does not rewrite it yet); another compatible VF otherwise."""

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "fail.h"
+#include "text.h"
 
 #define BODY_MAX_BYTES ((size_t)8 * 1024 * 1024)
 #define LINE_MAX_BYTES BODY_MAX_BYTES
@@ -252,14 +253,6 @@ static long timeout_of(const struct http_request *req)
 	return req->timeout_ms > 0 ? req->timeout_ms : DEFAULT_TIMEOUT_MS;
 }
 
-static void auth_free(char *auth)
-{
-	if (auth) {
-		memset(auth, 0, strlen(auth)); /* a credential */
-		free(auth);
-	}
-}
-
 /* Parses the URL, connects and sends the request; the loop then runs it. */
 static int exchange_start(struct exchange *x, const struct http_request *req, char **error)
 {
@@ -325,7 +318,7 @@ static int exchange_start(struct exchange *x, const struct http_request *req, ch
 		watch_connect(x);
 	/* the headers hold copies: the credential is wiped from ours now */
 out:
-	auth_free(auth);
+	text_free_secret(auth);
 	free(host_header);
 	free(target);
 	return rc;

@@ -212,14 +212,6 @@ static char *read_token(const struct kube *k, char **error)
 	return token;
 }
 
-static void token_free(char *token)
-{
-	if (token) {
-		memset(token, 0, strlen(token)); /* a credential */
-		free(token);
-	}
-}
-
 /* The token and the URL of path, or -errno and *error. */
 static int prepare(const struct kube *k, const char *path, char **token, char **url, char **error)
 {
@@ -227,7 +219,7 @@ static int prepare(const struct kube *k, const char *path, char **token, char **
 	if (!(*token = read_token(k, error)))
 		return -EACCES;
 	if (xevf_asprintf(url, "%s%s", k->url, path)) {
-		token_free(*token);
+		text_free_secret(*token);
 		*token = NULL;
 		return agent_fail(error, ENOMEM, "out of memory");
 	}
@@ -260,7 +252,7 @@ int kube_request(struct kube *k, const char *what, const char *path, const char 
 	if (code >= 0 && !*body)
 		code = agent_fail(error, ENOMEM, "out of memory");
 	free(url);
-	token_free(token);
+	text_free_secret(token);
 	return code < 0 ? code : 0;
 }
 
@@ -278,7 +270,7 @@ int kube_stream(struct kube *k, const char *path, struct http_stopper *stop, htt
 	if (code > 0 && code / 100 != 2)
 		code = agent_fail(error, EPROTO, "watch: HTTP %d%s", code, rbac_hint(code));
 	free(url);
-	token_free(token);
+	text_free_secret(token);
 	return code < 0 ? code : 0;
 }
 

@@ -60,3 +60,11 @@ bool text_dns_subdomain(const char *s)
 	}
 	return true;
 }
+
+void text_free_secret(char *secret)
+{
+	if (secret) {
+		explicit_bzero(secret, strlen(secret)); /* not optimised away, unlike a memset before free */
+		free(secret);
+	}
+}

@@ -10,6 +10,10 @@
  * as \xNN, so the text can neither end a quoted value nor start a line. */
 char *printable_id(const char *id);
 
+/* Frees a credential (a token, an Authorization header) after wiping it, so
+ * that it does not linger in freed memory. NULL is fine. */
+void text_free_secret(char *secret);
+
 /* Equal strings, NULL counting as "" (fingerprint fields may be absent). */
 bool text_eq(const char *a, const char *b);
 

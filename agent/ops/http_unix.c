@@ -68,16 +68,20 @@ static int send_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
-/* Reads until the peer closes: the bytes (malloc'd, NUL-terminated) or NULL
- * with *error set. */
-static char *read_all(int fd, const char *socket_path, size_t *len, char **error)
+/* Reads until the peer closes: 0 and the bytes in *out (malloc'd,
+ * NUL-terminated), or -errno with *error set. */
+static int read_all(int fd, const char *socket_path, char **out, size_t *len, char **error)
 {
 	uint64_t give_up = clock_mono_ms() + ANSWER_TIMEOUT_MS;
 	size_t cap = 16384;
 	char *buf = malloc(cap);
+	int rc = 0;
 
+	*out = NULL;
 	*len = 0;
-	while (buf) {
+	if (!buf)
+		return agent_fail(error, ENOMEM, "out of memory");
+	while (rc == 0) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		uint64_t now = clock_mono_ms();
 		ssize_t n;
@@ -86,14 +90,14 @@ static char *read_all(int fd, const char *socket_path, size_t *len, char **error
 		if (ready < 0 && errno == EINTR)
 			continue;
 		if (ready <= 0) {
-			agent_fail(error, ETIMEDOUT, "%s: no whole answer within %d ms", socket_path, ANSWER_TIMEOUT_MS);
+			rc = agent_fail(error, ETIMEDOUT, "%s: no whole answer within %d ms", socket_path, ANSWER_TIMEOUT_MS);
 			break;
 		}
 		if (cap - *len < 4096) {
 			char *grown = cap >= ANSWER_MAX_BYTES ? NULL : realloc(buf, cap * 2);
 			if (!grown) {
-				agent_fail(error, EFBIG, "%s: the answer is larger than %zu bytes", socket_path,
-					   ANSWER_MAX_BYTES);
+				rc = agent_fail(error, cap >= ANSWER_MAX_BYTES ? EFBIG : ENOMEM, "%s: the answer is larger than "
+						"%zu bytes", socket_path, cap >= ANSWER_MAX_BYTES ? ANSWER_MAX_BYTES : cap);
 				break;
 			}
 			buf = grown;
@@ -103,19 +107,18 @@ static char *read_all(int fd, const char *socket_path, size_t *len, char **error
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			agent_fail(error, errno, "%s: %s", socket_path, strerror(errno));
+			rc = agent_fail(error, errno, "%s: %s", socket_path, strerror(errno));
 			break;
 		}
 		if (n == 0) {
 			buf[*len] = '\0';
-			return buf;
+			*out = buf;
+			return 0;
 		}
 		*len += (size_t)n;
 	}
-	if (!buf)
-		agent_fail(error, ENOMEM, "out of memory");
 	free(buf);
-	return NULL;
+	return rc;
 }
 
 int http_get_unix(const char *socket_path, const char *path, char **body, char **error)
@@ -139,10 +142,10 @@ int http_get_unix(const char *socket_path, const char *path, char **body, char *
 		close(fd);
 		return code;
 	}
-	answer = read_all(fd, socket_path, &len, error);
+	code = read_all(fd, socket_path, &answer, &len, error);
 	close(fd);
-	if (!answer)
-		return -EIO;
+	if (code < 0 || !answer)
+		return code < 0 ? code : -EIO;
 	code = http_parse_answer(answer, len, &body_at);
 	if (code < 0) {
 		free(answer);

@@ -259,6 +259,21 @@ def metrics_text(agent):
     return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
 
 
+def eventually(what, ok, timeout=5, step=0.05):
+    """Polls what() until ok(its value); fails with the last value after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not ok(value := what()):
+        assert time.monotonic() < deadline, value
+        time.sleep(step)
+    return value
+
+
+def profile_metric(agent, pci, key, value):
+    """/metrics comes to show that VF's profile value."""
+    sample = 'xevf_vf_profile_info{resource="%s",pci="%s",key="%s",value="%s"} 1' % (RESOURCE, pci, key, value)
+    eventually(lambda: metrics_text(agent), lambda text: sample in text, step=0.2)
+
+
 WANTED = {"exec_quantum_ms": "25", "preempt_timeout_us": "500000", "sched_priority": "low normal [high]"}
 
 
@@ -271,27 +286,17 @@ def test_pool_profile_is_set_on_vfs_and_again_when_they_are_recreated(world, nod
     watch = world.kubelet.watch_of(RESOURCE)
     watch.wait_for(healthy(2), timeout=10)
     agent.wait_log(r"event=vf_profile_set pci=0000:03:00.1 resource=intel.com/xe_vf key=exec_quantum_ms value=25 was=0")
-    deadline = time.monotonic() + 5
-    while profile_of(world, "0000:03:00.0", 2) != WANTED:
-        assert time.monotonic() < deadline, profile_of(world, "0000:03:00.0", 2)
-        time.sleep(0.05)
+    eventually(lambda: profile_of(world, "0000:03:00.0", 2), lambda p: p == WANTED)
     assert profile_of(world, "0000:03:00.0", 1) == WANTED
     out = json.loads(subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root",
                                      world.host.dev], capture_output=True, text=True, check=True).stdout)
     assert out["pfs"][0]["vfs"][0]["provisioning"]["sched_priority"] == "low normal [high]"
-    deadline = time.monotonic() + 5
-    while 'xevf_vf_profile_info{resource="intel.com/xe_vf",pci="0000:03:00.2",key="sched_priority",value="high"} 1' \
-            not in metrics_text(agent):
-        assert time.monotonic() < deadline, metrics_text(agent)
-        time.sleep(0.2)
+    profile_metric(agent, "0000:03:00.2", "sched_priority", "high")
     # numVFs 2 -> 3: xe re-creates every VF with its defaults; the agent sets the profile again
     config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 3, "profile": PROFILE}]}))
     agent.signal(signal.SIGHUP)
     watch.wait_for(healthy(3), timeout=10)
-    deadline = time.monotonic() + 5
-    while any(profile_of(world, "0000:03:00.0", n) != WANTED for n in (1, 2, 3)):
-        assert time.monotonic() < deadline, [profile_of(world, "0000:03:00.0", n) for n in (1, 2, 3)]
-        time.sleep(0.05)
+    eventually(lambda: [profile_of(world, "0000:03:00.0", n) for n in (1, 2, 3)], lambda ps: ps == [WANTED] * 3)
 
 
 def quotas_of(world, pf, n):
@@ -311,28 +316,18 @@ def test_pool_quotas_go_to_xe_debugfs_and_again_when_vfs_are_recreated(world, no
     watch.wait_for(healthy(2), timeout=10)
     agent.wait_log(r"event=vf_profile_set pci=0000:03:00.1 resource=intel.com/xe_vf key=ggtt_quota value=536870912 "
                    r"was=268435456")
-    deadline = time.monotonic() + 5
-    while quotas_of(world, "0000:03:00.0", 2) != want:
-        assert time.monotonic() < deadline, quotas_of(world, "0000:03:00.0", 2)
-        time.sleep(0.05)
+    eventually(lambda: quotas_of(world, "0000:03:00.0", 2), lambda q: q == want)
     assert quotas_of(world, "0000:03:00.0", 1) == want
     out = json.loads(subprocess.run([AGENT, "discover", "--json", "--sysfs-root", world.host.sys, "--dev-root",
                                      world.host.dev], capture_output=True, text=True, check=True).stdout)
     assert out["pfs"][0]["provisioningExposed"] is True
     assert out["pfs"][0]["vfs"][1]["provisioning"] == want
-    deadline = time.monotonic() + 5
-    while 'xevf_vf_profile_info{resource="intel.com/xe_vf",pci="0000:03:00.2",key="ggtt_quota",value="536870912"} 1' \
-            not in metrics_text(agent):
-        assert time.monotonic() < deadline, metrics_text(agent)
-        time.sleep(0.2)
+    profile_metric(agent, "0000:03:00.2", "ggtt_quota", "536870912")
     # numVFs 2 -> 3: xe re-creates every VF with its fair shares; the agent sets the quotas again
     config.write_text(json.dumps({"pools": [{"resourceName": RESOURCE, "numVFs": 3, "profile": quotas}]}))
     agent.signal(signal.SIGHUP)
     watch.wait_for(healthy(3), timeout=10)
-    deadline = time.monotonic() + 5
-    while any(quotas_of(world, "0000:03:00.0", n) != want for n in (1, 2, 3)):
-        assert time.monotonic() < deadline, [quotas_of(world, "0000:03:00.0", n) for n in (1, 2, 3)]
-        time.sleep(0.05)
+    eventually(lambda: [quotas_of(world, "0000:03:00.0", n) for n in (1, 2, 3)], lambda qs: qs == [want] * 3)
 
 
 def test_a_refused_profile_value_is_named_and_the_vf_keeps_serving(world, node):

@@ -58,7 +58,7 @@ static const struct setting settings[] = {
 	STR("procRoot", "proc-root", "DIR", proc_root, "/proc", NULL, "the host's /proc, to see which VFIO devices VMs hold"),
 	STR("podResourcesSocket", "pod-resources-socket", "PATH", pod_resources_socket,
 	    XEVF_DEFAULT_POD_RESOURCES_SOCKET, NULL,
-	    "the kubelet's PodResources API: which pod holds which VF (\"\" off)"),
+	    "the kubelet's PodResources API: which pod holds which VF (\"\" off; taken at start, not on SIGHUP)"),
 	STR("bootRoot", "boot-root", "DIR", boot_root, "/boot", NULL,
 	    "the host's /boot, where `doctor` reads the kernel's build configuration (config-<release>)"),
 	STR("httpAddress", "http-address", "ADDR", http_address, "0.0.0.0", NULL, "where /metrics, /healthz and /readyz listen"),

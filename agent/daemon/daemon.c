@@ -522,6 +522,7 @@ static void stop(struct daemon *d)
 	xevf_strv_free(d->notes, d->nnotes);
 	free(d->scan_error);
 	free(d->kubelet_socket);
+	free(d->pod_resources_socket);
 	config_free(&d->cfg);
 }
 
@@ -543,6 +544,7 @@ int daemon_run(const struct config_overrides *o, struct agent_config *cfg, const
 	pthread_mutex_init(&d.ask_lock, NULL);
 	pthread_cond_init(&d.answered_cond, NULL);
 	daemon_apply_settings(&d);
+	d.pod_resources_socket = xevf_strdup_or_null(d.cfg.pod_resources_socket);
 	daemon_hooks_init(&d);
 	rc = start(&d, world->injected_uevents);
 	if (rc == 0)

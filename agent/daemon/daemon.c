@@ -326,6 +326,21 @@ static void collect_migration_releases(struct daemon *d, int64_t now)
 	xevf_strv_free(freed, nfreed);
 }
 
+/* A migration ended (aborted, committed, expired): the VFs it held, a target
+ * provisioned like its source among them, get the pool's profile again. */
+static void notice_migrations_ended(struct daemon *d)
+{
+	size_t n = 0;
+	char **vfs = d->migration ? migration_vfs(d->migration, &n) : NULL;
+
+	if (!vfs)
+		return;
+	if (n < d->migrating_vfs)
+		daemon_request_prepare(d, "a migration ended");
+	d->migrating_vfs = n;
+	xevf_strv_free(vfs, n);
+}
+
 /* While a reservation waits for its target pod, the API server's answer is
  * kept fresh, so that the pod's allocation finds it ready. */
 static bool keep_pods_fresh(struct daemon *d)
@@ -410,6 +425,8 @@ static void step(struct daemon *d)
 		d->next_rescan_ms = now;
 	}
 	collect_migration_releases(d, now);
+	if (!d->stopping)
+		notice_migrations_ended(d);
 	if (!d->stopping && now >= d->next_rescan_ms) {
 		daemon_rescan(d);
 		d->next_rescan_ms = now + d->cfg.rescan_interval_ms;

@@ -72,6 +72,7 @@ struct daemon {
 	char *pod_resources_socket;
 	struct targets *targets;     /* NULL: no watch of KubeVirt's migration target pods */
 	struct migration_outcomes *outcomes; /* NULL: no watch of KubeVirt's migrations */
+	size_t migrating_vfs;        /* how many VFs the migrations held at the last look */
 	struct kubevirt_hooks *kubevirt_hooks; /* NULL: KubeVirt's node hooks are not served */
 	int uevent_fd;
 	int vfio_watch;              /* inotify on <dev>/vfio and <dev>/vfio/devices, -1 without */

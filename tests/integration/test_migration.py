@@ -1475,9 +1475,10 @@ def test_a_reserved_target_vf_keeps_the_sources_provisioning_when_the_pool_is_pr
                        r"it" % reserved, after=after)
     assert quantum(n) == "25", "the pool's profile was written over the migration's provisioning"
     assert quantum(3 - n) == "10"
-    # once the migration is aborted the VF is the pool's again at the next pass
+    # once the migration is aborted the VF is the pool's again, without waiting for another reason to prepare
     cli("abort", "--id", "keep-1", "--target", target, *tls_args(dst))
-    dst.agent.signal(signal.SIGHUP)
+    dst.agent.wait_log(r"event=vf_profile_set pci=%s resource=intel.com/xe_vf key=exec_quantum_ms value=10 was=25"
+                       % reserved)
     settle(["10", "10"])
 
 
